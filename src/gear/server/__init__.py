@@ -1,0 +1,1 @@
+"""The Gearman job server: broker (sans-I/O scheduling), admin commands, storage, network, CLI."""

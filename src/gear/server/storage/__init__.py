@@ -1,0 +1,1 @@
+"""Where background jobs survive a restart: one contract (``base``), several backends."""

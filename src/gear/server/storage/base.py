@@ -1,0 +1,74 @@
+"""The storage contract every backend implements, and the record it stores.
+
+Owns: :class:`StoredJob` (what survives a restart: reference/gearman-protocol.md 4.1, plus our
+own key so that jobs with an empty unique never overwrite each other) and :class:`Storage` (the
+backend interface). Backends live beside this file; the group-commit writer that drives them from
+the event loop is ``writer.py``.
+
+Must not import the broker, the network layer or asyncio: backends are blocking and are run
+off the event loop by the writer.
+
+Semantics (design.md section 3, "durability"):
+
+* ``add`` is durable when it returns: one transaction and one fsync for the whole batch.
+* ``remove`` deletes finished jobs; it may lag (write-behind), so a crash can replay a job that
+  already completed: delivery is at-least-once.
+* ``load`` returns every stored job, for replay on start, and creates the schema when missing. A
+  database that cannot be read raises :class:`StorageError`, never returns a partial list.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gear.errors import GearmanError
+
+#: Priorities as stored (gearmand's numbering, reference 4.2): 0 = high, 1 = normal, 2 = low.
+PRIORITY_HIGH = 0
+PRIORITY_NORMAL = 1
+PRIORITY_LOW = 2
+
+
+class StorageError(GearmanError):
+    """The storage backend failed (unreadable, corrupt, full disk, lost connection...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """One background job as stored.
+
+    ``key`` is assigned by the server, unique among stored jobs, and never reused while the
+    store holds it (the server starts its counter above the largest key ``load`` returned).
+    ``when`` is the Unix time an epoch job becomes runnable, 0 for "now".
+    """
+
+    key: int
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int = PRIORITY_NORMAL
+    when: int = 0
+
+
+class Storage(abc.ABC):
+    """A backend. Methods are blocking and are called from one writer thread at a time."""
+
+    #: Short name for logs and ``--queue`` URLs ("memory", "sqlite", "postgres").
+    name: str = "?"
+
+    @abc.abstractmethod
+    def load(self) -> list[StoredJob]:
+        """Open the store (creating it if needed) and return every stored job, oldest first."""
+
+    @abc.abstractmethod
+    def add(self, jobs: Sequence[StoredJob]) -> None:
+        """Store ``jobs`` durably, all or nothing; raise :class:`StorageError` on failure."""
+
+    @abc.abstractmethod
+    def remove(self, keys: Sequence[int]) -> None:
+        """Delete the jobs with these keys (unknown keys are ignored)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the backend's resources."""

@@ -1,0 +1,158 @@
+"""Start and control the real peers the interop tests run against.
+
+* :class:`GearmandProcess`: Debian's gearmand on ``127.0.0.1`` port 0; the port it got is read
+  from ``/proc`` (no fixed ports, no guessing).
+* :func:`gear016_python`: a virtual environment with PyPI's gear 0.16.0 (it installs the same
+  ``gear`` package name as ours, so it never shares an environment with us).
+* :func:`require_tool`: a missing peer skips the test with a reason, or fails it when
+  ``GEAR_REQUIRE_INTEROP=1`` (set by ``.ci/run``), so CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GEAR016_VENV = Path(os.environ.get("GEAR016_VENV", REPO / ".venvs" / "gear016"))
+
+
+def interop_required() -> bool:
+    return os.environ.get("GEAR_REQUIRE_INTEROP", "") not in ("", "0")
+
+
+def missing_peer(reason: str) -> None:
+    """Skip (or, under GEAR_REQUIRE_INTEROP=1, fail) because a peer is not available."""
+    if interop_required():
+        pytest.fail(f"GEAR_REQUIRE_INTEROP=1 but {reason}")
+    pytest.skip(reason)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if not path:
+        missing_peer(f"{name} is not installed (Debian: gearman-job-server / gearman-tools)")
+    return path  # type: ignore[return-value]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    For waiting on *another process* (a server to listen, a child to exit), where there is no
+    event to block on. In-process tests synchronise on events, never on this.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process ``pid`` listens on, read from /proc (Linux)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except FileNotFoundError:
+        return []
+    ports = []
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f)
+                for row in f:
+                    cols = row.split()
+                    if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                        ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            continue
+    return ports
+
+
+class GearmandProcess:
+    """A gearmand child process on 127.0.0.1 and a free port."""
+
+    def __init__(self, *extra_args: str, port: int = 0) -> None:
+        self.binary = require_tool("gearmand")
+        self.extra_args = list(extra_args)
+        self.host = "127.0.0.1"
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [
+            self.binary,
+            "--listen=127.0.0.1",
+            f"--port={self.port}",
+            "--log-file=none",
+            "--threads=0",
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = self.proc
+
+        def ready() -> int | None:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"gearmand exited with {proc.returncode}: {err}")
+            ports = listening_ports(proc.pid)
+            return ports[0] if ports else None
+
+        self.port = int(wait_for(ready, what="gearmand to listen"))  # type: ignore[arg-type]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (for reconnect tests)."""
+        self.stop()
+        self.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def gear016_python() -> str:
+    """Path of a python that imports PyPI's gear 0.16.0; the venv is created on first use."""
+    py = GEAR016_VENV / "bin" / "python"
+    if not py.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(GEAR016_VENV)], check=True)
+            subprocess.run(
+                [str(py), "-m", "pip", "install", "-q", "gear==0.16.0"],
+                check=True,
+                timeout=600,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            shutil.rmtree(GEAR016_VENV, ignore_errors=True)
+            missing_peer(f"cannot create a venv with gear 0.16.0: {exc}")
+    return str(py)
