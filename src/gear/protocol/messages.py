@@ -77,14 +77,23 @@ def submit_job(
     return request(ptype, name, unique, data)
 
 
-def can_do(name: bytes, timeout: int | None = None) -> bytes:
-    """CAN_DO, or CAN_DO_TIMEOUT when ``timeout`` (seconds, as gear documents it) is given.
+def timeout_ms(timeout: float | int | str | bytes) -> int:
+    """A CAN_DO_TIMEOUT value: ``timeout`` in seconds (gear's unit) as whole milliseconds.
 
-    gearmand 1.1.19+ reads the value as milliseconds with a 1000 ms floor (reference 3.8);
-    ``timeout`` is sent as given, so pass what your server expects.
+    gearmand 1.1.19+ and our server read the wire value as milliseconds (reference 3.8).
     """
+    if isinstance(timeout, bytes):
+        timeout = timeout.decode("ascii")
+    seconds = float(timeout)
+    if seconds <= 0:
+        raise ConfigurationError(f"timeout must be positive, not {timeout!r}")
+    return max(1, round(seconds * 1000))
+
+
+def can_do(name: bytes, timeout: float | int | str | bytes | None = None) -> bytes:
+    """CAN_DO, or CAN_DO_TIMEOUT when ``timeout`` (seconds) is given; sent as milliseconds."""
     if timeout:
-        return request(c.CAN_DO_TIMEOUT, name, str(int(timeout)).encode("ascii"))
+        return request(c.CAN_DO_TIMEOUT, name, str(timeout_ms(timeout)).encode("ascii"))
     return request(c.CAN_DO, name)
 
 
