@@ -57,11 +57,11 @@ class UnknownJobError(GearmanError):
     """A packet referred to a job handle this connection does not know."""
 
 
-class InterruptedError(GearmanError, builtins.InterruptedError):  # noqa: A001
-    """A blocking wait (e.g. ``Worker.getJob``) was interrupted by shutdown or stopWaitingForJobs."""
+class InterruptedError(GearmanError, builtins.InterruptedError):
+    """A blocking wait (``Worker.getJob``) was interrupted by shutdown or stopWaitingForJobs."""
 
 
-class TimeoutError(GearmanError, builtins.TimeoutError):  # noqa: A001
+class TimeoutError(GearmanError, builtins.TimeoutError):
     """A blocking call did not complete in time."""
 
 

@@ -37,13 +37,17 @@ def missing_peer(reason: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if not path:
         missing_peer(f"{name} is not installed (Debian: gearman-job-server / gearman-tools)")
     return path  # type: ignore[return-value]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
 
     For waiting on *another process* (a server to listen, a child to exit), where there is no

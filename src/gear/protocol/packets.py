@@ -245,7 +245,9 @@ class Decoder:
                 else:
                     if not self.text:
                         self._failed = True
-                        raise BadMagicError(f"expected a binary packet, got {bytes(buf[pos:pos + 4])!r}")
+                        raise BadMagicError(
+                            f"expected a binary packet, got {bytes(buf[pos : pos + 4])!r}"
+                        )
                     nl = buf.find(b"\n", pos)
                     if nl < 0:
                         if n - pos > self.max_line_size:
