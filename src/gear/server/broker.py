@@ -1,0 +1,1424 @@
+"""The job server's sans-I/O core: functions, priority queues, coalescing, wakeups, timers.
+
+Owns every scheduling decision of the server (design.md section 3) and the binary protocol as a
+server speaks it (reference/gearman-protocol.md, "the reference" below, sections 1 and 3). Admin
+text lines are handed to :mod:`gear.server.admin`. Must not import sockets, asyncio, threads or
+the network layer, and must not log on hot paths: this is a pure function of bytes, events and
+``clock()``.
+
+Interface with the network layer (notes/broker_iface.md; extended only additively):
+
+* ``broker.connect(host, port, fd, ssl_subject)`` returns a :class:`Peer`; ``broker.feed(peer,
+  data)`` for every chunk received; ``broker.disconnect(peer)`` once the socket is gone.
+* Output accumulates in ``peer.out`` (encoded byte strings, in order) and every peer whose ``out``
+  gained bytes is added to ``broker.dirty``. After each call into the broker (data, timers, store
+  callbacks) the network layer writes ``b"".join(peer.out)`` for each dirty peer, clears ``out``
+  and clears ``dirty``. ``peer.closing`` means: flush ``out``, then close. ``feed`` never raises
+  for bad input.
+* Timers: ``broker.next_deadline()`` (a ``clock()`` time, or None) and ``broker.run_timers()``.
+* Durability: ``BrokerConfig.store(record, done)`` and ``BrokerConfig.remove(key)``. A new
+  background job is stored before it is announced; until ``done`` is called it is not runnable
+  and *every* byte for the submitting peer is held back in order (libgearman matches JOB_CREATED
+  to submissions strictly in order, reference 1.3). ``done(None)`` releases it; ``done(exc)``
+  forgets the job and answers ``ERROR QUEUE_ERROR`` in place of JOB_CREATED.
+* Extensions: ``BrokerConfig.max_packet_size`` / ``max_line_size`` (oversize input closes the
+  connection), ``broker.functions`` / ``broker.peers`` (read by admin), ``broker.write`` /
+  ``broker.close`` (used by admin), ``broker.cancel``, ``broker.getQueue()``,
+  ``peer.related_jobs`` and ``peer.pending`` (stores not yet answered for that peer).
+
+Speed (this is the server's hot path): ``__slots__`` everywhere, a dispatch list indexed by packet
+type, whole request packets dispatched straight from the received bytes (the protocol
+``Decoder`` is used only for text lines, partial large packets and errors), O(1) queue and
+lookup operations, and no logging.
+
+Decisions (design.md section 3; where gearmand 1.1 differs, the reference's "do not copy" list,
+3.18, is followed):
+
+* Priority is global across a worker's functions (gearmand 2.0): HIGH before NORMAL before LOW
+  over all functions the worker can do, FIFO within a priority. Each function keeps one deque
+  per priority; every queued job carries a sequence number, so the oldest head among the
+  worker's functions is found by comparing heads: O(functions of the worker), never O(jobs).
+* A job re-queued because its worker went away (disconnect, CANT_DO, RESET_ABILITIES) goes to
+  the *front* of its priority (gearmand appends to the tail); it gets a sequence number smaller
+  than any other, so it is also first across functions. ``job_retries`` counts attempts
+  (gearmand ``-j``: N attempts, then WORK_FAIL; 0 = unlimited).
+* CAN_DO_TIMEOUT: one independent timer per assigned job, armed at assignment (the value of the
+  worker's latest CAN_DO/CAN_DO_TIMEOUT for that function), cancelled on any result, requeue or
+  disconnect; on expiry the job FAILS (WORK_FAIL to its clients) and leaves the worker, whose
+  later results get JOB_NOT_FOUND. PRE_SLEEP does not touch it (gearmand bug 3.18.5).
+* Epoch jobs wait outside the queues until a real timer makes them runnable (appended to the
+  NORMAL tail at their time, sleeping workers woken); they count as queued NORMAL jobs in
+  ``prioritystatus``. Peek and take only look at the queues, so they always agree.
+* Wakeups: each function keeps its sleeping workers in wake order. A new runnable job NOOPs the
+  first ``worker_wakeup`` of them (all when 0); a woken worker leaves every sleeper list until it
+  sends PRE_SLEEP again, so a connection gets at most one NOOP per sleep cycle and the longest
+  sleepers are woken first (the ``-w N`` spreading). PRE_SLEEP with a runnable job gets an
+  immediate NOOP (3.5). A sleeping worker that registers a function with runnable jobs is woken.
+* Coalescing on (function, unique) while queued, held, waiting or running, foreground and
+  background (3.2). Every attachment of a foreground submitter is kept (same connection twice
+  gets every WORK_* twice, as gearmand). Empty unique never coalesces; unique ``-`` coalesces on
+  the data (non-empty data only). A unique longer than ``max_unique_size`` is refused; every
+  accepted unique is kept whole and coalesces (gearmand truncates a 64-byte one: bug 3.18.7).
+* Last foreground client gone (3.7): a queued job is removed at once (gearmand leaves it counted
+  until a GRAB reaps it); a running job keeps running and its results are dropped. A background
+  submission coalesced onto a foreground job keeps it alive (gearmand loses it, 3.7 ⚠).
+* Unknown packet types, bad magic, malformed layouts, a CAN_DO_TIMEOUT value longer than 20
+  bytes, an out-of-range epoch, a GET_STATUS handle or GET_STATUS_UNIQUE unique of 64+ bytes and
+  oversize input close the connection without a reply, as gearmand does (1.6). ``\\0RES`` magic
+  on a valid type answers ERROR INVALID_MAGIC and keeps the connection (1.1).
+* ACL (when ``config.acl`` is set): deny by default; CAN_DO/CAN_DO_TIMEOUT refused silently (as
+  gear), SUBMIT* answered ``ERROR PERMISSION_DENIED\\0Permission denied by ACL``.
+* Functions are never forgotten except by admin ``drop function`` (gearmand's ``status`` lists
+  every function ever seen).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from gear import constants as c
+from gear.errors import ProtocolError
+from gear.protocol.packets import REQ, RES, Decoder, Frame
+from gear.server.storage.base import StoredJob
+
+if TYPE_CHECKING:
+    from gear.acl import ACL
+
+__all__ = ["HIGH", "LOW", "NORMAL", "Broker", "BrokerConfig", "Function", "Job", "Peer"]
+
+#: Internal priorities are gearmand's (and the store's) numbering: the index of the deque a job
+#: waits in, most urgent first (reference 3.3).
+HIGH = 0
+NORMAL = 1
+LOW = 2
+
+# Job states.
+QUEUED = 0  # in its function's deque: runnable
+RUNNING = 1  # assigned to a worker
+WAITING = 2  # epoch job before its time (timer pending)
+HELD = 3  # background job whose store() has not called done() yet
+DONE = 4  # forgotten
+
+# Timer kinds.
+_EPOCH = 0
+_TIMEOUT = 1
+
+_pack = struct.Struct("!4sII").pack
+_unpack_from = struct.Struct("!4sII").unpack_from
+_MAX_TYPE = c.MAX_TYPE
+#: Largest partial packet the fast path of Broker.feed keeps for the next chunk; larger ones
+#: go to the Decoder's growing buffer (no quadratic re-copying).
+_REST_MAX = 64 * 1024
+_RES = RES
+
+StoreDone = Callable[[BaseException | None], None]
+
+
+def _res(ptype: int, body: bytes) -> bytes:
+    """A server packet (``\\0RES``) of type ``ptype``."""
+    return _pack(_RES, ptype, len(body)) + body
+
+
+def _error(code: bytes, text: bytes) -> bytes:
+    return _res(c.ERROR, code + b"\x00" + text)
+
+
+# ERROR packets, byte-exact (reference 1.6).
+ERR_INVALID_MAGIC = _error(b"INVALID_MAGIC", b"Request magic expected")
+ERR_INVALID_COMMAND = _error(b"INVALID_COMMAND", b"Command not expected")
+ERR_UNIQUE_TOO_LARGE = _error(b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+ERR_HANDLE_TOO_LARGE = _error(
+    b"ARGUMENT_TOO_LARGE",
+    b"Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf",
+)
+ERR_QUEUE_FULL = _error(b"QUEUE_ERROR", b"Job queue is full")
+ERR_UNKNOWN_OPTION = _error(b"UNKNOWN_OPTION", b"Server does not recognize given option")
+ERR_NOT_FOUND_RESULT = _error(b"JOB_NOT_FOUND", b"Job given in work result not found")
+ERR_NOT_FOUND_DATA = _error(b"JOB_NOT_FOUND", b"Job does not exist on server")
+ERR_NOT_FOUND_EXCEPTION = _error(
+    b"JOB_NOT_FOUND", b"An exception was received for a job that does not exist"
+)
+ERR_ACL = _error(b"PERMISSION_DENIED", b"Permission denied by ACL")
+
+NOOP = _res(c.NOOP, b"")
+NO_JOB = _res(c.NO_JOB, b"")
+
+#: gearmand's job-handle buffer is 64 bytes with the NUL (reference 1.2).
+HANDLE_LIMIT = 64
+
+_JOB_CREATED = c.JOB_CREATED
+_WORK_FAIL = c.WORK_FAIL
+
+_STRTOL = re.compile(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_LONG_MAX = 2**63 - 1
+_LONG_MIN = -(2**63)
+
+
+def strtol(text: bytes) -> int | None:
+    """C ``strtol(text, NULL, 10)``: leading digits, 0 without any; None when it overflows."""
+    m = _STRTOL.match(text)
+    if m is None:
+        return 0
+    value = int(m.group(1))
+    if value > _LONG_MAX or value < _LONG_MIN:
+        return None
+    return value
+
+
+def atoi_u32(text: bytes) -> int:
+    """What gearmand stores for a WORK_STATUS number: ``atoi`` cast to uint32 (reference 1.2)."""
+    m = _STRTOL.match(text)
+    if m is None:
+        return 0
+    # glibc's atoi is (int) strtol: clamped to the long range, then truncated.
+    value = max(_LONG_MIN, min(_LONG_MAX, int(m.group(1))))
+    return value & 0xFFFFFFFF
+
+
+def _name(value: bytes) -> str:
+    """A function name as the ACL sees it (str; undecodable bytes survive as escapes)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class BrokerConfig:
+    """Settings of one broker: the gearmand options that shape scheduling."""
+
+    #: None -> ``b"H:" + hostname``; handles are ``prefix + b":" + n`` with n from 1 (3.1).
+    handle_prefix: bytes | None = None
+    #: gearmand ``-j``: maximum attempts before WORK_FAIL; 0 = unlimited (3.6).
+    job_retries: int = 0
+    #: gearmand ``-w``: NOOPs sent per new job; 0 = every sleeping worker (3.5).
+    worker_wakeup: int = 0
+    #: gearmand ``--exceptions``: every connection starts with the exceptions option (3.9).
+    exceptions_default: bool = False
+    #: A unique (or reducer) longer than this gets ERROR ARGUMENT_TOO_LARGE (1.2).
+    max_unique_size: int = 64
+    #: Admin ``version`` answer (without ``OK``).
+    version: bytes = b"1.1.20"
+    #: Admin ``verbose`` answer (without ``OK``).
+    verbose: bytes = b"ERROR"
+    #: When set: deny by default; CAN_DO silently ignored, SUBMIT* answered with an ERROR, and
+    #: ``cancel job`` / ``acl grant|revoke`` checked (gear-0.16-api.md 3.13.2).
+    acl: ACL | None = None
+    #: Durable background jobs: ``store(record, done)``; the job is announced and runnable only
+    #: after ``done(None)``; ``done(exc)`` answers ERROR QUEUE_ERROR instead of JOB_CREATED.
+    store: Callable[[StoredJob, StoreDone], None] | None = None
+    #: Write-behind delete of a stored job that finished (completed, failed, cancelled...).
+    remove: Callable[[int], None] | None = None
+    #: Extension: largest accepted packet body / admin line; larger input closes the connection.
+    max_packet_size: int = 64 * 1024 * 1024
+    max_line_size: int = 64 * 1024
+
+
+class Peer:
+    """The broker's view of one connection (attribute names follow gear's ServerConnection).
+
+    The network layer reads ``out``, ``closing`` and the identity fields; everything else is the
+    broker's state and must not be changed from outside.
+    """
+
+    __slots__ = (
+        "abilities",
+        "client_id",
+        "client_jobs",
+        "closing",
+        "decoder",
+        "exceptions",
+        "fd",
+        "functions",
+        "gone",
+        "held",
+        "host",
+        "noop_sent",
+        "out",
+        "pending",
+        "port",
+        "rest",
+        "sleeping",
+        "ssl_subject",
+        "timeouts",
+        "worker_jobs",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        fd: int,
+        ssl_subject: str | None = None,
+        decoder: Decoder | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.fd = fd
+        self.ssl_subject = ssl_subject
+        #: b"-" until SET_CLIENT_ID (shown by admin ``workers``).
+        self.client_id = b"-"
+        #: Registered function names in CAN_DO order, duplicates kept (gearmand does not de-dup,
+        #: reference 1.4 #1); ``name in peer.functions`` works as with gear's set.
+        self.functions: list[bytes] = []
+        #: Encoded bytes to write, in order; the network layer joins, writes and clears it.
+        self.out: list[bytes] = []
+        #: Close after flushing ``out``.
+        self.closing = False
+        #: The OPTION_REQ ``exceptions`` flag (3.9).
+        self.exceptions = False
+        self.decoder = decoder if decoder is not None else Decoder()
+        # A partial binary packet kept by Broker.feed's fast path.
+        self.rest = b""
+        # Distinct registered functions, in first-registration order (what take_job scans).
+        self.abilities: list[Function] = []
+        # Function name -> CAN_DO_TIMEOUT in ms from the latest registration (0 = none).
+        self.timeouts: dict[bytes, int] = {}
+        self.sleeping = False
+        self.noop_sent = False
+        # Jobs this connection runs as a worker, and foreground jobs it is attached to
+        # (job -> number of attachments).
+        self.worker_jobs: dict[Job, None] = {}
+        self.client_jobs: dict[Job, int] = {}
+        # Output held back while a store is pending (None when not holding): bytes or tickets.
+        self.held: deque[bytes | _Ticket] | None = None
+        self.pending = 0
+        self.gone = False
+
+    @property
+    def related_jobs(self) -> dict[bytes, Job]:
+        """gear's ``ServerConnection.related_jobs``: handle -> job, as worker or client."""
+        jobs = {job.handle: job for job in self.client_jobs}
+        jobs.update((job.handle, job) for job in self.worker_jobs)
+        return jobs
+
+    def __repr__(self) -> str:
+        return f"<Peer fd={self.fd} {self.host}:{self.port} id={self.client_id!r}>"
+
+
+class _Ticket:
+    """A place in a peer's held output, filled when its store completes."""
+
+    __slots__ = ("data", "peer")
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.data: bytes | None = None
+
+
+class _Timer:
+    """A pending epoch start or CAN_DO_TIMEOUT expiry; ``job`` is None once cancelled."""
+
+    __slots__ = ("job", "kind")
+
+    def __init__(self, job: Job, kind: int) -> None:
+        self.job: Job | None = job
+        self.kind = kind
+
+
+class Function:
+    """One function name: its queues, counters, workers and limits."""
+
+    __slots__ = (
+        "by_data",
+        "max_queue",
+        "name",
+        "queues",
+        "running",
+        "sleepers",
+        "total",
+        "uniques",
+        "waiting",
+        "workers",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        #: One FIFO per priority, HIGH, NORMAL, LOW; only runnable jobs are in them.
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        #: Jobs of this function in memory, in any state (admin ``status`` TOTAL, maxqueue).
+        self.total = 0
+        #: Jobs assigned to a worker.
+        self.running = 0
+        #: Epoch jobs waiting for their time (NORMAL priority).
+        self.waiting = 0
+        #: CAN_DO registrations, duplicates counted (admin ``status`` WORKERS).
+        self.workers = 0
+        #: Sleeping workers that can do this function, in wake order.
+        self.sleepers: dict[Peer, None] = {}
+        #: unique -> job, and data -> job for unique ``-`` (3.2).
+        self.uniques: dict[bytes, Job] = {}
+        self.by_data: dict[bytes, Job] = {}
+        #: maxqueue limits per priority (HIGH, NORMAL, LOW), None when never set (3.13).
+        self.max_queue: list[int] | None = None
+
+    def queued(self, priority: int) -> int:
+        """Jobs waiting at ``priority`` (epoch jobs before their time count as NORMAL)."""
+        n = len(self.queues[priority])
+        return n + self.waiting if priority == NORMAL else n
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name!r} total={self.total} running={self.running}>"
+
+
+class Job:
+    """One job in memory. Attribute names follow gear's ServerJob where it has one."""
+
+    __slots__ = (
+        "arguments",
+        "background",
+        "clients",
+        "denominator",
+        "function",
+        "handle",
+        "ignore",
+        "keep",
+        "key",
+        "name",
+        "numerator",
+        "priority",
+        "reducer",
+        "retries",
+        "seq",
+        "state",
+        "timer",
+        "unique",
+        "waiters",
+        "when",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        arguments: bytes,
+        priority: int,
+        background: bool,
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.name = function.name
+        self.unique = unique
+        self.arguments = arguments
+        self.priority = priority
+        self.background = background
+        self.when = 0
+        self.reducer: bytes | None = None
+        #: Attached foreground clients, one entry per attachment (3.2).
+        self.clients: list[Peer] = []
+        self.worker: Peer | None = None
+        self.numerator = 0
+        self.denominator = 0
+        self.retries = 0
+        self.seq = 0
+        self.state = QUEUED
+        self.timer: _Timer | None = None
+        #: Storage key when stored, else None.
+        self.key: int | None = None
+        #: A background submission coalesced onto this foreground job (keeps it alive).
+        self.keep = False
+        #: Cancelled while running: results reach nobody, a requeue forgets it.
+        self.ignore = False
+        #: Tickets answered when the store completes (HELD jobs only).
+        self.waiters: list[_Ticket] | None = None
+
+    # gear ServerJob compatibility (read-only views).
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    @property
+    def worker_connection(self) -> Peer | None:
+        return self.worker
+
+    @property
+    def client_connection(self) -> Peer | None:
+        return self.clients[0] if self.clients else None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.name!r} unique={self.unique!r} state={self.state}>"
+
+
+# SUBMIT types -> (priority, background) (reference 3.3).
+_SUBMITS: dict[int, tuple[int, bool]] = {
+    c.SUBMIT_JOB: (NORMAL, False),
+    c.SUBMIT_JOB_BG: (NORMAL, True),
+    c.SUBMIT_JOB_HIGH: (HIGH, False),
+    c.SUBMIT_JOB_HIGH_BG: (HIGH, True),
+    c.SUBMIT_JOB_LOW: (LOW, False),
+    c.SUBMIT_JOB_LOW_BG: (LOW, True),
+}
+
+Handler = Callable[[Peer, int, bytes], None]
+
+
+class Broker:
+    """The scheduler. Every method runs on one thread (the event loop) and nothing blocks."""
+
+    def __init__(self, config: BrokerConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        #: Peers whose ``out`` gained bytes since the network layer last flushed.
+        self.dirty: set[Peer] = set()
+        #: Set by admin ``shutdown``: None, "immediate" or "graceful".
+        self.shutdown_requested: str | None = None
+        #: handle -> job, every job in memory.
+        self.jobs: dict[bytes, Job] = {}
+        #: name -> function, every function seen (in first-seen order).
+        self.functions: dict[bytes, Function] = {}
+        #: Every connected peer, in connect order.
+        self.peers: dict[Peer, None] = {}
+        prefix = config.handle_prefix
+        if prefix is None:
+            prefix = b"H:" + socket.gethostname().encode("utf-8", "replace")
+        self.handle_prefix = prefix
+        self._hprefix = prefix + b":"
+        self._counter = 0  # last handle number
+        self._seq = 0  # queue order of normally queued jobs (grows)
+        self._front = 0  # queue order of requeued jobs (shrinks: always first)
+        self._next_key = 1
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._timer_seq = 0
+        self._cancelled = 0
+        self._wakeup = config.worker_wakeup
+        self._retries = config.job_retries
+        self._max_unique = config.max_unique_size
+        self._acl = config.acl
+        self._store = config.store
+        self._remove = config.remove
+        self._admin: Callable[[Broker, Peer, bytes], None] | None = None
+        handlers: list[Handler] = [self._h_closing] * (c.MAX_TYPE + 1)
+        for ptype in (c.NOOP, c.JOB_CREATED, c.NO_JOB, c.JOB_ASSIGN, c.ECHO_RES, c.ERROR,
+                      c.STATUS_RES, c.OPTION_RES, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL,
+                      c.STATUS_RES_UNIQUE, 5, c.ALL_YOURS):
+            handlers[ptype] = self._h_invalid
+        for ptype in _SUBMITS:
+            handlers[ptype] = self._h_submit
+        handlers[c.SUBMIT_JOB_EPOCH] = self._h_submit_epoch
+        handlers[c.SUBMIT_JOB_SCHED] = self._h_submit_sched
+        handlers[c.SUBMIT_REDUCE_JOB] = self._h_submit_reduce
+        handlers[c.SUBMIT_REDUCE_JOB_BACKGROUND] = self._h_submit_reduce
+        handlers[c.CAN_DO] = self._h_can_do
+        handlers[c.CAN_DO_TIMEOUT] = self._h_can_do_timeout
+        handlers[c.CANT_DO] = self._h_cant_do
+        handlers[c.RESET_ABILITIES] = self._h_reset_abilities
+        handlers[c.PRE_SLEEP] = self._h_pre_sleep
+        handlers[c.GRAB_JOB] = self._h_grab
+        handlers[c.GRAB_JOB_UNIQ] = self._h_grab
+        handlers[c.GRAB_JOB_ALL] = self._h_grab
+        handlers[c.WORK_STATUS] = self._h_work_status
+        handlers[c.WORK_COMPLETE] = self._h_work_complete
+        handlers[c.WORK_FAIL] = self._h_work_fail
+        handlers[c.WORK_EXCEPTION] = self._h_work_exception
+        handlers[c.WORK_DATA] = self._h_work_data
+        handlers[c.WORK_WARNING] = self._h_work_data
+        handlers[c.GET_STATUS] = self._h_get_status
+        handlers[c.GET_STATUS_UNIQUE] = self._h_get_status_unique
+        handlers[c.ECHO_REQ] = self._h_echo
+        handlers[c.OPTION_REQ] = self._h_option
+        handlers[c.SET_CLIENT_ID] = self._h_set_client_id
+        self._handlers = handlers
+
+    # ------------------------------------------------------------------ connections
+
+    def connect(self, host: str, port: int, fd: int, ssl_subject: str | None = None) -> Peer:
+        """A new connection; returns its :class:`Peer`."""
+        config = self.config
+        peer = Peer(host, port, fd, ssl_subject,
+                    Decoder(config.max_packet_size, config.max_line_size))
+        peer.exceptions = config.exceptions_default
+        self.peers[peer] = None
+        return peer
+
+    def disconnect(self, peer: Peer) -> None:
+        """The connection is gone: requeue the jobs it runs, detach it from its jobs (3.6, 3.7).
+
+        Safe to call twice. Output still in ``peer.out`` or held is dropped.
+        """
+        if peer.gone:
+            return
+        peer.gone = True
+        self.peers.pop(peer, None)
+        self.dirty.discard(peer)
+        peer.held = None
+        self._unsleep(peer)
+        for f in peer.abilities:
+            f.workers -= peer.functions.count(f.name)
+        peer.abilities = []
+        peer.functions = []
+        peer.timeouts = {}
+        # Detach as a client first, so that a job it both submitted and ran (or one failed by
+        # the retry limit) never writes to this gone peer.
+        for job in list(peer.client_jobs):
+            self._detach_client(job, peer)
+        for job in list(peer.worker_jobs):
+            self._requeue(job)
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, peer: Peer, data: bytes) -> None:
+        """Handle every packet and admin line completed by ``data`` (``bytes``, any chunking).
+
+        Never raises for bad input: protocol errors answer like gearmand and set
+        ``peer.closing``; input after that is ignored.
+        """
+        if peer.closing or peer.gone:
+            return
+        handlers = self._handlers
+        decoder = peer.decoder
+        if not decoder.buffered:
+            # Fast path: complete request packets are dispatched in place, without the
+            # Decoder's per-event objects, and a small partial packet at the end waits in
+            # peer.rest. Anything else (text, RES magic, a bad header, a large partial packet)
+            # goes to the Decoder, which owns every framing rule and error (reference 1.1).
+            rest = peer.rest
+            if rest:
+                data = rest + data
+                peer.rest = b""
+            n = len(data)
+            pos = 0
+            limit = decoder.max_packet_size
+            while n - pos >= 12 and data[pos] == 0:
+                magic, ptype, size = _unpack_from(data, pos)
+                if magic != REQ or not 0 < ptype <= _MAX_TYPE or size > limit:
+                    break
+                end = pos + 12 + size
+                if end > n:
+                    if size <= _REST_MAX:
+                        peer.rest = data[pos:]
+                        return
+                    break
+                handlers[ptype](peer, ptype, data[pos + 12 : end])
+                pos = end
+                if peer.closing:
+                    return
+            if pos == n:
+                return
+            if n - pos < 12 and data[pos] == 0:
+                peer.rest = data[pos:]
+                return
+            if pos:
+                data = data[pos:]
+        try:
+            for event in decoder.feed(data):
+                if isinstance(event, Frame):
+                    if event.magic == REQ:
+                        handlers[event.ptype](peer, event.ptype, event.body)
+                    else:
+                        # A valid type with RES magic: answer, keep the connection (1.1).
+                        self._write(peer, ERR_INVALID_MAGIC)
+                else:
+                    self._admin_line(peer, event.line)
+                if peer.closing:
+                    break
+        except ProtocolError:
+            # Bad magic, unknown type, oversize: gearmand closes without a reply (1.6).
+            peer.closing = True
+            self.dirty.add(peer)
+
+    def _admin_line(self, peer: Peer, line: bytes) -> None:
+        admin = self._admin
+        if admin is None:
+            from gear.server.admin import handle_line
+
+            admin = self._admin = handle_line
+        admin(self, peer, line)
+
+    # ------------------------------------------------------------------ output
+
+    def _write(self, peer: Peer, data: bytes) -> None:
+        """Queue ``data`` for ``peer``, behind any output held for a pending store."""
+        held = peer.held
+        if held is None:
+            peer.out.append(data)
+            self.dirty.add(peer)
+        else:
+            held.append(data)
+
+    def write(self, peer: Peer, data: bytes) -> None:
+        """Queue raw bytes for ``peer`` in order (used by the admin module)."""
+        self._write(peer, data)
+
+    def close(self, peer: Peer) -> None:
+        """Close ``peer`` after what is queued for it (malformed input, admin 6-token lines)."""
+        peer.closing = True
+        self.dirty.add(peer)
+
+    def _hold(self, peer: Peer) -> _Ticket:
+        ticket = _Ticket(peer)
+        held = peer.held
+        if held is None:
+            held = peer.held = deque()
+        held.append(ticket)
+        peer.pending += 1
+        return ticket
+
+    def _resolve(self, ticket: _Ticket, data: bytes) -> None:
+        peer = ticket.peer
+        ticket.data = data
+        if peer.gone:
+            return
+        peer.pending -= 1
+        held = peer.held
+        if held is None:  # pragma: no cover - a ticket always lives in its peer's held deque
+            return
+        out = peer.out
+        n = len(out)
+        while held:
+            item = held[0]
+            if type(item) is bytes:
+                out.append(item)
+            else:
+                assert isinstance(item, _Ticket)
+                if item.data is None:
+                    break
+                out.append(item.data)
+            held.popleft()
+        if not held:
+            peer.held = None
+        if len(out) != n:
+            self.dirty.add(peer)
+
+    def _send_clients(self, job: Job, packet: bytes) -> None:
+        for client in job.clients:
+            held = client.held
+            if held is None:
+                client.out.append(packet)
+                self.dirty.add(client)
+            else:
+                held.append(packet)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """``clock()`` time of the earliest pending timer, or None."""
+        heap = self._timers
+        while heap and heap[0][2].job is None:
+            heapq.heappop(heap)
+            self._cancelled -= 1
+        return heap[0][0] if heap else None
+
+    def run_timers(self) -> None:
+        """Fire every timer due at ``clock()``: epoch jobs become runnable, timeouts fail jobs."""
+        heap = self._timers
+        if not heap:
+            return
+        now = self.clock()
+        pop = heapq.heappop
+        while heap and heap[0][0] <= now:
+            timer = pop(heap)[2]
+            job = timer.job
+            if job is None:
+                self._cancelled -= 1
+                continue
+            job.timer = None
+            if timer.kind == _EPOCH:
+                if job.state == WAITING:
+                    job.function.waiting -= 1
+                    self._enqueue(job)
+            elif job.state == RUNNING:
+                # CAN_DO_TIMEOUT expired: the job fails and the worker's slot is freed (3.8,
+                # design.md); the worker is not told, its late results get JOB_NOT_FOUND.
+                worker = job.worker
+                assert worker is not None
+                del worker.worker_jobs[job]
+                job.function.running -= 1
+                job.worker = None
+                self._fail(job)
+
+    def _add_timer(self, deadline: float, job: Job, kind: int) -> None:
+        self._timer_seq += 1
+        timer = job.timer = _Timer(job, kind)
+        # The unique sequence number breaks ties, so timers themselves are never compared.
+        heapq.heappush(self._timers, (deadline, self._timer_seq, timer))
+
+    def _cancel_timer(self, job: Job) -> None:
+        timer = job.timer
+        if timer is not None:
+            timer.job = None  # lazily deleted: skipped when it reaches the top of the heap
+            job.timer = None
+            self._cancelled += 1
+            heap = self._timers
+            # Compact when cancelled entries dominate (finished jobs with a long timeout).
+            if self._cancelled > 1024 and self._cancelled * 2 > len(heap):
+                heap[:] = [e for e in heap if e[2].job is not None]
+                heapq.heapify(heap)
+                self._cancelled = 0
+
+    def _check_timers(self) -> None:
+        heap = self._timers
+        if heap and heap[0][0] <= self.clock():
+            self.run_timers()
+
+    # ------------------------------------------------------------------ queues
+
+    def get_function(self, name: bytes) -> Function:
+        """The function ``name``, created if new (admin ``create function``, CAN_DO, replay)."""
+        f = self.functions.get(name)
+        if f is None:
+            f = self.functions[name] = Function(name)
+        return f
+
+    def _enqueue(self, job: Job) -> None:
+        """Append a job to the tail of its priority and wake workers."""
+        self._seq += 1
+        job.seq = self._seq
+        job.state = QUEUED
+        f = job.function
+        f.queues[job.priority].append(job)
+        if f.sleepers:
+            self._wake(f)
+
+    def _wake(self, f: Function) -> None:
+        sleepers = f.sleepers
+        n = self._wakeup
+        peers = list(sleepers) if n <= 0 or n >= len(sleepers) else list(islice(sleepers, n))
+        for peer in peers:
+            self._unsleep(peer)
+            peer.noop_sent = True
+            self._write(peer, NOOP)
+
+    def _unsleep(self, peer: Peer) -> None:
+        if peer.sleeping:
+            peer.sleeping = False
+            for f in peer.abilities:
+                f.sleepers.pop(peer, None)
+
+    def take_job(self, peer: Peer, peek: bool = False) -> Job | None:
+        """The next job for worker ``peer``: HIGH, then NORMAL, then LOW over all its functions,
+        oldest first. Unless ``peek``, the job leaves its queue and is assigned to ``peer``.
+
+        This is the one place that chooses a worker's next job (gear's getJobForConnection);
+        a subclass may override it, returning a queued job of one of the peer's functions.
+        """
+        abilities = peer.abilities
+        best: Job | None = None
+        if len(abilities) == 1:
+            for queue in abilities[0].queues:
+                if queue:
+                    best = queue[0]
+                    break
+        else:
+            for p in (HIGH, NORMAL, LOW):
+                seq = 0
+                for f in abilities:
+                    queue = f.queues[p]
+                    if queue:
+                        head = queue[0]
+                        if best is None or head.seq < seq:
+                            best = head
+                            seq = head.seq
+                if best is not None:
+                    break
+        if best is None or peek:
+            return best
+        self._assign(best, peer)
+        return best
+
+    def _assign(self, job: Job, peer: Peer) -> None:
+        f = job.function
+        queue = f.queues[job.priority]
+        if queue[0] is job:
+            queue.popleft()
+        else:  # an overriding take_job chose a job deeper in the queue
+            queue.remove(job)
+        job.state = RUNNING
+        job.worker = peer
+        f.running += 1
+        peer.worker_jobs[job] = None
+        timeouts = peer.timeouts
+        if timeouts:
+            ms = timeouts.get(job.name)
+            if ms:
+                self._add_timer(self.clock() + ms / 1000.0, job, _TIMEOUT)
+
+    def _drop_unique(self, job: Job) -> None:
+        """Stop coalescing onto ``job``."""
+        unique = job.unique
+        if unique:
+            f = job.function
+            if unique == b"-":
+                if f.by_data.get(job.arguments) is job:
+                    del f.by_data[job.arguments]
+            elif f.uniques.get(unique) is job:
+                del f.uniques[unique]
+
+    def _forget(self, job: Job) -> None:
+        """Remove a job from memory (any state but RUNNING-with-worker) and from its store."""
+        job.state = DONE
+        job.function.total -= 1
+        del self.jobs[job.handle]
+        if job.unique:
+            self._drop_unique(job)
+        for client in job.clients:
+            client.client_jobs.pop(job, None)
+        if job.timer is not None:
+            self._cancel_timer(job)
+        key = job.key
+        if key is not None and self._remove is not None:
+            self._remove(key)
+
+    def _release_worker(self, job: Job) -> None:
+        worker = job.worker
+        if worker is not None:
+            del worker.worker_jobs[job]
+            job.function.running -= 1
+            job.worker = None
+
+    def _fail(self, job: Job) -> None:
+        """Finish a job as failed: WORK_FAIL (the handle, no NUL: 3.9, 1.3) to its clients."""
+        if job.clients:
+            self._send_clients(job, _res(_WORK_FAIL, job.handle))
+        self._forget(job)
+
+    def _requeue(self, job: Job) -> None:
+        """The worker let go of a running job (disconnect, CANT_DO): back to the front (3.6)."""
+        self._release_worker(job)
+        if job.timer is not None:
+            self._cancel_timer(job)
+        job.numerator = job.denominator = 0
+        job.retries += 1
+        if job.ignore or not (job.clients or job.background or job.keep):
+            self._forget(job)  # cancelled, or nobody waits for it any more (3.7)
+            return
+        if self._retries and job.retries >= self._retries:
+            self._fail(job)
+            return
+        self._front -= 1
+        job.seq = self._front
+        job.state = QUEUED
+        f = job.function
+        f.queues[job.priority].appendleft(job)
+        if f.sleepers:
+            self._wake(f)
+
+    def _detach_client(self, job: Job, peer: Peer) -> None:
+        """Client ``peer`` disconnected: drop all its attachments to ``job`` (3.7)."""
+        job.clients = [p for p in job.clients if p is not peer]
+        peer.client_jobs.pop(job, None)
+        if job.clients or job.background or job.keep:
+            return
+        if job.state == QUEUED:
+            job.function.queues[job.priority].remove(job)
+            self._forget(job)
+        # A running job goes on; its results reach nobody and it is forgotten when it ends.
+
+    def cancel(self, job: Job) -> bool:
+        """Admin ``cancel job``: WORK_FAIL to its clients, deleted from its queue and store (2.2).
+
+        A queued or waiting job is forgotten at once (gearmand leaves it counted until a GRAB
+        reaps it). A running job is not stopped: its clients get WORK_FAIL and are detached, it
+        stops coalescing, and it stays counted as running until its worker finishes (results
+        reach nobody) or goes away (no requeue). A job whose store is pending, or that is
+        already cancelled, cannot be cancelled: returns False.
+        """
+        state = job.state
+        if state == HELD or job.ignore:
+            return False
+        if state == QUEUED:
+            job.function.queues[job.priority].remove(job)
+        elif state == WAITING:
+            job.function.waiting -= 1
+        elif state == RUNNING:
+            if job.clients:
+                self._send_clients(job, _res(_WORK_FAIL, job.handle))
+            for client in job.clients:
+                client.client_jobs.pop(job, None)
+            job.clients = []
+            job.ignore = True
+            self._drop_unique(job)
+            key = job.key
+            if key is not None:
+                job.key = None
+                if self._remove is not None:
+                    self._remove(key)
+            return True
+        self._fail(job)
+        return True
+
+    # ------------------------------------------------------------------ submissions
+
+    def _submit(
+        self,
+        peer: Peer,
+        name: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        when: int = 0,
+        reducer: bytes | None = None,
+    ) -> None:
+        if len(unique) > self._max_unique:
+            self._write(peer, ERR_UNIQUE_TOO_LARGE)
+            return
+        acl = self._acl
+        if acl is not None and not acl.canInvoke(peer.ssl_subject, _name(name)):
+            self._write(peer, ERR_ACL)
+            return
+        f = self.functions.get(name)
+        if f is None:
+            f = self.functions[name] = Function(name)
+        if unique:
+            if unique == b"-":  # coalesce on the data (3.2)
+                existing = f.by_data.get(data) if data else None
+            else:
+                existing = f.uniques.get(unique)
+            if existing is not None:
+                self._coalesce(peer, existing, background)
+                return
+        limits = f.max_queue
+        if limits is not None:
+            limit = limits[priority]
+            if limit and f.total >= limit:  # the function's total, all priorities (3.13)
+                self._write(peer, ERR_QUEUE_FULL)
+                return
+        self._counter = n = self._counter + 1
+        handle = b"%s%d" % (self._hprefix, n)
+        job = Job(handle, f, unique, data, priority, background)
+        self.jobs[handle] = job
+        f.total += 1
+        if unique:
+            if unique == b"-":
+                if data:
+                    f.by_data[data] = job
+            else:
+                f.uniques[unique] = job
+        if reducer is not None:
+            job.reducer = reducer
+        if when:
+            job.when = when
+        if not background:
+            job.clients.append(peer)
+            peer.client_jobs[job] = 1
+        elif self._store is not None:
+            self._store_job(peer, job)
+            return
+        created = _pack(_RES, _JOB_CREATED, len(handle)) + handle
+        held = peer.held
+        if held is None:
+            peer.out.append(created)
+            self.dirty.add(peer)
+        else:
+            held.append(created)
+        if when:
+            self._start(job)
+            return
+        # Inline _enqueue: the hot path of every submission.
+        self._seq = seq = self._seq + 1
+        job.seq = seq
+        f.queues[priority].append(job)
+        if f.sleepers:
+            self._wake(f)
+
+    def _start(self, job: Job) -> None:
+        """A new (or stored) job enters the scheduler: waiting for its time, or queued."""
+        when = job.when
+        if when and when > self.clock():
+            job.state = WAITING
+            job.function.waiting += 1
+            self._add_timer(float(when), job, _EPOCH)
+        else:
+            self._enqueue(job)
+
+    def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
+        """Attach a submission to an existing job; new data and priority are discarded (3.2)."""
+        if background:
+            if not job.background:
+                job.keep = True
+        else:
+            job.clients.append(peer)
+            peer.client_jobs[job] = peer.client_jobs.get(job, 0) + 1
+        if job.state == HELD:
+            assert job.waiters is not None
+            job.waiters.append(self._hold(peer))
+        else:
+            self._write(peer, _res(_JOB_CREATED, job.handle))
+
+    def _store_job(self, peer: Peer, job: Job) -> None:
+        store = self._store
+        assert store is not None
+        key = self._next_key
+        self._next_key = key + 1
+        job.key = key
+        job.state = HELD
+        job.waiters = [self._hold(peer)]
+        record = StoredJob(key, job.name, job.unique, job.arguments, job.priority, job.when)
+
+        def done(exc: BaseException | None, job: Job = job) -> None:
+            self._stored(job, exc)
+
+        try:
+            store(record, done)
+        except Exception as exc:  # a store that fails at once answers like a failed commit
+            self._stored(job, exc)
+
+    def _stored(self, job: Job, exc: BaseException | None) -> None:
+        """The store answered for ``job``: announce and run it, or forget it."""
+        if job.state != HELD:
+            return  # done() called twice
+        waiters = job.waiters or []
+        job.waiters = None
+        if exc is None:
+            reply = _res(_JOB_CREATED, job.handle)
+            self._start(job)
+        else:
+            reason = str(exc).encode("utf-8", "replace") or type(exc).__name__.encode()
+            reply = _error(b"QUEUE_ERROR", reason)
+            job.key = None  # never stored: nothing to remove
+            self._forget(job)
+            job.clients = []
+        for ticket in waiters:
+            self._resolve(ticket, reply)
+
+    def replay(self, jobs: Iterable[StoredJob]) -> None:
+        """Queue stored jobs at start, before any connection (3.15, 4).
+
+        A stored job whose (function, unique) is already replayed is coalesced onto it and its
+        duplicate record removed. Later keys are above every stored key.
+        """
+        for record in jobs:
+            if record.key >= self._next_key:
+                self._next_key = record.key + 1
+            f = self.get_function(record.function)
+            unique = record.unique
+            existing = None
+            if unique == b"-":
+                existing = f.by_data.get(record.data) if record.data else None
+            elif unique:
+                existing = f.uniques.get(unique)
+            if existing is not None:
+                if self._remove is not None:
+                    self._remove(record.key)
+                continue
+            self._counter += 1
+            handle = b"%s%d" % (self._hprefix, self._counter)
+            priority = record.priority if record.priority in (HIGH, NORMAL, LOW) else NORMAL
+            job = Job(handle, f, unique, record.data, priority, True)
+            job.key = record.key
+            job.when = record.when
+            self.jobs[handle] = job
+            f.total += 1
+            if unique == b"-":
+                if record.data:
+                    f.by_data[record.data] = job
+            elif unique:
+                f.uniques[unique] = job
+            self._start(job)
+
+    # ------------------------------------------------------------------ packet handlers
+    # Each takes (peer, packet type, body). A layout that does not split into the type's
+    # fields closes the connection silently, as gearmand's desync does (1.1, 1.6).
+
+    def _h_closing(self, peer: Peer, ptype: int, body: bytes) -> None:
+        self.close(peer)
+
+    def _h_invalid(self, peer: Peer, ptype: int, body: bytes) -> None:
+        # Response-only, unused (5) and ALL_YOURS types (1.4).
+        self._write(peer, ERR_INVALID_COMMAND)
+
+    def _h_submit(self, peer: Peer, ptype: int, body: bytes) -> None:
+        parts = body.split(b"\x00", 2)
+        if len(parts) != 3:
+            self.close(peer)
+            return
+        priority, background = _SUBMITS[ptype]
+        self._submit(peer, parts[0], parts[1], parts[2], priority, background)
+
+    def _h_submit_epoch(self, peer: Peer, ptype: int, body: bytes) -> None:
+        parts = body.split(b"\x00", 3)
+        if len(parts) != 4:
+            self.close(peer)
+            return
+        when = strtol(parts[2])
+        if when is None:  # strtoll overflow drops the connection (3.12)
+            self.close(peer)
+            return
+        self._submit(peer, parts[0], parts[1], parts[3], NORMAL, True, max(when, 0))
+
+    def _h_submit_sched(self, peer: Peer, ptype: int, body: bytes) -> None:
+        # Parsed, then refused: gearmand never implemented it (1.4 #35).
+        if len(body.split(b"\x00", 7)) != 8:
+            self.close(peer)
+            return
+        self._write(peer, ERR_INVALID_COMMAND)
+
+    def _h_submit_reduce(self, peer: Peer, ptype: int, body: bytes) -> None:
+        parts = body.split(b"\x00", 4)  # function, unique, reducer, aggregator, data (1.4 #37)
+        if len(parts) != 5:
+            self.close(peer)
+            return
+        reducer = parts[2]
+        if len(reducer) > self._max_unique:
+            self._write(peer, ERR_UNIQUE_TOO_LARGE)
+            return
+        background = ptype == c.SUBMIT_REDUCE_JOB_BACKGROUND
+        self._submit(peer, parts[0], parts[1], parts[4], NORMAL, background, 0, reducer)
+
+    def _register(self, peer: Peer, name: bytes, timeout_ms: int) -> None:
+        acl = self._acl
+        if acl is not None and not acl.canRegister(peer.ssl_subject, _name(name)):
+            return  # gear ignores a denied registration silently
+        f = self.get_function(name)
+        peer.functions.append(name)
+        f.workers += 1
+        if f not in peer.abilities:
+            peer.abilities.append(f)
+        if timeout_ms > 0:
+            peer.timeouts[name] = max(timeout_ms, 1000)  # minimum 1000 ms (3.8)
+        else:
+            peer.timeouts.pop(name, None)
+        if peer.sleeping:
+            if f.queues[HIGH] or f.queues[NORMAL] or f.queues[LOW]:
+                self._unsleep(peer)
+                peer.noop_sent = True
+                self._write(peer, NOOP)
+            else:
+                f.sleepers[peer] = None
+
+    def _h_can_do(self, peer: Peer, ptype: int, body: bytes) -> None:
+        self._register(peer, body, 0)
+
+    def _h_can_do_timeout(self, peer: Peer, ptype: int, body: bytes) -> None:
+        parts = body.split(b"\x00", 1)
+        if len(parts) != 2 or len(parts[1]) > 20:
+            self.close(peer)
+            return
+        timeout = strtol(parts[1])
+        if timeout is None:
+            self.close(peer)
+            return
+        self._register(peer, parts[0], timeout)
+
+    def _unregister(self, peer: Peer, f: Function) -> None:
+        """Remove every registration of ``f`` by ``peer``; requeue its jobs of ``f`` (3.4)."""
+        name = f.name
+        count = peer.functions.count(name)
+        f.workers -= count
+        peer.functions = [n for n in peer.functions if n != name]
+        peer.abilities.remove(f)
+        peer.timeouts.pop(name, None)
+        f.sleepers.pop(peer, None)
+        for job in [j for j in peer.worker_jobs if j.function is f]:
+            self._requeue(job)
+
+    def _h_cant_do(self, peer: Peer, ptype: int, body: bytes) -> None:
+        f = self.functions.get(body)
+        if f is not None and f in peer.abilities:
+            self._unregister(peer, f)
+
+    def _h_reset_abilities(self, peer: Peer, ptype: int, body: bytes) -> None:
+        for f in list(peer.abilities):
+            self._unregister(peer, f)
+
+    def _h_pre_sleep(self, peer: Peer, ptype: int, body: bytes) -> None:
+        self._check_timers()
+        if self.take_job(peer, peek=True) is not None:
+            # Work is already waiting: wake at once rather than sleep (3.5 race fix).
+            self._unsleep(peer)
+            peer.noop_sent = True
+            self._write(peer, NOOP)
+            return
+        if not peer.sleeping:
+            peer.sleeping = True
+            peer.noop_sent = False
+            for f in peer.abilities:
+                f.sleepers[peer] = None
+
+    def _h_grab(self, peer: Peer, ptype: int, body: bytes) -> None:
+        if peer.sleeping:
+            self._unsleep(peer)
+        peer.noop_sent = False
+        if self._timers:
+            self._check_timers()
+        job = self.take_job(peer)
+        if job is None:
+            self._write(peer, NO_JOB)
+            return
+        if job.worker is not peer:  # pragma: no cover - defensive: an override returned a
+            self._assign(job, peer)  # job without assigning it
+        handle = job.handle
+        if ptype == c.GRAB_JOB:
+            body = b"%s\x00%s\x00%s" % (handle, job.name, job.arguments)
+            atype = c.JOB_ASSIGN
+        elif ptype == c.GRAB_JOB_ALL and job.reducer is not None:
+            body = b"%s\x00%s\x00%s\x00%s\x00%s" % (
+                handle, job.name, job.unique, job.reducer, job.arguments)
+            atype = c.JOB_ASSIGN_ALL
+        else:
+            body = b"%s\x00%s\x00%s\x00%s" % (handle, job.name, job.unique, job.arguments)
+            atype = c.JOB_ASSIGN_UNIQ
+        self._write(peer, _pack(_RES, atype, len(body)) + body)
+
+    def _owned(self, peer: Peer, handle: bytes) -> Job | None:
+        """The running job ``handle`` of worker ``peer`` (one trailing NUL tolerated, 3.1)."""
+        job = self.jobs.get(handle)
+        if job is None and handle.endswith(b"\x00"):
+            job = self.jobs.get(handle[:-1])
+        if job is None or job.worker is not peer:
+            return None
+        return job
+
+    def _h_work_status(self, peer: Peer, ptype: int, body: bytes) -> None:
+        parts = body.split(b"\x00", 2)
+        if len(parts) != 3:
+            self.close(peer)
+            return
+        job = self._owned(peer, parts[0])
+        if job is None:
+            self._write(peer, ERR_NOT_FOUND_RESULT)
+            return
+        job.numerator = atoi_u32(parts[1])
+        job.denominator = atoi_u32(parts[2])
+        if job.clients:
+            self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
+
+    def _h_work_complete(self, peer: Peer, ptype: int, body: bytes) -> None:
+        sep = body.find(b"\x00")
+        if sep < 0:
+            self.close(peer)
+            return
+        job = self.jobs.get(body[:sep])
+        if job is None or job.worker is not peer:
+            self._write(peer, ERR_NOT_FOUND_RESULT)
+            return
+        if job.clients:
+            self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
+        # Inline _release_worker + _forget: the hot path of every job.
+        del peer.worker_jobs[job]
+        f = job.function
+        f.running -= 1
+        job.worker = None
+        self._forget(job)
+
+    def _h_work_fail(self, peer: Peer, ptype: int, body: bytes) -> None:
+        if len(body) >= HANDLE_LIMIT:
+            self._write(peer, ERR_HANDLE_TOO_LARGE)
+            return
+        job = self._owned(peer, body)
+        if job is None:
+            self._write(peer, ERR_NOT_FOUND_RESULT)
+            return
+        if job.clients:  # the worker's bytes, as received (1.4 #14)
+            self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
+        self._release_worker(job)
+        self._forget(job)
+
+    def _h_work_exception(self, peer: Peer, ptype: int, body: bytes) -> None:
+        sep = body.find(b"\x00")
+        if sep < 0:
+            self.close(peer)
+            return
+        job = self.jobs.get(body[:sep])
+        if job is None or job.worker is not peer:
+            self._write(peer, ERR_NOT_FOUND_EXCEPTION)
+            return
+        if job.clients:
+            exception = _pack(_RES, ptype, len(body)) + body
+            fail = _res(_WORK_FAIL, job.handle)  # no trailing NUL (3.9, 3.18.1)
+            for client in job.clients:
+                self._write(client, exception if client.exceptions else fail)
+        self._release_worker(job)
+        self._forget(job)
+
+    def _h_work_data(self, peer: Peer, ptype: int, body: bytes) -> None:
+        sep = body.find(b"\x00")
+        if sep < 0:
+            self.close(peer)
+            return
+        job = self.jobs.get(body[:sep])
+        if job is None or job.worker is not peer:
+            self._write(peer, ERR_NOT_FOUND_DATA)
+            return
+        if job.clients:
+            self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
+
+    def _h_get_status(self, peer: Peer, ptype: int, body: bytes) -> None:
+        if len(body) >= HANDLE_LIMIT:
+            self.close(peer)  # gearmand drops the connection (1.2)
+            return
+        job = self.jobs.get(body)
+        if job is None and body.endswith(b"\x00"):
+            job = self.jobs.get(body[:-1])
+        if job is None:
+            reply = body + b"\x000\x000\x000\x000"
+        else:
+            reply = b"%s\x001\x00%d\x00%d\x00%d" % (
+                body, job.worker is not None, job.numerator, job.denominator)
+        self._write(peer, _res(c.STATUS_RES, reply))
+
+    def _h_get_status_unique(self, peer: Peer, ptype: int, body: bytes) -> None:
+        if len(body) >= HANDLE_LIMIT:
+            self.close(peer)
+            return
+        job = None
+        if body:
+            for f in self.functions.values():  # across all functions (3.11)
+                job = f.uniques.get(body)
+                if job is not None:
+                    break
+        if job is None:
+            reply = body + b"\x000\x000\x000\x000\x000"
+        else:
+            reply = b"%s\x001\x00%d\x00%d\x00%d\x00%d" % (
+                body, job.worker is not None, job.numerator, job.denominator, len(job.clients))
+        self._write(peer, _res(c.STATUS_RES_UNIQUE, reply))
+
+    def _h_echo(self, peer: Peer, ptype: int, body: bytes) -> None:
+        self._write(peer, _res(c.ECHO_RES, body))
+
+    def _h_option(self, peer: Peer, ptype: int, body: bytes) -> None:
+        # Only "exceptions", case-insensitively; the reply echoes the bytes sent (1.5).
+        if body.lower() == b"exceptions":
+            peer.exceptions = True
+            self._write(peer, _res(c.OPTION_RES, body))
+        else:
+            self._write(peer, ERR_UNKNOWN_OPTION)
+
+    def _h_set_client_id(self, peer: Peer, ptype: int, body: bytes) -> None:
+        peer.client_id = body[:127]  # GEARMAND_SERVER_CON_ID_SIZE - 1 (1.2)
+
+    # ------------------------------------------------------------------ views
+
+    def job_count(self) -> int:
+        """Jobs in memory (graceful shutdown waits for 0)."""
+        return len(self.jobs)
+
+    def _queue_view(self, priority: int) -> list[Job]:
+        jobs = [job for f in self.functions.values() for job in f.queues[priority]]
+        jobs.sort(key=lambda job: job.seq)
+        return jobs
+
+    @property
+    def high_queue(self) -> list[Job]:
+        """Queued HIGH jobs in take order (a snapshot; gear's ``Server.high_queue``)."""
+        return self._queue_view(HIGH)
+
+    @property
+    def normal_queue(self) -> list[Job]:
+        """Queued NORMAL jobs in take order (a snapshot)."""
+        return self._queue_view(NORMAL)
+
+    @property
+    def low_queue(self) -> list[Job]:
+        """Queued LOW jobs in take order (a snapshot)."""
+        return self._queue_view(LOW)
+
+    def getQueue(self) -> list[Job]:
+        """gear's ``Server.getQueue()``: every queued job, high, normal, low."""
+        return self.high_queue + self.normal_queue + self.low_queue
+
+    def drop_function(self, f: Function) -> bool:
+        """Forget a function without workers or jobs (admin ``drop function``)."""
+        if f.workers or f.total:
+            return False
+        del self.functions[f.name]
+        return True
