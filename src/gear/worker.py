@@ -1,0 +1,316 @@
+"""gear's threaded worker: ``Worker`` and ``TextWorker``.
+
+Owns function registration (CAN_DO / CAN_DO_TIMEOUT / CANT_DO / RESET_ABILITIES, re-sent with
+SET_CLIENT_ID on every reconnect) and the per-connection grab state machine of
+reference/gear-0.16-api.md 3.11, whose states are the public ``Connection.state`` strings:
+
+    INIT -> IDLE (connected) -> GRAB_WAIT (GRAB_JOB_UNIQ sent because a thread waits in getJob)
+    GRAB_WAIT + NO_JOB -> SLEEP (PRE_SLEEP sent);  SLEEP + NOOP -> IDLE -> GRAB_WAIT
+    JOB_ASSIGN(_UNIQ) -> IDLE, the job is queued for a getJob caller, grab again if more wait
+
+``getJob`` may be called from many threads; ``stopWaitingForJobs`` waits on a condition (no
+sleep-polling) until no grab is in flight, then releases every waiter with InterruptedError.
+
+Fixed gear bugs (section 6): ``registerFunction(name, timeout=<seconds>)`` works (sent as
+milliseconds by :func:`gear.protocol.messages.can_do`, as gearmand 1.1.19+ expects);
+``Worker(worker_id=...)`` works (deprecated alias of client_id); ``setFunctions`` converts str
+names; registration and grabs happen under the locks that keep them race-free.
+
+Names are gear's camelCase on purpose. Must not import the server modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from gear import constants
+from gear.client import BaseClient
+from gear.errors import ConfigurationError, InterruptedError, InvalidDataError
+from gear.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
+from gear.packet import Packet
+from gear.protocol import messages
+from gear.protocol.packets import request
+from gear.protocol.packets import split_args as _split_args
+
+__all__ = [
+    "TextWorker",
+    "Worker",
+]
+
+#: A connection still in GRAB_WAIT after this many seconds is presumed dead by
+#: stopWaitingForJobs (gear's value).
+GRAB_WAIT_LIMIT = 5.0
+
+_GRAB_JOB_UNIQ = request(constants.GRAB_JOB_UNIQ)
+_PRE_SLEEP = request(constants.PRE_SLEEP)
+_RESET_ABILITIES = request(constants.RESET_ABILITIES)
+
+
+class Worker(BaseClient):
+    """A Gearman worker.
+
+    :arg str client_id: the client ID, sent to the server with SET_CLIENT_ID.
+    :arg str worker_id: deprecated alias of ``client_id``.
+    """
+
+    job_class: type[WorkerJob] = WorkerJob
+
+    def __init__(self, client_id: Any = None, worker_id: Any = None) -> None:
+        if worker_id:
+            warnings.warn(
+                "worker_id is deprecated; use client_id", DeprecationWarning, stacklevel=2
+            )
+            client_id = client_id or worker_id
+        if not client_id:
+            raise ConfigurationError("A client_id must be provided")
+        # Set before super().__init__ starts the threads.
+        self.worker_id = client_id
+        self.functions: dict[bytes, FunctionRecord] = {}
+        # SimpleQueue: the cheapest thread handoff in the stdlib (one per assigned job).
+        self.job_queue: queue.SimpleQueue[WorkerJob | None] = queue.SimpleQueue()
+        self.waiting_for_jobs = 0
+        self._job_condition = threading.Condition()
+        #: Threads inside stopWaitingForJobs (only they need GRAB_WAIT-exit notifications).
+        self._stoppers = 0
+        # gear exposes job_lock; it is the lock of the condition that announces a connection
+        # leaving GRAB_WAIT, so stopWaitingForJobs can wait for it instead of sleeping.
+        self.job_lock = self._job_condition
+        super().__init__(client_id)
+        self.log = logging.getLogger(
+            f"gear.Worker.{self.client_id.decode('utf-8', 'replace') if self.client_id else ''}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<gear.Worker 0x{id(self):x}>"
+
+    # --- registration ----------------------------------------------------------------------
+
+    def _canDoBytes(self) -> bytes:
+        return b"".join(messages.can_do(name, f.timeout) for name, f in self.functions.items())
+
+    def registerFunction(self, name: str | bytes, timeout: float | int | str | bytes | None = None
+                         ) -> None:
+        """Register a function with Gearman.
+
+        :arg str name: the name of the function.
+        :arg timeout: seconds the server may let one job run before failing it (optional).
+        """
+        key: bytes = convert_to_bytes(name)
+        data = messages.can_do(key, timeout)
+        with self.broadcast_lock:
+            self.functions[key] = FunctionRecord(key, timeout)
+            self._broadcastRaw(data)
+        # A sleeping connection would not be woken for jobs already queued for this new
+        # function, so it grabs again (gear 0.12).
+        with self.job_lock:
+            for conn in list(self.active_connections):
+                if conn.state == "SLEEP":
+                    conn.changeState("IDLE")
+            self._updateStateMachines()
+
+    def unRegisterFunction(self, name: str | bytes) -> None:
+        """Remove a function from Gearman's registry (KeyError if it was not registered)."""
+        key: bytes = convert_to_bytes(name)
+        with self.broadcast_lock:
+            del self.functions[key]
+            self._broadcastRaw(request(constants.CANT_DO, key))
+
+    def setFunctions(self, functions: Iterable[FunctionRecord]) -> None:
+        """Replace the registered functions with ``functions`` (FunctionRecord objects)."""
+        records = list(functions)
+        for f in records:
+            if not isinstance(f, FunctionRecord):
+                raise InvalidDataError("An iterable of FunctionRecords is required.")
+        with self.broadcast_lock:
+            self.functions = {convert_to_bytes(f.name): f for f in records}
+            self._broadcastRaw(_RESET_ABILITIES + self._canDoBytes())
+        with self.job_lock:
+            for conn in list(self.active_connections):
+                if conn.state == "SLEEP":
+                    conn.changeState("IDLE")
+            self._updateStateMachines()
+
+    def _sendCanDo(self, name: bytes) -> None:
+        with self.broadcast_lock:
+            self._broadcastRaw(messages.can_do(name))
+
+    def _sendCanDoTimeout(self, name: bytes, timeout: Any) -> None:
+        with self.broadcast_lock:
+            self._broadcastRaw(messages.can_do(name, timeout))
+
+    def _sendCantDo(self, name: bytes) -> None:
+        with self.broadcast_lock:
+            self._broadcastRaw(request(constants.CANT_DO, name))
+
+    def _sendResetAbilities(self) -> None:
+        with self.broadcast_lock:
+            self._broadcastRaw(_RESET_ABILITIES)
+
+    def _sendPreSleep(self, connection: Any) -> None:
+        self._sendRaw(_PRE_SLEEP, connection)
+
+    def _sendGrabJobUniq(self, connection: Any = None) -> None:
+        if connection is None:
+            self._broadcastRaw(_GRAB_JOB_UNIQ)
+        else:
+            self._sendRaw(_GRAB_JOB_UNIQ, connection)
+
+    # --- connection hooks ------------------------------------------------------------------
+
+    def _onConnect(self, conn: Any) -> None:
+        # SET_CLIENT_ID and every CAN_DO in one write (reference 1.3, worker connect sequence).
+        with self.broadcast_lock:
+            data = request(constants.SET_CLIENT_ID, self.client_id or b"") + self._canDoBytes()
+            conn.sendRaw(data)
+            super()._onConnect(conn)
+            conn.changeState("IDLE")
+
+    def _onActiveConnection(self, conn: Any) -> None:
+        with self.job_lock:
+            if self.waiting_for_jobs > 0:
+                self._updateStateMachines()
+
+    def _lostConnection(self, conn: Any) -> None:
+        super()._lostConnection(conn)
+        # stopWaitingForJobs may be waiting for this connection to leave GRAB_WAIT.
+        with self._job_condition:
+            self._job_condition.notify_all()
+
+    # --- state machine (job_lock held) ---------------------------------------------------------
+
+    def _updateStateMachines(self) -> None:
+        for conn in list(self.active_connections):
+            if conn.state == "IDLE" and self.waiting_for_jobs > 0:
+                conn.changeState("GRAB_WAIT")
+                try:
+                    self._sendRaw(_GRAB_JOB_UNIQ, conn)
+                except Exception:
+                    continue
+            if conn.state != "IDLE" and self.waiting_for_jobs < 1:
+                if conn.state == "GRAB_WAIT":
+                    continue  # its NO_JOB or JOB_ASSIGN is on the way
+                conn.changeState("IDLE")
+
+    def getJob(self) -> WorkerJob:
+        """Get a job from Gearman; blocks until one is assigned.
+
+        Safe to call from several threads at once: each assigned job goes to one of them.
+
+        :raises InterruptedError: if :meth:`stopWaitingForJobs` or shutdown interrupts it.
+        """
+        with self.job_lock:
+            # "running" is cleared by _shutdown() under job_lock, so checking it here leaves
+            # no window between shutdown and waiting_for_jobs.
+            if not self.running:
+                raise InterruptedError()
+            self.waiting_for_jobs += 1
+            # empty() first: raising queue.Empty on the common path costs more than the check.
+            job = None if self.job_queue.empty() else self.job_queue.get(False)
+            if job is None:
+                self._updateStateMachines()
+        if job is None:
+            job = self.job_queue.get()
+            if job is None:
+                raise InterruptedError()
+        return job
+
+    def stopWaitingForJobs(self) -> None:
+        """Interrupt all threads waiting in getJob (they raise InterruptedError)."""
+        with self._job_condition:
+            self._stoppers += 1
+            try:
+                self._waitForGrabs()
+            finally:
+                self._stoppers -= 1
+            while self.waiting_for_jobs > 0:
+                self.waiting_for_jobs -= 1
+                self.job_queue.put(None)
+            self._updateStateMachines()
+
+    def _waitForGrabs(self) -> None:
+        """Wait (job_lock held) until no connection has a GRAB_JOB_UNIQ in flight."""
+        while True:
+            grabbing = [c for c in self.active_connections if c.state == "GRAB_WAIT"]
+            if not grabbing:
+                break
+            # A grab in flight may still assign a job; wait for its answer (the poll
+            # thread notifies), presuming a connection dead after GRAB_WAIT_LIMIT.
+            now = time.time()
+            stale = [c for c in grabbing if now - c.state_time > GRAB_WAIT_LIMIT]
+            if stale:
+                self._job_condition.release()
+                try:
+                    for conn in stale:
+                        self._lostConnection(conn)
+                finally:
+                    self._job_condition.acquire()
+                continue
+            oldest = min(c.state_time for c in grabbing)
+            self._job_condition.wait(max(0.01, oldest + GRAB_WAIT_LIMIT - now))
+
+    def _shutdown(self) -> None:
+        with self.job_lock:
+            super()._shutdown()
+        self.stopWaitingForJobs()
+
+    # --- packet handlers (poll thread) ---------------------------------------------------------
+
+    def handleNoop(self, packet: Packet) -> None:
+        conn = packet.connection
+        with self.job_lock:
+            if conn.state == "SLEEP":
+                conn.changeState("IDLE")
+                self._updateStateMachines()
+            elif self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("Received NOOP in state %s on %s", conn.state, conn)
+
+    def handleNoJob(self, packet: Packet) -> None:
+        conn = packet.connection
+        with self.job_lock:
+            if conn.state == "GRAB_WAIT":
+                conn.changeState("SLEEP")
+                if self._stoppers:
+                    self._job_condition.notify_all()
+                try:
+                    self._sendRaw(_PRE_SLEEP, conn)
+                except Exception:
+                    pass
+            elif self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("Received NO_JOB in state %s on %s", conn.state, conn)
+
+    def handleJobAssign(self, packet: Packet) -> None:
+        handle, name, arguments = _split_args(constants.JOB_ASSIGN, bytes(packet.data))
+        self._handleJobAssignment(packet, handle, name, arguments, None)
+
+    def handleJobAssignUnique(self, packet: Packet) -> None:
+        handle, name, unique, arguments = _split_args(
+            constants.JOB_ASSIGN_UNIQ, bytes(packet.data)
+        )
+        self._handleJobAssignment(packet, handle, name, arguments, unique or None)
+
+    def _handleJobAssignment(
+        self, packet: Packet, handle: bytes, name: bytes, arguments: bytes, unique: bytes | None
+    ) -> None:
+        job = self.job_class(handle, name, arguments, unique)
+        job.connection = packet.connection
+        with self.job_lock:
+            packet.connection.changeState("IDLE")
+            if self._stoppers:
+                self._job_condition.notify_all()
+            # waiting_for_jobs counts getJob callers minus jobs handed out; it goes negative
+            # when a job arrives for a caller that stopped waiting (the job stays queued).
+            self.waiting_for_jobs -= 1
+            self.job_queue.put(job)
+            self._updateStateMachines()
+
+
+class TextWorker(Worker):
+    """A Worker whose jobs (TextWorkerJob) have str arguments and accept str data."""
+
+    job_class = TextWorkerJob

@@ -1,0 +1,99 @@
+"""gear 0.16.0's own unit tests, run unchanged against our ``gear`` in a subprocess.
+
+The tests come from the gear 0.16.0 wheel: ``/tmp/gearwhl`` when present, else a per-user
+cache filled with ``pip download gear==0.16.0 --no-deps`` on first use. Their code is extracted
+to a temporary directory at test time and never committed. They need testtools, fixtures,
+testscenarios and testresources (the ``test`` extra).
+
+Exclusions (by test id, with the reason) would go in ``EXCLUDED``: a test that can only pass
+with one of gear's bugs (or gear's server semantics that our server deliberately changed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.peers import missing_peer
+
+pytestmark = pytest.mark.interop
+
+RUNNER = Path(__file__).with_name("run_upstream.py")
+REPO = Path(__file__).resolve().parents[2]
+WHEEL_NAME = "gear-0.16.0-py2.py3-none-any.whl"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geartrain" / "gear016"
+
+#: test id suffix -> why it cannot pass without one of gear's bugs.
+EXCLUDED: dict[str, str] = {
+    # gear's Server forwarded WORK_EXCEPTION to every client. Ours behaves like gearmand
+    # (design.md section 3, reference/gearman-protocol.md 3.9): only clients that sent
+    # OPTION_REQ "exceptions" get it, others get WORK_FAIL; the test never sets the option.
+    # tests/interop/test_threaded_client_worker.py covers exceptions with setOption.
+    "TestFunctionalText.test_text_job_exception": "needs exceptions without OPTION_REQ",
+}
+
+
+def _wheel() -> Path:
+    for candidate in (Path("/tmp/gearwhl") / WHEEL_NAME, CACHE / WHEEL_NAME):
+        if candidate.exists():
+            return candidate
+    CACHE.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "gear==0.16.0", "--no-deps",
+         "-d", str(CACHE)],
+        capture_output=True,
+        timeout=300,
+    )
+    if proc.returncode != 0 or not (CACHE / WHEEL_NAME).exists():
+        missing_peer(f"cannot download gear 0.16.0: {proc.stderr.decode()[-500:]}")
+    return CACHE / WHEEL_NAME
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for module in ("testtools", "fixtures", "testscenarios", "testresources"):
+        if importlib.util.find_spec(module) is None:
+            missing_peer(f"{module} is not installed (pip install -e '.[test]')")
+    root = tmp_path_factory.mktemp("gear016")
+    with zipfile.ZipFile(_wheel()) as wheel:
+        for name in wheel.namelist():
+            if name.startswith("gear/tests/"):
+                wheel.extract(name, root)
+    return root
+
+
+def _run(root: Path, *modules: str) -> subprocess.CompletedProcess[str]:
+    excludes = [arg for test_id in EXCLUDED for arg in ("--exclude", test_id)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
+    return subprocess.run(
+        [sys.executable, str(RUNNER), str(root), *modules, *excludes],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_gear016_unit_tests_pass(upstream: Path) -> None:
+    proc = _run(upstream, "test_gear")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "running 31 upstream tests" in output
+    assert "\nOK" in output
+
+
+def test_gear016_functional_tests_pass(upstream: Path) -> None:
+    if importlib.util.find_spec("gear.server.compat") is None:
+        pytest.skip("TODO: gear.Server (gear.server.compat) is built by another helper; "
+                    "test_functional.py runs here once it exists")
+    if importlib.util.find_spec("OpenSSL") is None:
+        missing_peer("pyOpenSSL is not installed (pip install -e '.[test]')")
+    proc = _run(upstream, "test_functional")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]

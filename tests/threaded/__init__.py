@@ -1,0 +1,1 @@
+"""Unit tests of the threaded gear-compatible API (no network)."""
