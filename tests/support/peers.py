@@ -18,8 +18,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 GEAR016_VENV = Path(os.environ.get("GEAR016_VENV", REPO / ".venvs" / "gear016"))
@@ -46,8 +49,8 @@ def require_tool(name: str) -> str:
 
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"
-) -> object:
+    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition"
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
 
     For waiting on *another process* (a server to listen, a child to exit), where there is no
@@ -122,7 +125,7 @@ class GearmandProcess:
             ports = listening_ports(proc.pid)
             return ports[0] if ports else None
 
-        self.port = int(wait_for(ready, what="gearmand to listen"))  # type: ignore[arg-type]
+        self.port = wait_for(ready, what="gearmand to listen")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,299 @@
+"""Group commit: drives a blocking :class:`Storage` from the event loop without ever blocking it.
+
+Owns :class:`StorageWriter`, the only object the network layer talks to about durability
+(notes/broker_iface.md): ``BrokerConfig(store=writer.add, remove=writer.remove)`` and
+``after_batch`` = "flush every dirty peer". Must not import the broker or the network layer; it
+uses asyncio only to hand results back to the loop.
+
+How it works:
+
+* One dedicated writer thread owns the storage (SQLite connections are bound to a thread, and
+  one thread means the backend never sees concurrent calls). ``start()`` runs ``load()`` there.
+* ``add()`` runs on the loop thread and only appends to a pending list (a lock, an append, and a
+  wake-up when the list was empty). The writer takes *everything* pending (up to ``max_batch``),
+  stores it in one transaction with one fsync, then schedules ONE callback on the loop
+  (``call_soon_threadsafe``) that calls ``done(None)`` for each job of the batch, in submission
+  order, and then ``after_batch()`` once. While a batch is being committed, new adds pile up for
+  the next one: under load many jobs share an fsync, when idle a job waits for one fsync only.
+* A failed batch (full disk, lost database connection, ...) calls ``done(exc)`` for every job in
+  it, with a :class:`StorageError` (the broker answers ERROR QUEUE_ERROR). The writer keeps
+  running and later batches are tried normally, so the server recovers when the disk or the
+  database does.
+* ``remove()`` is write-behind: keys are batched and deleted after pending adds, without making
+  anyone wait. A crash can therefore lose the last deletes and the server replays jobs that had
+  already completed: **delivery of stored jobs is at-least-once**, as in gearmand (reference
+  4.1). A failed delete batch is retried after ``remove_retry_delay`` seconds.
+* ``close()`` stops accepting adds, commits what is pending (adds and removes), delivers the
+  callbacks, and closes the storage in the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gear.errors import ConfigurationError
+from gear.server.storage.base import Storage, StorageError, StoredJob
+
+log = logging.getLogger("gear.server.storage")
+
+DoneCallback = Callable[[BaseException | None], None]
+
+
+@dataclass
+class WriterStats:
+    """Counters for metrics and the admin interface (written by the writer thread only)."""
+
+    batches: int = 0          #: add batches committed or failed
+    jobs: int = 0             #: jobs stored
+    failed_batches: int = 0
+    failed_jobs: int = 0
+    removed: int = 0          #: keys whose delete was committed
+    largest_batch: int = 0
+
+
+class StorageWriter:
+    """The group-commit writer thread in front of one :class:`Storage`."""
+
+    def __init__(self, storage: Storage, *, after_batch: Callable[[], None] | None = None,
+                 max_batch: int = 10000, remove_retry_delay: float = 1.0) -> None:
+        if max_batch < 1:
+            raise ConfigurationError("max_batch must be at least 1")
+        self.storage = storage
+        self.stats = WriterStats()
+        self._after_batch = after_batch
+        self._max_batch = max_batch
+        self._remove_retry_delay = remove_retry_delay
+        # add() takes the bare lock (a C-level context manager, cheaper per job than the
+        # Condition's Python-level __enter__); the writer waits on the Condition over it.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        # Pending adds as two parallel lists, not a list of (job, done) pairs: one fewer
+        # long-lived object per job for the cyclic GC to track while the job waits.
+        self._adds: list[StoredJob] = []
+        self._dones: list[DoneCallback] = []
+        self._removes: list[int] = []
+        self._remove_retry_at = 0.0
+        self._closing = False           # no more adds accepted
+        self._finished = False          # the writer thread is gone: removes are dropped
+        self._refusal: StorageError | None = None  # why adds are refused (closed / load failed)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<StorageWriter {self.storage!r} pending={self.pending}>"
+
+    @property
+    def pending(self) -> int:
+        """Jobs added but not yet committed (or failed)."""
+        return len(self._adds)
+
+    # -- loop side -----------------------------------------------------------------------
+
+    async def start(self) -> list[StoredJob]:
+        """Start the writer thread, load the storage there, and return the jobs to replay.
+
+        Raises :class:`StorageError` when the store cannot be read (the server must not start).
+        """
+        if self._thread is not None:
+            raise RuntimeError("StorageWriter.start() called twice")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        loaded: asyncio.Future[list[StoredJob]] = loop.create_future()
+        self._stopped = loop.create_future()
+        self._thread = threading.Thread(target=self._run, args=(loaded,),
+                                        name="gear-storage-writer", daemon=True)
+        self._thread.start()
+        return await loaded
+
+    def add(self, job: StoredJob, done: DoneCallback) -> None:
+        """Store ``job``; ``done(None)`` or ``done(StorageError)`` follows on the loop thread."""
+        with self._lock:
+            refusal = self._refusal
+            if refusal is None:
+                self._adds.append(job)
+                self._dones.append(done)
+                if len(self._adds) == 1:
+                    self._cond.notify()
+                return
+        # Refused (closed, or the store never loaded): still answer asynchronously, as promised.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon(done, refusal)
+        else:
+            done(refusal)
+
+    def remove(self, key: int) -> None:
+        """Delete a finished job's record, eventually (write-behind)."""
+        with self._lock:
+            if self._finished:
+                log.debug("storage writer closed: dropping remove of key %d", key)
+                return
+            self._removes.append(key)
+            if len(self._removes) == 1:
+                self._cond.notify()
+
+    async def close(self) -> None:
+        """Commit everything pending, deliver its callbacks, stop the thread, close the storage."""
+        with self._cond:
+            self._closing = True
+            if self._refusal is None:
+                self._refusal = StorageError(f"{self.storage.name} queue is closed")
+            self._cond.notify()
+        if self._thread is None:
+            self._finished = True
+            self.storage.close()
+            return
+        assert self._stopped is not None
+        await asyncio.shield(self._stopped)
+        self._thread.join()
+
+    def _deliver(self, dones: list[DoneCallback], error: StorageError | None) -> None:
+        # Runs on the loop thread: one call per batch (a single wake-up of the loop).
+        for done in dones:
+            try:
+                done(error)
+            except Exception:
+                log.exception("storage done() callback failed")
+        if self._after_batch is not None:
+            try:
+                self._after_batch()
+            except Exception:
+                log.exception("storage after_batch() callback failed")
+
+    # -- writer thread -------------------------------------------------------------------
+
+    def _post(self, callback: Callable[..., object], *args: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop was closed under us (shutdown without close())
+            log.warning("event loop closed: dropping a storage callback")
+
+    def _run(self, loaded: asyncio.Future[list[StoredJob]]) -> None:
+        try:
+            jobs = self.storage.load()
+        except BaseException as exc:
+            error = exc if isinstance(exc, StorageError) else StorageError(
+                f"cannot load the {self.storage.name} queue: {exc!r}")
+            if error is not exc:
+                error.__cause__ = exc
+            with self._cond:
+                self._refusal = error  # _finish() fails the adds queued before start()
+            self._post(_resolve, loaded, None, error)
+            self._finish()
+            return
+        self._post(_resolve, loaded, jobs, None)
+        try:
+            self._serve()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            dropped, self._removes = self._removes, []
+            # Normally empty here; after an unexpected error in the writer loop, the jobs that
+            # were waiting must still get their answer, and later adds a refusal.
+            if self._refusal is None:
+                self._refusal = StorageError(f"{self.storage.name} queue writer stopped")
+            self._adds = []
+            orphans, self._dones = self._dones, []
+        if orphans:
+            self._post(self._deliver, orphans, self._refusal)
+        if dropped:
+            log.warning("%s queue: %d finished job(s) not deleted; they will run again after a "
+                        "restart", self.storage.name, len(dropped))
+        try:
+            self.storage.close()
+        except Exception:
+            log.exception("closing the %s queue failed", self.storage.name)
+        assert self._stopped is not None
+        self._post(_resolve, self._stopped, None, None)
+
+    def _serve(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._adds and not self._closing and not (
+                        self._removes and time.monotonic() >= self._remove_retry_at):
+                    timeout = (max(0.0, self._remove_retry_at - time.monotonic())
+                               if self._removes else None)
+                    cond.wait(timeout)
+                closing = self._closing
+                if len(self._adds) <= self._max_batch:
+                    adds, self._adds = self._adds, []
+                    dones, self._dones = self._dones, []
+                else:
+                    adds = self._adds[:self._max_batch]
+                    del self._adds[:self._max_batch]
+                    dones = self._dones[:self._max_batch]
+                    del self._dones[:self._max_batch]
+                removes: list[int] = []
+                if self._removes and (closing or time.monotonic() >= self._remove_retry_at):
+                    removes, self._removes = self._removes, []
+            if adds:
+                try:
+                    self._commit(adds, dones)
+                except Exception as exc:  # a bug here must not leave clients waiting forever
+                    log.exception("%s queue: storage writer error", self.storage.name)
+                    self._post(self._deliver, dones, StorageError(
+                        f"{self.storage.name} queue writer error: {exc!r}"))
+            if removes and not self._delete(removes):
+                if closing:
+                    log.warning("%s queue: %d finished job(s) could not be deleted and will "
+                                "run again after a restart", self.storage.name, len(removes))
+                else:
+                    with cond:
+                        self._removes[:0] = removes
+                        self._remove_retry_at = time.monotonic() + self._remove_retry_delay
+            if closing:
+                with cond:
+                    if not self._adds and not self._removes:
+                        return
+
+    def _commit(self, batch: list[StoredJob], dones: list[DoneCallback]) -> None:
+        stats = self.stats
+        error: StorageError | None = None
+        try:
+            self.storage.add(batch)
+        except StorageError as exc:
+            error = exc
+        except Exception as exc:  # a backend bug must not kill the writer or lose callbacks
+            log.exception("%s queue: unexpected error storing a batch", self.storage.name)
+            error = StorageError(f"{self.storage.name} queue failed: {exc!r}")
+            error.__cause__ = exc
+        stats.batches += 1
+        stats.largest_batch = max(stats.largest_batch, len(batch))
+        if error is None:
+            stats.jobs += len(batch)
+        else:
+            stats.failed_batches += 1
+            stats.failed_jobs += len(batch)
+            log.error("%s queue: %d job(s) refused: %s", self.storage.name, len(batch), error)
+        self._post(self._deliver, dones, error)
+
+    def _delete(self, keys: list[int]) -> bool:
+        try:
+            self.storage.remove(keys)
+        except Exception as exc:
+            log.warning("%s queue: deleting %d finished job(s) failed, will retry: %s",
+                        self.storage.name, len(keys), exc)
+            return False
+        self.stats.removed += len(keys)
+        return True
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,229 @@
+"""Crash test: SIGKILL geard in the middle of a flood of background submits, restart it, and
+check that every job the server acknowledged (JOB_CREATED reached the client) survived and runs
+exactly as submitted.
+
+The acknowledgement is the promise (design.md section 3, "durability": stored before JOB_CREATED).
+The flood uses several raw-socket connections, each with a window of pipelined submits, a mix of
+priorities, empty uniques (gearmand's sqlite queue lost those: reference 4.1), epoch jobs and
+binary data. After the kill we read the database as it was left on disk, then restart the server
+on it and drain with a raw worker (GRAB_JOB_ALL -> JOB_ASSIGN_UNIQ gives function, unique and
+data), and finally check that completed jobs are deleted from the store.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gear import constants as c
+from gear.protocol.packets import Decoder, Frame, request
+from tests.support.peers import listening_ports, wait_for
+
+CONNECTIONS = 4
+WINDOW = 64              # submits in flight per connection
+KILL_AFTER = 1500        # acknowledged jobs before the SIGKILL
+PER_CONNECTION = 20000   # far more than will ever be acknowledged: the kill is mid-flood
+FUNCTION = b"crash"
+#: wire submit type -> stored priority (0 high, 1 normal, 2 low: reference 4.2)
+SUBMITS = ((c.SUBMIT_JOB_BG, 1), (c.SUBMIT_JOB_HIGH_BG, 0), (c.SUBMIT_JOB_LOW_BG, 2))
+EPOCH = int(time.time()) - 3600  # in the past: runnable at once, but stored as given
+
+
+@dataclass(frozen=True)
+class Submitted:
+    unique: bytes
+    data: bytes
+    priority: int
+    when: int
+
+    def packet(self) -> bytes:
+        if self.when:
+            return request(c.SUBMIT_JOB_EPOCH, FUNCTION, self.unique, b"%d" % self.when, self.data)
+        ptype = next(t for t, p in SUBMITS if p == self.priority)
+        return request(ptype, FUNCTION, self.unique, self.data)
+
+
+def make_job(conn: int, i: int) -> Submitted:
+    data = b"job %d/%d \x00\xff\x00 " % (conn, i) + bytes((i * 7 + k) % 256 for k in range(i % 40))
+    unique = b"" if i % 5 == 0 else b"c%d-%d" % (conn, i)  # every 5th: empty unique
+    if i % 11 == 0:
+        return Submitted(unique, data, 1, EPOCH)  # epoch jobs are normal priority
+    return Submitted(unique, data, SUBMITS[i % 3][1], 0)
+
+
+class Geard:
+    """geard as a child process on 127.0.0.1, port 0, with an sqlite queue."""
+
+    def __init__(self, db: Path, queue: str | None = None) -> None:
+        # By default --data-dir, whose default queue is <data-dir>/queue.db (cli.py).
+        args = ["--queue", queue] if queue else ["--data-dir", str(db.parent)]
+        self.args = [sys.executable, "-m", "gear.server", "-d", "-p", "0", "-L", "127.0.0.1",
+                     "-l", "none", *args]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, cwd=db.parent.parent)
+
+        def ready() -> int | None:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"geard exited with {self.proc.returncode}: {err}")
+            ports = listening_ports(self.proc.pid)
+            return ports[0] if ports else None
+
+        self.port = int(wait_for(ready, timeout=20, what="geard to listen"))  # type: ignore[arg-type]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(20)
+        finally:
+            if self.proc.stderr:
+                self.proc.stderr.close()
+        return code
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def flood(port: int, conn: int, acked: list[Submitted], errors: list[Frame],
+          count: threading.Semaphore, stop: threading.Event) -> None:
+    """Pipelined submits on one connection; ``acked`` gets each job whose JOB_CREATED arrived."""
+    sock = connect(port)
+    decoder = Decoder()
+    in_flight: list[Submitted] = []   # sent, not answered yet, in order (answers are in order)
+    i = 0
+    try:
+        while not stop.is_set() and i < PER_CONNECTION:
+            batch = [make_job(conn, i + k) for k in range(WINDOW - len(in_flight))]
+            i += len(batch)
+            in_flight.extend(batch)
+            sock.sendall(b"".join(job.packet() for job in batch))
+            # Read until at least half the window is answered, then top the window up.
+            while len(in_flight) > WINDOW // 2:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                for frame in decoder.feed(data):
+                    assert isinstance(frame, Frame)
+                    job = in_flight.pop(0)
+                    if frame.ptype == c.JOB_CREATED:
+                        acked.append(job)
+                        count.release()
+                    else:
+                        errors.append(frame)
+    except OSError:
+        return  # the server was killed under us: exactly what this test does
+    finally:
+        sock.close()
+
+
+def stored_rows(db: Path) -> list[tuple[bytes, bytes, bytes, int, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT function, unique_key, data, priority, when_to_run FROM gear_queue").fetchall()
+
+
+def drain(port: int) -> list[tuple[bytes, bytes, bytes]]:
+    """A raw worker: (function, unique, data) of every job it is given, in order."""
+    sock = connect(port)
+    decoder = Decoder()
+    got: list[tuple[bytes, bytes, bytes]] = []
+    pending = request(c.CAN_DO, FUNCTION) + request(c.GRAB_JOB_ALL)
+    try:
+        while True:
+            sock.sendall(pending)
+            frame = None
+            while frame is None:
+                data = sock.recv(65536)
+                assert data, "geard closed the worker connection"
+                frames = [f for f in decoder.feed(data) if isinstance(f, Frame)]
+                assert len(frames) <= 1, frames
+                frame = frames[0] if frames else None
+            if frame.ptype == c.NO_JOB:
+                return got
+            assert frame.ptype == c.JOB_ASSIGN_UNIQ, frame
+            handle, function, unique, data = frame.args()
+            got.append((function, unique, data))
+            pending = request(c.WORK_COMPLETE, handle, b"") + request(c.GRAB_JOB_ALL)
+    finally:
+        sock.close()
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_mid_flood_loses_no_acknowledged_job(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "queue.db"
+    server = Geard(db)
+    acked: list[list[Submitted]] = [[] for _ in range(CONNECTIONS)]
+    errors: list[Frame] = []
+    count = threading.Semaphore(0)
+    stop = threading.Event()
+    threads = [threading.Thread(target=flood, args=(server.port, n, acked[n], errors, count, stop))
+               for n in range(CONNECTIONS)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(KILL_AFTER):
+            assert count.acquire(timeout=30), "the flood stalled"
+    finally:
+        code = server.stop(signal.SIGKILL)  # mid-flood: every connection still has jobs in flight
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert code == -signal.SIGKILL
+    assert not errors, errors[:3]
+    promised = [job for jobs in acked for job in jobs]
+    assert len(promised) >= KILL_AFTER
+    submitted = {make_job(n, i) for n in range(CONNECTIONS) for i in range(PER_CONNECTION)}
+
+    # 1. On disk, as the kill left it: every acknowledged job, field for field; nothing else
+    #    than jobs that were really submitted (a job in flight may or may not have made it).
+    assert db.exists(), "the queue is not where --data-dir said"
+    rows = stored_rows(db)
+    on_disk = {Submitted(u, d, p, w) for f, u, d, p, w in rows if f == FUNCTION}
+    assert len(on_disk) == len(rows)
+    missing = [job for job in promised if job not in on_disk]
+    assert not missing, f"{len(missing)} acknowledged job(s) lost, e.g. {missing[:2]}"
+    assert on_disk <= submitted
+
+    # 2. Restarted on the same file: each stored job runs exactly once, as submitted, highest
+    #    priority first (replay keeps priorities).
+    server = Geard(db)
+    try:
+        ran = drain(server.port)
+    finally:
+        assert server.stop() == 0
+    by_content = {(job.unique, job.data): job for job in on_disk}
+    assert sorted(ran) == sorted((FUNCTION, job.unique, job.data) for job in on_disk)
+    priorities = [by_content[(unique, data)].priority for _, unique, data in ran]
+    assert priorities == sorted(priorities)
+
+    # 3. Completed jobs were deleted (write-behind, flushed by the graceful stop).
+    assert stored_rows(db) == []
+
+
+def test_queue_url_with_an_absolute_path(tmp_path: Path) -> None:
+    """``--queue sqlite:///abs/path.db`` names /abs/path.db, whatever the working directory."""
+    db = tmp_path / "elsewhere" / "q.db"
+    server = Geard(db, queue=f"sqlite://{db}")  # three slashes, then the absolute path
+    try:
+        sock = connect(server.port)
+        sock.sendall(request(c.SUBMIT_JOB_BG, FUNCTION, b"u", b"kept"))
+        frames = Decoder().feed_all(sock.recv(4096))
+        sock.close()
+        assert [f.ptype for f in frames if isinstance(f, Frame)] == [c.JOB_CREATED]
+    finally:
+        server.stop(signal.SIGKILL)
+    assert db.exists(), "the queue is not at the path --queue named"
+    assert stored_rows(db) == [(FUNCTION, b"u", b"kept", 1, 0)]

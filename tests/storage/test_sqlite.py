@@ -1,0 +1,247 @@
+"""SQLite backend specifics: durability settings, bad files, full disks, one server per file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gear.server.storage import StorageError, StoredJob, open_storage
+from gear.server.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
+from gear.server.storage.writer import StorageWriter
+
+
+def job(key: int, size: int = 8) -> StoredJob:
+    return StoredJob(key, b"fn", b"u%d" % key, bytes([key % 256]) * size)
+
+
+def test_wal_and_full_sync_are_enabled(tmp_path: Path) -> None:
+    store = SqliteStorage(tmp_path / "q.db")
+    store.load()
+    try:
+        conn = store._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync every commit
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "q.db") as peek:
+        assert peek.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert peek.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert peek.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_creates_parent_directories_and_accepts_an_empty_file(tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b" / "queue.db"
+    store = open_storage(f"sqlite://{nested}")
+    assert store is not None
+    assert store.load() == []
+    store.close()
+    assert nested.exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()  # e.g. created by a config-management tool
+    store = SqliteStorage(empty)
+    assert store.load() == []
+    store.add([job(1)])
+    store.close()
+
+
+def test_corrupt_file_fails_load_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    path.write_bytes(b"this is not an sqlite database, just text that got here" * 100)
+    with pytest.raises(StorageError) as info:
+        SqliteStorage(path).load()
+    message = str(info.value)
+    assert str(path) in message and "corrupt" in message
+
+
+def test_damaged_pages_fail_load_instead_of_returning_part_of_the_queue(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    store = SqliteStorage(path)
+    store.load()
+    store.add([job(k, size=3000) for k in range(1, 200)])
+    store.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # scribble over the middle of the table's pages
+        f.seek(size // 2)
+        f.write(b"\xde\xad\xbe\xef" * 4096)
+    with pytest.raises(StorageError, match=r"malformed|corrupt"):
+        SqliteStorage(path).load()
+
+
+@pytest.fixture
+def read_only_file(tmp_path: Path) -> Iterator[Path]:
+    """An existing queue file this process cannot write (root ignores modes: use chattr +i)."""
+    path = tmp_path / "queue.db"
+    store = SqliteStorage(path)
+    store.load()
+    store.add([job(1)])
+    store.close()
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        tmp_path.chmod(0o555)
+        yield path
+        tmp_path.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)]).returncode != 0:
+        pytest.skip("running as root on a filesystem without chattr +i: no way to make a "
+                    "file read-only for root")
+    try:
+        yield path
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_read_only_file_fails_at_load_not_at_first_submit(read_only_file: Path) -> None:
+    with pytest.raises(StorageError) as info:
+        SqliteStorage(read_only_file).load()
+    assert str(read_only_file) in str(info.value)
+
+
+def test_a_directory_is_not_a_queue(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=str(tmp_path)):
+        SqliteStorage(tmp_path).load()
+
+
+def test_gearmand_queue_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gearmand.db"
+    with sqlite3.connect(path) as conn:  # gearmand 1.1's exact schema (reference 4.2)
+        conn.execute("CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, "
+                     "priority INTEGER, data BLOB, when_to_run INTEGER, "
+                     "PRIMARY KEY (unique_key, function_name))")
+        conn.execute("INSERT INTO gearman_queue VALUES ('u', 'f', 1, x'00', 0)")
+    with pytest.raises(StorageError, match=r"not a geard queue.*gearmand"):
+        SqliteStorage(path).load()
+    with sqlite3.connect(path) as conn:  # and it was left untouched
+        assert conn.execute("SELECT count(*) FROM gearman_queue").fetchone()[0] == 1
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    store = SqliteStorage(path)
+    store.load()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(StorageError, match="schema version 99"):
+        SqliteStorage(path).load()
+
+
+def test_tampered_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    store = SqliteStorage(path)
+    store.load()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE gear_queue RENAME COLUMN data TO payload")
+    with pytest.raises(StorageError, match="columns"):
+        SqliteStorage(path).load()
+
+
+def test_only_one_server_per_file(tmp_path: Path) -> None:
+    first = SqliteStorage(tmp_path / "queue.db")
+    first.load()
+    try:
+        with pytest.raises(StorageError, match="in use by another server"):
+            SqliteStorage(tmp_path / "queue.db").load()
+    finally:
+        first.close()
+    second = SqliteStorage(tmp_path / "queue.db")  # free again once the first one closed
+    assert second.load() == []
+    second.close()
+
+
+def test_max_size_full_then_space_back_after_removes(tmp_path: Path) -> None:
+    store = open_storage(f"sqlite://{tmp_path}/q.db?max_size=128K")
+    assert isinstance(store, SqliteStorage)
+    store.load()
+    stored: list[int] = []
+    with pytest.raises(StorageError, match="full") as info:
+        for key in range(1, 1000):
+            store.add([job(key, size=8000)])
+            stored.append(key)
+    assert "cannot store 1 job" in str(info.value)
+    assert 3 < len(stored) < 20
+    store.remove(stored[:6])  # finished jobs free pages ...
+    store.add([job(5000, size=8000)])  # ... and the queue accepts jobs again
+    store.close()
+    again = SqliteStorage(tmp_path / "q.db")
+    assert [j.key for j in again.load()] == [*stored[6:], 5000]
+    again.close()
+
+
+@pytest.fixture
+def tiny_filesystem() -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real ENOSPC (needs root and mount permission, else skipped)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; test_max_size_* covers the same code path")
+    mountpoint = Path(tempfile.mkdtemp(prefix="gear-tinyfs-"))
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        mountpoint.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+        mountpoint.rmdir()
+
+
+def test_full_disk_fails_batches_until_space_is_back(tiny_filesystem: Path) -> None:
+    ballast = tiny_filesystem / "ballast"
+    ballast.write_bytes(b"\0" * (600 * 1024))
+    storage = SqliteStorage(tiny_filesystem / "queue.db")
+
+    async def submit(writer: StorageWriter, key: int) -> BaseException | None:
+        result: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        writer.add(job(key, size=20000), result.set_result)
+        return await asyncio.wait_for(result, 10)
+
+    async def main() -> tuple[list[int], BaseException]:
+        writer = StorageWriter(storage)
+        await writer.start()
+        accepted: list[int] = []
+        for key in range(1, 200):
+            error = await submit(writer, key)
+            if error is not None:
+                break
+            accepted.append(key)
+        else:
+            raise AssertionError("the tiny filesystem never filled up")
+        assert await submit(writer, 1000) is not None  # still full: still refused
+        ballast.unlink()                               # the operator frees space
+        assert await submit(writer, 1001) is None      # the same writer recovers
+        await writer.close()
+        return accepted, error
+
+    accepted, error = asyncio.run(main())
+    assert isinstance(error, StorageError) and "full" in str(error)
+    assert accepted
+    again = SqliteStorage(tiny_filesystem / "queue.db")
+    assert [j.key for j in again.load()] == [*accepted, 1001]  # nothing lost, nothing partial
+    again.close()
+
+
+def test_batches_larger_than_one_statement_stay_atomic(tmp_path: Path) -> None:
+    # As with an old SQLite that allows few parameters per statement: 4 rows per INSERT, so a
+    # batch spans several statements in one transaction, and removes span several DELETEs.
+    store = SqliteStorage(tmp_path / "q.db")
+    store.load()
+    store._chunk = 4
+    store.add([job(k) for k in range(1, 12)])           # 4 + 4 + 3 (padded to 4)
+    with pytest.raises(StorageError):
+        store.add([job(k) for k in range(20, 26)] + [job(3)])  # duplicate in the 2nd statement
+    store.remove(list(range(2, 20)))                     # 18 keys: DELETEs of 16 and 2 (padded)
+    store.add([job(30)])
+    store.close()
+    again = SqliteStorage(tmp_path / "q.db")
+    assert again.load() == [job(1), job(30)]
+    again.close()
