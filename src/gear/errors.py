@@ -103,3 +103,7 @@ class JobExceptionError(JobFailedError):
 
     def __str__(self) -> str:
         return f"{self.args[0]}: {self.data.decode('utf-8', 'replace')}"
+
+
+class ServerStartError(GearmanError):
+    """The job server could not start (cannot listen, cannot load its persistent queue...)."""

@@ -1,0 +1,289 @@
+"""A pipelined raw-socket Gearman load generator (used by bench_server.py; runnable alone).
+
+Run: ``python3 bench/loadgen.py PORT {bg,fg,deep} [--seconds S] [--jobs N]``
+
+Clients run in one process and workers in another (each a selector over its sockets), apart
+from the server, with TCP_NODELAY, pre-encoded packets and batched writes. Few processes on
+purpose: on a 2-core machine every extra runnable process takes CPU from the server under test
+(a multi-threaded server gets more scheduler share against many load processes than a
+single-threaded one does):
+
+* ``submitter``: keeps ``inflight`` SUBMIT_JOB_BG (or SUBMIT_JOB) requests outstanding and
+  counts replies by scanning the byte stream for the reply header with ``bytes.count`` (C speed;
+  handles are ASCII, so a header cannot appear inside one).
+* ``worker``: CAN_DO, then GRAB_JOB_UNIQ; JOB_ASSIGN_UNIQ -> WORK_COMPLETE + the next GRAB_JOB_UNIQ
+  in one write; NO_JOB -> PRE_SLEEP; NOOP -> GRAB_JOB_UNIQ.
+
+Loads (the numbers design.md section 4 was measured with):
+
+* ``bg``: background submits, 1 connection, 500 in flight.
+* ``fg``: foreground end to end, 2 clients x 100 in flight, 4 workers.
+* ``deep``: N background jobs submitted (pipelined), then drained by 4 workers.
+
+Every load stops at its job count or its time cap, whichever comes first, and reports the jobs
+it completed and the seconds it took. Must not import the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import selectors
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+REQ = b"\x00REQ"
+HEADER = struct.Struct("!4sII")
+CAN_DO, PRE_SLEEP, NOOP, SUBMIT_JOB, JOB_CREATED = 1, 4, 6, 7, 8
+NO_JOB, WORK_COMPLETE, SUBMIT_JOB_BG, ERROR, GRAB_JOB_UNIQ, JOB_ASSIGN_UNIQ = 10, 13, 18, 19, 30, 31
+FUNCTION = b"bench"
+
+
+def packet(ptype: int, *args: bytes) -> bytes:
+    body = b"\x00".join(args)
+    return HEADER.pack(REQ, ptype, len(body)) + body
+
+
+def reply_marker(ptype: int) -> bytes:
+    """The first 8 header bytes of a server reply of this type (magic + type)."""
+    return b"\x00RES" + struct.pack("!I", ptype)
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return sock
+
+
+class _Submitter:
+    """One client connection keeping ``inflight`` submits outstanding until ``total`` done."""
+
+    def __init__(self, port: int, total: int, inflight: int, background: bool) -> None:
+        ptype = SUBMIT_JOB_BG if background else SUBMIT_JOB
+        self.one = packet(ptype, FUNCTION, b"", b"x" * 16)
+        # A background submit is done at JOB_CREATED, a foreground one at WORK_COMPLETE.
+        self.marker = reply_marker(JOB_CREATED if background else WORK_COMPLETE)
+        self.keep = len(self.marker) - 1
+        self.sock = _connect(port)
+        self.total = total
+        self.inflight = inflight
+        self.sent = self.done = 0
+        self.tail = b""
+        self.finished = False
+
+    def begin(self) -> None:
+        self.sent = min(self.inflight, self.total)
+        self.sock.sendall(self.one * self.sent)
+
+    def on_data(self, data: bytes, accepting: bool) -> None:
+        buf = self.tail + data
+        n = buf.count(self.marker)
+        if n:
+            self.done += n
+            more = min(n, self.total - self.sent)
+            if more > 0 and accepting:
+                self.sock.sendall(self.one * more)
+                self.sent += more
+        elif _ERROR in buf:
+            raise SystemExit(f"server answered ERROR: {buf[:200]!r}")
+        self.tail = buf[-self.keep:]
+        if self.done >= self.sent:
+            self.finished = True
+
+
+_ERROR = reply_marker(ERROR)
+
+
+def submitters(port: int, clients: int, total: int, inflight: int, background: bool,
+               seconds: float, start_at: float, result: Any) -> None:
+    """``clients`` connections in ONE process (a selector): each submits ``total`` jobs with
+    ``inflight`` outstanding, or stops sending at the time cap. Puts (done, elapsed)."""
+    conns = [_Submitter(port, total, inflight, background) for _ in range(clients)]
+    sel = selectors.DefaultSelector()
+    for conn in conns:
+        sel.register(conn.sock, selectors.EVENT_READ, conn)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    for conn in conns:
+        conn.begin()
+    active = len(conns)
+    while active:
+        accepting = time.perf_counter() < deadline
+        for key, _ in sel.select():
+            conn = key.data
+            data = conn.sock.recv(1 << 20)
+            if not data:
+                raise SystemExit("server closed the connection")
+            conn.on_data(data, accepting)
+            if conn.finished:
+                sel.unregister(conn.sock)
+                active -= 1
+    result.put((sum(c.done for c in conns), time.perf_counter() - t0))
+    for conn in conns:
+        conn.sock.close()
+
+
+class _Worker:
+    """One raw worker connection: GRAB_JOB_UNIQ -> WORK_COMPLETE + GRAB_JOB_UNIQ in one write."""
+
+    grab = packet(GRAB_JOB_UNIQ)
+    pre_sleep = packet(PRE_SLEEP)
+    complete_head = REQ + struct.pack("!I", WORK_COMPLETE)
+
+    def __init__(self, port: int) -> None:
+        self.sock = _connect(port)
+        self.sock.sendall(packet(CAN_DO, FUNCTION) + self.grab)
+        self.buf = b""
+
+    def on_data(self, data: bytes) -> int:
+        buf = self.buf + data if self.buf else data
+        pos = 0
+        n = len(buf)
+        out: list[bytes] = []
+        done = 0
+        unpack_from = HEADER.unpack_from
+        while n - pos >= 12:
+            _magic, ptype, size = unpack_from(buf, pos)
+            end = pos + 12 + size
+            if end > n:
+                break
+            if ptype == JOB_ASSIGN_UNIQ:
+                handle = buf[pos + 12 : buf.index(b"\x00", pos + 12)]
+                body = handle + b"\x00ok"
+                out.append(self.complete_head + struct.pack("!I", len(body)) + body)
+                out.append(self.grab)
+                done += 1
+            elif ptype == NO_JOB:
+                out.append(self.pre_sleep)
+            elif ptype == NOOP:
+                out.append(self.grab)
+            pos = end
+        self.buf = buf[pos:]
+        if out:
+            self.sock.sendall(b"".join(out))
+        return done
+
+
+def workers(port: int, count: int, counter: Synchronized, stop: Any) -> None:  # type: ignore[type-arg]
+    """``count`` raw workers in ONE process (a selector) until ``stop`` is set."""
+    conns = [_Worker(port) for _ in range(count)]
+    sel = selectors.DefaultSelector()
+    for conn in conns:
+        sel.register(conn.sock, selectors.EVENT_READ, conn)
+    while not stop.is_set():
+        done = 0
+        for key, _ in sel.select(0.1):
+            conn = key.data
+            data = conn.sock.recv(1 << 20)
+            if not data:
+                return
+            done += conn.on_data(data)
+        if done:
+            with counter.get_lock():
+                counter.value += done
+    for conn in conns:
+        conn.sock.close()
+
+
+@dataclass
+class Result:
+    jobs: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+
+def _ctx() -> Any:
+    return mp.get_context("fork")
+
+
+def _submit(port: int, clients: int, per_client: int, inflight: int, background: bool,
+            seconds: float) -> Result:
+    ctx = _ctx()
+    results = ctx.Queue()
+    start_at = time.time() + 0.3  # connected before the clock starts
+    proc = ctx.Process(target=submitters, args=(port, clients, per_client, inflight, background,
+                                                seconds, start_at, results))
+    proc.start()
+    done, elapsed = results.get(timeout=seconds + 120)
+    proc.join()
+    return Result(done, elapsed)
+
+
+def _start_workers(port: int, count: int) -> tuple[Any, Any, Any]:
+    ctx = _ctx()
+    counter = ctx.Value("q", 0)
+    stop = ctx.Event()
+    proc = ctx.Process(target=workers, args=(port, count, counter, stop))
+    proc.start()
+    return proc, counter, stop
+
+
+def _stop_workers(proc: Any, stop: Any) -> None:
+    stop.set()
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+def load_bg(port: int, seconds: float = 5.0, jobs: int = 300_000) -> Result:
+    """(1) background submits, 1 connection, 500 in flight."""
+    return _submit(port, 1, jobs, 500, True, seconds)
+
+
+def load_fg(port: int, seconds: float = 5.0, jobs: int = 100_000) -> Result:
+    """(2) foreground end to end, 2 clients x 100 in flight, 4 raw workers."""
+    proc, _counter, stop = _start_workers(port, 4)
+    try:
+        return _submit(port, 2, jobs // 2, 100, False, seconds)
+    finally:
+        _stop_workers(proc, stop)
+
+
+def load_deep(port: int, jobs: int = 200_000, seconds: float = 20.0) -> tuple[Result, Result]:
+    """(3) ``jobs`` background jobs submitted, then drained by 4 workers: (submit, drain)."""
+    submitted = _submit(port, 1, jobs, 500, True, seconds)
+    t0 = time.perf_counter()
+    proc, counter, stop = _start_workers(port, 4)
+    deadline = t0 + seconds
+    while counter.value < submitted.jobs and time.perf_counter() < deadline:
+        time.sleep(0.002)
+    drained = Result(counter.value, time.perf_counter() - t0)
+    _stop_workers(proc, stop)
+    return submitted, drained
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("load", choices=["bg", "fg", "deep"])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--jobs", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.load == "bg":
+        r = load_bg(args.port, args.seconds, args.jobs or 300_000)
+        print(f"bg: {r.jobs} jobs in {r.seconds:.2f}s = {r.rate:,.0f}/s")
+    elif args.load == "fg":
+        r = load_fg(args.port, args.seconds, args.jobs or 100_000)
+        print(f"fg: {r.jobs} jobs in {r.seconds:.2f}s = {r.rate:,.0f}/s")
+    else:
+        s, d = load_deep(args.port, args.jobs or 200_000, args.seconds)
+        print(f"deep: submit {s.rate:,.0f}/s ({s.jobs}), drain {d.rate:,.0f}/s ({d.jobs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+    os._exit(0)

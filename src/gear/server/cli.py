@@ -1,0 +1,381 @@
+"""``geard``: the job server's command line (console script ``geard = gear.server.cli:main``).
+
+Owns option parsing, logging setup, the ACL file, daemonizing (our own double fork and pidfile;
+no python-daemon dependency) and turning the options into a ``ServerConfig`` + ``BrokerConfig``.
+
+Options: every option of gear 0.16's ``geard`` (gear-0.16-api.md section 4, same names, same
+defaults except where noted) plus the gearmand options users reach for (reference 5.1):
+``-j/--job-retries``, ``--job-handle-prefix``, ``-w/--worker-wakeup``, ``--exceptions``,
+``-t/--threads`` (accepted for drop-in command lines; one event loop serves everything),
+``--verbose``, ``-l/--log-file``, ``-L/--listen``, ``-P/--pid-file``, and our own ``--queue``,
+``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout``.
+
+Must not import the network layer at module level: ``geard --version`` and ``--help`` stay
+instant, and import errors of optional extras surface as clear messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import logging
+import logging.config
+import logging.handlers
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gear.errors import ConfigurationError, GearmanError
+
+if TYPE_CHECKING:
+    from gear.acl import ACL
+
+log = logging.getLogger("gear.server.cli")
+
+DESCRIPTION = """\
+Gearman job server (gearmand-compatible protocol and admin output, gear-compatible options).
+If the statsd python module is available, set STATSD_HOST, STATSD_PORT, and STATSD_PREFIX
+environment variables for statsd support."""
+
+EPILOG = """\
+Signals: SIGTERM and SIGUSR1 shut down gracefully (stop accepting, let running jobs finish for up
+to --shutdown-timeout seconds), SIGINT at once. The admin command "shutdown [graceful]" does the
+same. Without -d, geard detaches (double fork) and writes --pidfile."""
+
+#: gearmand's --verbose names mapped to logging levels.
+VERBOSE_LEVELS = {
+    "FATAL": logging.CRITICAL,
+    "ALERT": logging.CRITICAL,
+    "CRITICAL": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARNING": logging.WARNING,
+    "NOTICE": logging.INFO,
+    "INFO": logging.INFO,
+    "DEBUG": logging.DEBUG,
+}
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/geard`` for root, else ``$XDG_STATE_HOME/geard`` (``~/.local/state/geard``)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/geard")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "geard"
+
+
+def _version() -> str:
+    from gear import __version__
+
+    return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="geard", description=DESCRIPTION, epilog=EPILOG)
+    # -- gear 0.16 geard's options (same dests) --
+    p.add_argument("-d", dest="nodaemon", action="store_true", help="do not run as a daemon")
+    p.add_argument("-p", "--port", dest="port", type=int, default=4730,
+                   help="port on which to listen (0: any free port; default 4730)")
+    p.add_argument("--listen-address", "-L", "--listen", dest="listen_address", default=None,
+                   help="IP address or domain name to listen on (default: all, IPv4 and IPv6)")
+    p.add_argument("--log-config", dest="log_config", default=None,
+                   help="logging config file (logging.config.fileConfig format); wins over "
+                   "--log-file/--verbose")
+    p.add_argument("--pidfile", "-P", "--pid-file", dest="pidfile", default=None,
+                   help="PID file (default when daemonized: <data-dir>/geard.pid)")
+    p.add_argument("--ssl-ca", dest="ssl_ca", metavar="PATH", default=None,
+                   help="path to CA certificate: with --ssl-cert/--ssl-key, clients must present "
+                   "a certificate signed by it (mutual TLS)")
+    p.add_argument("--ssl-cert", dest="ssl_cert", metavar="PATH", default=None,
+                   help="path to SSL public certificate")
+    p.add_argument("--ssl-key", dest="ssl_key", metavar="PATH", default=None,
+                   help="path to SSL private key")
+    p.add_argument("--acl", dest="acl", metavar="PATH", default=None,
+                   help="path to ACL file (INI: [<certificate CN>] register=, invoke=, grant=)")
+    p.add_argument("--keepalive", dest="keepalive", action="store_true",
+                   help="apply the TCP keepalive tunables below to connections")
+    p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
+                   help="TCP keepalive idle time")
+    p.add_argument("--keepalive-interval", dest="tcp_keepintvl", type=int, default=75,
+                   help="TCP keepalive probe interval")
+    p.add_argument("--keepalive-count", dest="tcp_keepcnt", type=int, default=9,
+                   help="TCP keepalive probes count")
+    p.add_argument("--version", dest="version", action="store_true", help="show version")
+    # -- gearmand's options --
+    p.add_argument("-j", "--job-retries", dest="job_retries", type=int, default=0,
+                   help="attempts before a job whose worker keeps dying fails (0: no limit)")
+    p.add_argument("--job-handle-prefix", dest="job_handle_prefix", default=None,
+                   help="job handle prefix (default H:<hostname>)")
+    p.add_argument("-w", "--worker-wakeup", dest="worker_wakeup", type=int, default=0,
+                   help="sleeping workers woken per new job (0: all that can do it)")
+    p.add_argument("--exceptions", dest="exceptions", action="store_true",
+                   help="send WORK_EXCEPTION to every client by default")
+    p.add_argument("-t", "--threads", dest="threads", type=int, default=None,
+                   help="accepted for gearmand compatibility and ignored: one event loop serves "
+                   "all connections (gearmand also runs every command on one thread)")
+    p.add_argument("--verbose", dest="verbose", default=None, type=str.upper,
+                   choices=sorted(VERBOSE_LEVELS),
+                   help="log level (gearmand names; default INFO)")
+    p.add_argument("-l", "--log-file", dest="log_file", default=None,
+                   help="log file, 'stderr' or 'none' (default: stderr with -d, else "
+                   "<data-dir>/geard.log)")
+    p.add_argument("--queue", dest="queue", default=None,
+                   help="where background jobs are stored: memory, sqlite:///path.db, "
+                   "postgres://... (default: sqlite:///<data-dir>/queue.db)")
+    p.add_argument("--data-dir", dest="data_dir", default=None,
+                   help=f"directory for the default queue, pid and log files (default "
+                   f"{default_data_dir()})")
+    p.add_argument("--max-packet-size", dest="max_packet_size", type=int, default=None,
+                   help="largest packet body accepted, in bytes (default 64 MiB)")
+    p.add_argument("--uvloop", dest="uvloop", action="store_true", default=None,
+                   help="require uvloop (default: use it when installed)")
+    p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                   help="use the standard asyncio event loop")
+    p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=float, default=30.0,
+                   help="seconds a graceful shutdown (SIGTERM, SIGUSR1) waits for running jobs")
+    return p
+
+
+def load_acl(path: str) -> ACL:
+    """Read gear's ACL INI file: one section per certificate CN with register/invoke/grant."""
+    from gear.acl import ACL, ACLEntry
+
+    parser = configparser.RawConfigParser()
+    if not parser.read(path):
+        raise ConfigurationError(f"Unable to read ACL file at {path}")
+    acl = ACL()
+    for subject in parser.sections():
+        register = parser.get(subject, "register", fallback=None)
+        invoke = parser.get(subject, "invoke", fallback=None)
+        grant: bool | None = None
+        if parser.has_option(subject, "grant"):
+            try:
+                grant = parser.getboolean(subject, "grant")
+            except ValueError as exc:
+                raise ConfigurationError(f"ACL file {path}, [{subject}]: {exc}") from exc
+        try:
+            acl.add(ACLEntry(subject, register, invoke, grant))
+        except Exception as exc:  # ACLError, or a bad regular expression
+            raise ConfigurationError(f"ACL file {path}, [{subject}]: {exc}") from exc
+    return acl
+
+
+def setup_logging(args: argparse.Namespace, data_dir: Path) -> None:
+    if args.log_config:
+        if not os.path.exists(args.log_config):
+            raise ConfigurationError(f"Unable to read logging config file at {args.log_config}")
+        logging.config.fileConfig(args.log_config, disable_existing_loggers=False)
+        return
+    level = VERBOSE_LEVELS[args.verbose] if args.verbose else logging.INFO
+    target = args.log_file
+    if target is None:
+        target = "stderr" if args.nodaemon else str(data_dir / "geard.log")
+    root = logging.getLogger()
+    root.setLevel(level)
+    if target == "none":
+        root.addHandler(logging.NullHandler())
+        return
+    handler: logging.Handler
+    if target == "stderr":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        # Reopens the file when logrotate moves it (gearmand reopens on SIGHUP).
+        handler = logging.handlers.WatchedFileHandler(target)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else path
+
+
+def _queue_url(args: argparse.Namespace, data_dir: Path) -> str:
+    if args.queue:
+        url: str = args.queue
+        # ``sqlite:relative/queue.db`` (no "//") is relative to the working directory, which
+        # the daemon leaves for "/": make it absolute first. ``sqlite:///abs.db`` is absolute.
+        prefix = "sqlite:"
+        if url.startswith(prefix) and not url.startswith("sqlite://"):
+            path, sep, query = url[len(prefix):].partition("?")
+            url = "sqlite://" + os.path.abspath(path) + sep + query
+        return url
+    return f"sqlite://{(data_dir / 'queue.db').absolute()}"
+
+
+def _check_pidfile(path: str) -> None:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if pid > 0 and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        raise ConfigurationError(f"geard is already running with pid {pid} (pidfile {path})")
+
+
+def _write_pidfile(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def _remove_pidfile(path: str) -> None:
+    try:
+        with open(path) as f:
+            if f.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _daemonize() -> int:
+    """Double fork, new session, stdio on /dev/null. Returns a pipe fd to report readiness on:
+    the original process waits for "OK" (exit 0) or an error message (printed, exit 1)."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        chunks = []
+        while True:
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        message = b"".join(chunks)
+        if message.startswith(b"OK"):
+            os._exit(0)
+        sys.stderr.write(message.decode("utf-8", "replace") or "geard: failed to start\n")
+        sys.stderr.flush()
+        os._exit(1)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    return write_fd
+
+
+def _statsd_from_env() -> Any:
+    host = os.environ.get("STATSD_HOST")
+    if not host:
+        return None
+    from gear.server.metrics import Metrics
+
+    return Metrics(
+        host, int(os.environ.get("STATSD_PORT", "8125")), os.environ.get("STATSD_PREFIX") or None
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``geard``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"Gear version: {_version()}")
+        return 0
+    data_dir = Path(os.path.abspath(args.data_dir)) if args.data_dir else default_data_dir()
+    for name in ("log_config", "pidfile", "ssl_ca", "ssl_cert", "ssl_key", "acl", "log_file"):
+        value = getattr(args, name)
+        if value not in (None, "stderr", "none"):
+            setattr(args, name, _absolute(value))
+    ready_fd: int | None = None
+    pidfile: str | None = args.pidfile
+    if pidfile is None and not args.nodaemon:
+        pidfile = str(data_dir / "geard.pid")
+    try:
+        from gear.server.broker import BrokerConfig
+        from gear.server.network import ServerConfig, build_ssl_context, run_server
+
+        queue = _queue_url(args, data_dir)
+        if queue.startswith("sqlite:///") or args.log_file is None or pidfile:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        setup_logging(args, data_dir)
+        if args.threads:
+            log.info("--threads=%d ignored: one event loop serves every connection", args.threads)
+        acl = load_acl(args.acl) if args.acl else None
+        # Fail in the foreground on bad TLS files rather than in the daemon.
+        build_ssl_context(args.ssl_key, args.ssl_cert, args.ssl_ca)
+        config = ServerConfig(
+            host=args.listen_address,
+            port=args.port,
+            ssl_key=args.ssl_key,
+            ssl_cert=args.ssl_cert,
+            ssl_ca=args.ssl_ca,
+            keepalive=args.keepalive,
+            tcp_keepidle=args.tcp_keepidle,
+            tcp_keepintvl=args.tcp_keepintvl,
+            tcp_keepcnt=args.tcp_keepcnt,
+            max_packet_size=args.max_packet_size,
+            queue=queue,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+        bkw: dict[str, Any] = {
+            "job_retries": args.job_retries,
+            "worker_wakeup": args.worker_wakeup,
+            "exceptions_default": args.exceptions,
+            "acl": acl,
+        }
+        if args.job_handle_prefix:
+            bkw["handle_prefix"] = args.job_handle_prefix.encode()
+        if args.verbose:
+            bkw["verbose"] = args.verbose.encode()
+        broker_config = BrokerConfig(**bkw)
+        metrics = _statsd_from_env()
+        if pidfile:
+            _check_pidfile(pidfile)
+    except (GearmanError, OSError) as exc:
+        print(f"geard: {exc}", file=sys.stderr)
+        return 1
+
+    if not args.nodaemon:
+        ready_fd = _daemonize()
+
+    def started(server: Any) -> None:
+        if pidfile:
+            _write_pidfile(pidfile)
+        if ready_fd is not None:
+            os.write(ready_fd, b"OK\n")
+            os.close(ready_fd)
+
+    try:
+        run_server(
+            config,
+            broker_config,
+            use_uvloop=args.uvloop,
+            metrics=metrics,
+            on_started=started,
+        )
+    except (GearmanError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, f"geard: {exc}\n".encode())
+            except OSError:
+                pass
+        else:
+            print(f"geard: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if pidfile:
+            _remove_pidfile(pidfile)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

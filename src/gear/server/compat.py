@@ -1,0 +1,264 @@
+"""``gear.Server``: the production server engine behind gear 0.16's embeddable Server API.
+
+Owns :class:`Server`, with gear 0.16.0's exact constructor signature (gear-0.16-api.md 3.13). It
+runs the SAME engine as ``geard`` (:class:`~gear.server.network.JobServer` around the sans-I/O
+broker) on its own asyncio event loop in a daemon thread, and it is listening before the
+constructor returns (``Server(0).port`` is the port it got). Jobs are kept in memory only, as in
+gear.
+
+gear's internals that test suites and Zuul read (3.13 and 5.6) are exposed as read-only snapshots:
+``high_queue``, ``normal_queue``, ``low_queue``, ``jobs``, ``getQueue()``, ``active_connections``,
+``functions``, ``running_jobs``, ``waiting_jobs``, ``total_jobs``. Read from another thread, they
+are taken on the loop thread (so they are consistent); read from the loop thread (inside an
+override), directly. ``getJobForConnection(connection, peek=False)`` is an override point: a
+subclass that overrides it is called by the broker whenever a worker asks for a job, and may
+delegate to ``super().getJobForConnection(...)``.
+
+Differences from gear on purpose (design.md section 1: keep the API, not the bugs): the server
+speaks the full protocol like gearmand (GRAB_JOB, ECHO, OPTION_REQ, CAN_DO_TIMEOUT, epoch jobs,
+coalescing), ``listen()`` has a real backlog, the TLS handshake does not block accepts, and key +
+cert without a CA gives server-only TLS (gear silently served plaintext unless all three were set).
+
+gear-compatible camelCase method names (``getQueue``, ``getJobForConnection``) are kept on purpose.
+Must not import the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from gear.server.network import JobServer, ServerConfig
+
+T = TypeVar("T")
+
+
+class Server:
+    """A Gearman job server running in a background thread (gear 0.16 compatible)."""
+
+    def __init__(
+        self,
+        port: int = 4730,
+        ssl_key: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_ca: str | None = None,
+        statsd_host: str | None = None,
+        statsd_port: int = 8125,
+        statsd_prefix: str | None = None,
+        server_id: str | None = None,
+        acl: Any = None,
+        host: str | None = None,
+        keepalive: bool = False,
+        tcp_keepidle: int = 7200,
+        tcp_keepintvl: int = 75,
+        tcp_keepcnt: int = 9,
+    ) -> None:
+        from gear.server.broker import BrokerConfig
+
+        self.port = int(port)
+        self.ssl_key = ssl_key
+        self.ssl_cert = ssl_cert
+        self.ssl_ca = ssl_ca
+        self.acl = acl
+        self.host = host
+        self.server_id = server_id
+        self.use_ssl = bool(ssl_key and ssl_cert)
+        if server_id:
+            self.log = logging.getLogger(f"gear.Server.{server_id}")
+        else:
+            self.log = logging.getLogger("gear.Server")
+        metrics = None
+        if statsd_host:
+            from gear.errors import ConfigurationError
+            from gear.server.metrics import Metrics
+
+            try:
+                metrics = Metrics(statsd_host, statsd_port, statsd_prefix)
+            except ConfigurationError:
+                # gear logs this and runs without statsd (3.13, constructor step 5).
+                self.log.error("Unable to import statsd module")
+        config = ServerConfig(
+            host=host,
+            port=self.port,
+            ssl_key=ssl_key,
+            ssl_cert=ssl_cert,
+            ssl_ca=ssl_ca,
+            keepalive=keepalive,
+            tcp_keepidle=tcp_keepidle,
+            tcp_keepintvl=tcp_keepintvl,
+            tcp_keepcnt=tcp_keepcnt,
+            queue="memory",
+            shutdown_timeout=0.0,
+        )
+        self._engine = JobServer(
+            config, BrokerConfig(acl=acl), broker_class=self._broker_class(), metrics=metrics
+        )
+        self._loop = asyncio.new_event_loop()
+        self._stopped = threading.Event()
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
+        started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name=f"gear.Server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        started.result()  # re-raises a start error (port in use, bad TLS files...) here
+        self.port = self._engine.port
+
+    # -- the engine's thread ---------------------------------------------------------------
+
+    def _broker_class(self) -> type[Any]:
+        from gear.server.broker import Broker
+
+        if type(self).getJobForConnection is Server.getJobForConnection:
+            return Broker  # no override: nothing between the broker and its hot path
+        server = self
+
+        class CompatBroker(Broker):
+            """Routes the broker's job choice through the Server subclass's override."""
+
+            def take_job(self, peer: Any, peek: bool = False) -> Any:
+                return server.getJobForConnection(peer, peek)
+
+        return CompatBroker
+
+    def _run(self, started: concurrent.futures.Future[None]) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(self._engine.start())
+            except BaseException as exc:
+                started.set_exception(exc)
+                return
+            started.set_result(None)
+            loop.run_until_complete(self._engine.wait_closed())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self._stopped.set()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the loop thread (directly when already there) and return its result."""
+        if threading.current_thread() is self._thread or self._stopped.is_set():
+            return fn()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        try:
+            self._loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop closed meanwhile
+            return fn()
+        return future.result(10)
+
+    @property
+    def _broker(self) -> Any:
+        return self._engine.broker
+
+    # -- gear's API ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop the server, close every connection and wait for the thread (idempotent)."""
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        if not self._stopped.is_set():
+            try:
+                future = asyncio.run_coroutine_threadsafe(
+                    self._engine.shutdown(graceful=False), self._loop
+                )
+                future.result(10)
+            except RuntimeError:  # loop already closed
+                pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(10)
+
+    def getJobForConnection(self, connection: Any, peek: bool = False) -> Any:
+        """The next job for worker ``connection`` (None if none), assigned to it unless ``peek``.
+
+        Called on the server thread whenever a worker asks for a job (GRAB_JOB*, PRE_SLEEP);
+        override it to hold or reorder jobs, delegating to this implementation for the rest.
+        """
+        from gear.server.broker import Broker
+
+        return Broker.take_job(self._broker, connection, peek)
+
+    def wakeConnections(self, job: Any = None) -> None:
+        """NOOP the sleeping workers that can do ``job`` (every sleeping worker if None).
+
+        Zuul calls this after releasing jobs its ``getJobForConnection`` override was holding,
+        so that workers which went to sleep on NO_JOB come back for them.
+        """
+
+        def wake() -> None:
+            broker = self._broker
+            functions = [job.function] if job is not None else list(broker.functions.values())
+            for f in functions:
+                if f.sleepers:
+                    broker._wake(f)  # the broker's own wake-up rule (honours -w)
+            self._engine.after_broker_call()
+
+        self._call(wake)
+
+    def getQueue(self) -> list[Any]:
+        """Every queued (not running) job: high, then normal, then low priority."""
+        return self._call(
+            lambda: list(self._broker.high_queue)
+            + list(self._broker.normal_queue)
+            + list(self._broker.low_queue)
+        )
+
+    @property
+    def high_queue(self) -> list[Any]:
+        return self._call(lambda: list(self._broker.high_queue))
+
+    @property
+    def normal_queue(self) -> list[Any]:
+        return self._call(lambda: list(self._broker.normal_queue))
+
+    @property
+    def low_queue(self) -> list[Any]:
+        return self._call(lambda: list(self._broker.low_queue))
+
+    @property
+    def jobs(self) -> dict[bytes, Any]:
+        """handle -> job, for every job in memory (queued or running)."""
+        return self._call(lambda: dict(self._broker.jobs))
+
+    @property
+    def active_connections(self) -> list[Any]:
+        """The connected peers (the broker's Peer objects: host, port, client_id, functions...)."""
+        return self._call(lambda: list(self._broker.peers))
+
+    @property
+    def functions(self) -> set[bytes]:
+        """Every function name the server knows (gear's set never shrinks; ours shrinks only on
+        admin ``drop function``)."""
+        return self._call(lambda: set(self._broker.functions))
+
+    @property
+    def total_jobs(self) -> int:
+        return self._call(lambda: len(self._broker.jobs))
+
+    @property
+    def running_jobs(self) -> int:
+        return self._call(self._engine.running_jobs)
+
+    @property
+    def waiting_jobs(self) -> int:
+        return self._call(lambda: len(self._broker.jobs) - self._engine.running_jobs())
+
+    def __repr__(self) -> str:
+        return f"<gear.Server port: {self.port}>"
