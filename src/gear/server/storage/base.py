@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gear.errors import GearmanError
 
@@ -35,13 +35,15 @@ class StorageError(GearmanError):
     """The storage backend failed (unreadable, corrupt, full disk, lost connection...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredJob:
+class StoredJob(NamedTuple):
     """One background job as stored.
 
     ``key`` is assigned by the server, unique among stored jobs, and never reused while the
     store holds it (the server starts its counter above the largest key ``load`` returned).
     ``when`` is the Unix time an epoch job becomes runnable, 0 for "now".
+
+    A NamedTuple rather than a frozen dataclass: one is built per durable submit on the event
+    loop, and a tuple is about five times cheaper to construct (measured: ~0.2 us vs ~1 us).
     """
 
     key: int
