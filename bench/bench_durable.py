@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import selectors
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from tests.support.peers import GearmandProcess, listening_ports, wait_for  # noqa: E402
+from tests.support.peers import GeardProcess, GearmandProcess  # noqa: E402
 
 from gear import constants as c  # noqa: E402
 from gear.protocol.packets import request  # noqa: E402
@@ -45,32 +43,9 @@ from gear.protocol.packets import request  # noqa: E402
 HEADER = struct.Struct(">4sII")
 
 
-class Geard:
-    """geard in a child process on 127.0.0.1 and a free port."""
-
-    def __init__(self, queue: str) -> None:
-        args = [sys.executable, "-m", "gear.server", "-d", "-p", "0", "-L", "127.0.0.1",
-                "-l", "none", "--queue", queue]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def ready() -> int | None:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise SystemExit(f"geard exited with {self.proc.returncode}: {err}")
-            ports = listening_ports(self.proc.pid)
-            return ports[0] if ports else None
-
-        self.port = int(wait_for(ready, timeout=30, what="geard"))  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+def Geard(queue: str) -> GeardProcess:
+    """geard on 127.0.0.1 and a free port with the given --queue, logging nothing."""
+    return GeardProcess("-l", "none", "--queue", queue, timeout=30)
 
 
 class Submits:

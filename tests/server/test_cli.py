@@ -21,44 +21,23 @@ import pytest
 from gear import constants as c
 from gear.protocol.packets import request, response
 from gear.server import cli
-from tests.support.peers import listening_ports, wait_for
+from tests.support.peers import GeardProcess, listening_ports, wait_for
 
 GEARD = [sys.executable, "-m", "gear.server"]
 
 
-class Geard:
-    """A ``geard -d`` child process on 127.0.0.1 and a free port."""
-
-    def __init__(self, *args: str, tmp: Path) -> None:
-        self.log = tmp / "geard.err"
-        self._err = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [*GEARD, "-d", "-p", "0", "--listen-address", "127.0.0.1", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-        self.port = int(wait_for(self._ready, what="geard to listen"))  # type: ignore[arg-type]
-
-    def _ready(self) -> int | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"geard exited {self.proc.returncode}: {self.log.read_text()}")
-        ports = listening_ports(self.proc.pid)
-        return ports[0] if ports else None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._err.close()
+def Geard(*args: str, tmp: Path) -> GeardProcess:
+    """``geard -d`` with its stderr in ``tmp``, so tests can read what it logged."""
+    return GeardProcess(*args, log=tmp / "geard.err")
 
 
 @pytest.fixture
-def geard(tmp_path: Path) -> Iterator[Geard]:
+def geard(tmp_path: Path) -> Iterator[GeardProcess]:
     server = Geard("--queue", "memory", "--shutdown-timeout", "5", tmp=tmp_path)
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(signal.SIGKILL)
 
 
 def connect(port: int) -> socket.socket:
@@ -99,7 +78,7 @@ def test_help_lists_gear_and_gearmand_options() -> None:
         assert option in text
 
 
-def test_foreground_server_answers_and_sigterm_stops_it(geard: Geard) -> None:
+def test_foreground_server_answers_and_sigterm_stops_it(geard: GeardProcess) -> None:
     sock = connect(geard.port)
     sock.sendall(request(c.ECHO_REQ, b"ping"))
     assert read_packet(sock) == (c.ECHO_RES, [b"ping"])
@@ -110,7 +89,7 @@ def test_foreground_server_answers_and_sigterm_stops_it(geard: Geard) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_graceful_shutdown_lets_the_running_job_finish(geard: Geard, sig: int) -> None:
+def test_graceful_shutdown_lets_the_running_job_finish(geard: GeardProcess, sig: int) -> None:
     client, worker = connect(geard.port), connect(geard.port)
     worker.sendall(request(c.CAN_DO, b"slow"))
     client.sendall(request(c.SUBMIT_JOB, b"slow", b"", b"data"))
@@ -256,7 +235,7 @@ def test_gearmand_options_reach_the_broker(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_admin_shutdown_stops_geard(geard: Geard) -> None:
+def test_admin_shutdown_stops_geard(geard: GeardProcess) -> None:
     sock = connect(geard.port)
     sock.sendall(b"shutdown graceful\n")
     assert sock.recv(100) == b"OK\r\n"

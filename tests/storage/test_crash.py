@@ -15,8 +15,6 @@ from __future__ import annotations
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ import pytest
 
 from gear import constants as c
 from gear.protocol.packets import Decoder, Frame, request
-from tests.support.peers import listening_ports, wait_for
+from tests.support.peers import GeardProcess
 
 CONNECTIONS = 4
 WINDOW = 64              # submits in flight per connection
@@ -60,35 +58,11 @@ def make_job(conn: int, i: int) -> Submitted:
     return Submitted(unique, data, SUBMITS[i % 3][1], 0)
 
 
-class Geard:
-    """geard as a child process on 127.0.0.1, port 0, with an sqlite queue."""
-
-    def __init__(self, db: Path, queue: str | None = None) -> None:
-        # By default --data-dir, whose default queue is <data-dir>/queue.db (cli.py).
-        args = ["--queue", queue] if queue else ["--data-dir", str(db.parent)]
-        self.args = [sys.executable, "-m", "gear.server", "-d", "-p", "0", "-L", "127.0.0.1",
-                     "-l", "none", *args]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=db.parent.parent)
-
-        def ready() -> int | None:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise AssertionError(f"geard exited with {self.proc.returncode}: {err}")
-            ports = listening_ports(self.proc.pid)
-            return ports[0] if ports else None
-
-        self.port = int(wait_for(ready, timeout=20, what="geard to listen"))  # type: ignore[arg-type]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(20)
-        finally:
-            if self.proc.stderr:
-                self.proc.stderr.close()
-        return code
+def Geard(db: Path, queue: str | None = None) -> GeardProcess:
+    """geard on port 0 with an sqlite queue: by default --data-dir, whose default queue is
+    <data-dir>/queue.db (cli.py), run from two levels up so relative paths would show."""
+    args = ["--queue", queue] if queue else ["--data-dir", str(db.parent)]
+    return GeardProcess("-l", "none", *args, cwd=db.parent.parent, timeout=20)
 
 
 def connect(port: int) -> socket.socket:
@@ -177,7 +151,8 @@ def test_sigkill_mid_flood_loses_no_acknowledged_job(tmp_path: Path) -> None:
         for _ in range(KILL_AFTER):
             assert count.acquire(timeout=30), "the flood stalled"
     finally:
-        code = server.stop(signal.SIGKILL)  # mid-flood: every connection still has jobs in flight
+        # mid-flood: every connection still has jobs in flight
+        code = server.stop(signal.SIGKILL, timeout=20)
         stop.set()
         for thread in threads:
             thread.join(30)
@@ -203,7 +178,7 @@ def test_sigkill_mid_flood_loses_no_acknowledged_job(tmp_path: Path) -> None:
     try:
         ran = drain(server.port)
     finally:
-        assert server.stop() == 0
+        assert server.stop(timeout=20) == 0
     by_content = {(job.unique, job.data): job for job in on_disk}
     assert sorted(ran) == sorted((FUNCTION, job.unique, job.data) for job in on_disk)
     priorities = [by_content[(unique, data)].priority for _, unique, data in ran]

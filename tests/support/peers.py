@@ -1,7 +1,7 @@
 """Start and control the real peers the interop tests run against.
 
-* :class:`GearmandProcess`: Debian's gearmand on ``127.0.0.1`` port 0; the port it got is read
-  from ``/proc`` (no fixed ports, no guessing).
+* :class:`GearmandProcess` / :class:`GeardProcess`: Debian's gearmand or our geard on
+  ``127.0.0.1`` port 0; the port it got is read from ``/proc`` (no fixed ports, no guessing).
 * :func:`gear016_python`: a virtual environment with PyPI's gear 0.16.0 (it installs the same
   ``gear`` package name as ours, so it never shares an environment with us).
 * :func:`require_tool`: a missing peer skips the test with a reason, or fails it when
@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,48 +96,69 @@ def listening_ports(pid: int) -> list[int]:
     return ports
 
 
-class GearmandProcess:
-    """A gearmand child process on 127.0.0.1 and a free port."""
+class ServerProcess:
+    """A job server child process on 127.0.0.1; the port it listens on is read from /proc.
 
-    def __init__(self, *extra_args: str, port: int = 0) -> None:
-        self.binary = require_tool("gearmand")
+    Subclasses say how to run it (:meth:`command`). stderr goes to ``self.log`` so a failing
+    start can say why. ``port=0`` (the default) lets the server pick a free port; ``restart``
+    reuses the port it got.
+    """
+
+    what = "server"
+
+    def __init__(
+        self,
+        *extra_args: str,
+        port: int = 0,
+        cwd: Path | None = None,
+        log: Path | None = None,
+        timeout: float = 20.0,
+    ) -> None:
         self.extra_args = list(extra_args)
         self.host = "127.0.0.1"
         self.port = port
+        self.cwd = cwd
+        self.timeout = timeout
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix=f"{self.what}-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     def start(self) -> None:
-        args = [
-            self.binary,
-            "--listen=127.0.0.1",
-            f"--port={self.port}",
-            "--log-file=none",
-            "--threads=0",
-            *self.extra_args,
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=subprocess.DEVNULL, stderr=err, cwd=self.cwd
+            )
         proc = self.proc
 
         def ready() -> int | None:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"gearmand exited with {proc.returncode}: {err}")
+                raise AssertionError(
+                    f"{self.what} exited with {proc.returncode}: {self.log.read_text()}"
+                )
             ports = listening_ports(proc.pid)
             return ports[0] if ports else None
 
-        self.port = wait_for(ready, what="gearmand to listen")
+        self.port = wait_for(ready, timeout=self.timeout, what=f"{self.what} to listen")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Send ``sig`` and wait for the exit (SIGKILL after ``timeout``); the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
+        return self.proc.returncode
 
     def restart(self) -> None:
         """Stop and start again on the same port (for reconnect tests)."""
@@ -144,8 +166,48 @@ class GearmandProcess:
         self.start()
 
     @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
+
+
+class GearmandProcess(ServerProcess):
+    """Debian's gearmand, single-threaded, no log file."""
+
+    what = "gearmand"
+
+    def command(self) -> list[str]:
+        return [
+            require_tool("gearmand"),
+            "--listen=127.0.0.1",
+            f"--port={self.port}",
+            "--log-file=none",
+            "--threads=0",
+            *self.extra_args,
+        ]
+
+
+class GeardProcess(ServerProcess):
+    """Our ``geard`` in the foreground (``-d``), run as ``python -m gear.server``."""
+
+    what = "geard"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gear.server",
+            "-d",
+            "-p",
+            str(self.port),
+            "--listen-address",
+            "127.0.0.1",
+            *self.extra_args,
+        ]
 
 
 def gear016_python() -> str:
