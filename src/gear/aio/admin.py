@@ -1,0 +1,225 @@
+"""The asyncio admin client: gearmand's text commands, answered as parsed records.
+
+Owns :class:`Admin`, one text-protocol connection to one server (admin state is per server).
+Commands may be issued concurrently: they are pipelined and replies are matched in order, which
+gearmand guarantees (reference/gearman-protocol.md 2.1). Reply framing and parsing come from
+``gear.protocol.messages`` (:class:`~gear.protocol.messages.AdminReply` and the ``parse_*``
+functions); this module only moves lines and maps ``ERR`` replies to
+:class:`~gear.errors.ServerError`.
+
+Must not import the threaded API, the client/worker modules or the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from types import TracebackType
+
+from gear.aio.client import to_bytes
+from gear.aio.connection import Endpoint, Event, Link, describe
+from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
+from gear.errors import TimeoutError as GearTimeoutError
+from gear.protocol import messages
+from gear.protocol.messages import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from gear.protocol.packets import AdminLine
+
+log = logging.getLogger("gear.aio.admin")
+
+
+class Admin:
+    """Admin commands against one server: ``async with Admin(host, port) as admin: ...``.
+
+    The connection opens on first use and reopens after a loss; a command in flight when the
+    connection drops raises :class:`~gear.errors.ConnectionError`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 4730,
+        *,
+        ssl_key: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive: bool = False,
+        tcp_keepidle: int = 7200,
+        tcp_keepintvl: int = 75,
+        tcp_keepcnt: int = 9,
+        timeout: float = 10.0,
+    ) -> None:
+        self.endpoint = Endpoint.build(
+            host,
+            port,
+            ssl_key=ssl_key,
+            ssl_cert=ssl_cert,
+            ssl_ca=ssl_ca,
+            ssl_context=ssl_context,
+            keepalive=keepalive,
+            tcp_keepidle=tcp_keepidle,
+            tcp_keepintvl=tcp_keepintvl,
+            tcp_keepcnt=tcp_keepcnt,
+        )
+        self.timeout = timeout
+        self._link: Link | None = None
+        self._pending: deque[tuple[messages.AdminReply, asyncio.Future[list[bytes]]]] = deque()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<aio.Admin {self.endpoint}>"
+
+    async def __aenter__(self) -> Admin:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._link is not None:
+            await self._link.close()
+
+    # -- LinkHandler -------------------------------------------------------------------------
+
+    def link_up(self, link: Link) -> None:
+        pass
+
+    def link_down(self, link: Link, error: ConnectionError) -> None:
+        pending, self._pending = self._pending, deque()
+        for _, fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+
+    def link_event(self, link: Link, event: Event) -> None:
+        if not isinstance(event, AdminLine):
+            log.warning("unexpected binary packet on the admin connection: %r", event)
+            return
+        if not self._pending:
+            log.warning("unsolicited admin line from %s: %r", self.endpoint, event.line[:80])
+            return
+        reply, fut = self._pending[0]
+        if reply.add(event.line):
+            self._pending.popleft()
+            if not fut.done():
+                fut.set_result(reply.lines)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def command(self, command: str | bytes, *args: str | bytes) -> list[bytes]:
+        """Send one admin command and return its reply lines (without the final ".").
+
+        ``ERR ...`` replies raise :class:`~gear.errors.ServerError` with the first word after
+        ``ERR`` as ``code`` and the rest as ``text``.
+        """
+        if self._closed:
+            raise ConfigurationError("the admin connection is closed")
+        line = messages.admin_command(command, *args)
+        # gearadmin ends lines with CRLF; gearmand's `create function` loses the last character
+        # of the name with a bare LF (2.2), so CRLF is the safe choice for every command.
+        line = line[:-1] + b"\r\n"
+        if self._link is None:
+            self._link = Link(self.endpoint, self, text=True, connect_timeout=self.timeout)
+            self._link.start()
+        link = self._link
+        try:
+            await asyncio.wait_for(link.wait_up(), self.timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError(
+                f"cannot connect to {self.endpoint}: {describe(link.last_error)}"
+            ) from None
+        reply = messages.AdminReply(line)
+        fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        if not link.send(line):
+            raise ConnectionError(f"not connected to {self.endpoint}")
+        self._pending.append((reply, fut))
+        try:
+            lines = await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+        except asyncio.TimeoutError:
+            # The reply may still come and would then answer the wrong command: start afresh.
+            if link.protocol is not None:
+                link.protocol.abort(ConnectionError("admin reply timed out"))
+            raise GearTimeoutError(f"no reply to {line.strip()!r} within {self.timeout}s") from None
+        error = reply.error
+        if error is not None:
+            code, _, text = error.partition(b" ")
+            raise ServerError(code, text)
+        return lines
+
+    async def _ok(self, command: str, *args: str | bytes) -> bytes:
+        lines = await self.command(command, *args)
+        line = lines[0] if lines else b""
+        if not line.startswith(b"OK"):
+            raise InvalidDataError(f"unexpected reply to {command!r}: {line[:80]!r}")
+        return line[3:]
+
+    async def status(self) -> list[FunctionStatus]:
+        """``status``: per function, queued+running total, running, and workers."""
+        return messages.parse_status(await self.command("status"))
+
+    async def prioritystatus(self) -> list[PriorityStatus]:
+        """``prioritystatus``: queued jobs per priority, per function."""
+        return messages.parse_prioritystatus(await self.command("prioritystatus"))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """``workers``: every connection with its fd, address, client id and functions."""
+        return messages.parse_workers(await self.command("workers"))
+
+    async def show_jobs(self) -> list[JobInfo]:
+        """``show jobs``: every job in the server's memory."""
+        return messages.parse_show_jobs(await self.command("show", "jobs"))
+
+    async def show_unique_jobs(self) -> list[bytes]:
+        """``show unique jobs``: the unique of every job (empty for jobs without one)."""
+        return list(await self.command("show", "unique", "jobs"))
+
+    async def cancel_job(self, handle: str | bytes) -> None:
+        """``cancel job``: the server fails a queued job; ServerError ``UNKNOWN_JOB`` if unknown."""
+        await self._ok("cancel", "job", to_bytes(handle, "handle"))
+
+    async def version(self) -> str:
+        return (await self._ok("version")).decode("utf-8", "replace")
+
+    async def getpid(self) -> int:
+        return int(await self._ok("getpid"))
+
+    async def verbose(self) -> str:
+        return (await self._ok("verbose")).decode("utf-8", "replace")
+
+    async def maxqueue(
+        self,
+        function: str | bytes,
+        size: int | None = None,
+        *,
+        high: int | None = None,
+        normal: int | None = None,
+        low: int | None = None,
+    ) -> None:
+        """``maxqueue``: ``size`` for every priority, or per priority; 0/None is unlimited.
+
+        Limits count a function's queued and running jobs of all priorities (3.13).
+        """
+        name = to_bytes(function, "function")
+        if size is not None and (high, normal, low) != (None, None, None):
+            raise ConfigurationError("give size or high/normal/low, not both")
+        if (high, normal, low) != (None, None, None):
+            sizes = [str(int(v or 0)) for v in (high, normal, low)]
+        elif size is not None:
+            sizes = [str(int(size))]
+        else:
+            sizes = []
+        await self._ok("maxqueue", name, *sizes)
+
+    async def create_function(self, function: str | bytes) -> None:
+        await self._ok("create", "function", to_bytes(function, "function"))
+
+    async def drop_function(self, function: str | bytes) -> None:
+        """``drop function``; ServerError when workers are connected or jobs run."""
+        await self._ok("drop", "function", to_bytes(function, "function"))

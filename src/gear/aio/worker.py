@@ -1,0 +1,642 @@
+"""The asyncio Gearman worker: register functions, grab jobs into free slots, run them, report.
+
+Owns :class:`Worker` (registrations, the slot accounting shared by all its server connections,
+graceful drain) and :class:`WorkerJob` (one assigned job as a handler sees it). Packets are built
+and parsed only by ``gear.protocol``; this module is the per-connection grab state machine.
+
+Must not import the threaded API, the client or the server.
+
+Grab/sleep state machine per connection (reference/gearman-protocol.md 3.5):
+
+* A connection *wants* work after it connects, after a NOOP, and after each JOB_ASSIGN (more may
+  be queued). Every GRAB holds a reserved slot until it is answered, so ``concurrency=N`` bounds
+  running jobs plus outstanding GRABs across every connection: never more jobs than free slots.
+* Replies come in request order, so GRABs may be pipelined: a connection starts with one GRAB
+  in flight after a wakeup and doubles that (up to ``grab_window``) each time one is answered
+  with a job, so a deep queue costs far fewer round trips, while an idle server sees one GRAB.
+* NO_JOB gives its slot back and stops further GRABs; once every GRAB in flight is answered the
+  connection sends PRE_SLEEP, and the server answers at once with NOOP if work arrived meanwhile
+  (its race fix), so there is neither a missed wakeup nor a busy loop.
+* A wanting connection without a free slot just waits; it grabs as soon as a job finishes.
+* On reconnect the registrations (SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT in milliseconds, 3.8)
+  are sent again. Jobs that were running on a lost connection finish locally but their results
+  go nowhere: the server has already re-queued them (3.6).
+* A handler exception becomes WORK_EXCEPTION with ``"ExcType: message"``. That packet ends the
+  job on gearmand, and a WORK_FAIL after it is answered with ERROR JOB_NOT_FOUND (1.4, #25), so
+  no WORK_FAIL follows unless ``fail_after_exception=True`` (for servers that want both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import logging
+import ssl
+import sys
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeAlias, TypeVar
+
+from gear import constants as c
+from gear.aio.client import to_bytes
+from gear.aio.connection import Endpoint, Event, Link
+from gear.errors import (
+    ConfigurationError,
+    ConnectionError,
+    InvalidDataError,
+    NoConnectedServersError,
+    TimeoutError,
+)
+from gear.protocol import messages
+from gear.protocol.packets import Frame, request
+
+log = logging.getLogger("gear.aio.worker")
+
+Result: TypeAlias = bytes | bytearray | memoryview | str | None
+Handler: TypeAlias = Callable[["WorkerJob"], Awaitable[Result] | Result]
+H = TypeVar("H", bound=Handler)
+
+_GRAB_TYPES = {"uniq": c.GRAB_JOB_UNIQ, "all": c.GRAB_JOB_ALL, "plain": c.GRAB_JOB}
+_ASSIGN_TYPES = frozenset({c.JOB_ASSIGN, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL})
+_EAGER = sys.version_info >= (3, 12)
+
+
+class _Done:
+    """An already-finished awaitable: what ``send_*`` return when there is nothing to wait for."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_DONE = _Done()
+
+
+@dataclass(frozen=True)
+class Function:
+    """A registered function: its handler and optional CAN_DO_TIMEOUT (seconds)."""
+
+    name: bytes
+    handler: Handler
+    timeout: float | None
+    is_async: bool
+
+
+class WorkerJob:
+    """A job assigned to this worker, as passed to a handler.
+
+    The ``send_*`` methods queue a packet at once and return an awaitable that waits for the
+    socket buffer to drain (flow control for large streams). An ``async def`` handler awaits them;
+    a plain ``def`` handler (run in a thread) calls them without ``await``, which is thread-safe.
+    """
+
+    __slots__ = (
+        "_conn",
+        "_protocol",
+        "_worker",
+        "arguments",
+        "finished",
+        "handle",
+        "name",
+        "reducer",
+        "unique",
+    )
+
+    def __init__(
+        self,
+        worker: Worker,
+        conn: _WorkerConnection,
+        handle: bytes,
+        name: bytes,
+        unique: bytes,
+        arguments: bytes,
+        reducer: bytes = b"",
+    ) -> None:
+        self._worker = worker
+        self._conn = conn
+        # The connection the job was assigned on: after a reconnect the server has re-queued
+        # the job (3.6), so nothing of it may go out on the new connection.
+        self._protocol = conn.link.protocol
+        self.handle = handle
+        self.name = name
+        self.unique = unique
+        self.arguments = arguments
+        self.reducer = reducer
+        self.finished = False
+
+    def __repr__(self) -> str:
+        return f"<aio.WorkerJob {self.name!r} handle={self.handle!r}>"
+
+    def _send(self, packet: bytes) -> Awaitable[None]:
+        protocol = self._protocol
+        if protocol is None:
+            return _DONE
+        worker = self._worker
+        if threading.get_ident() != worker._loop_thread:
+            loop = worker._loop
+            assert loop is not None
+            try:
+                loop.call_soon_threadsafe(protocol.send, packet)
+            except RuntimeError:
+                pass  # the loop is closed: the worker stopped without waiting for this thread
+            return _DONE
+        if not protocol.send(packet):
+            return _DONE  # the connection is gone; the server re-queued the job (3.6)
+        return protocol.drained() if protocol.write_paused else _DONE
+
+    def _check_open(self) -> None:
+        if self.finished:
+            raise ConfigurationError(f"{self!r} was already completed")
+
+    def send_data(self, data: bytes | str) -> Awaitable[None]:
+        """WORK_DATA: a chunk of output the client receives as it is sent."""
+        self._check_open()
+        return self._send(request(c.WORK_DATA, self.handle, to_bytes(data, "data")))
+
+    def send_warning(self, data: bytes | str) -> Awaitable[None]:
+        """WORK_WARNING."""
+        self._check_open()
+        return self._send(request(c.WORK_WARNING, self.handle, to_bytes(data, "data")))
+
+    def send_status(self, numerator: int, denominator: int) -> Awaitable[None]:
+        """WORK_STATUS: progress as ``numerator`` out of ``denominator``."""
+        self._check_open()
+        return self._send(
+            request(
+                c.WORK_STATUS,
+                self.handle,
+                str(int(numerator)).encode("ascii"),
+                str(int(denominator)).encode("ascii"),
+            )
+        )
+
+    def send_complete(self, data: bytes | str = b"") -> Awaitable[None]:
+        """End the job now with WORK_COMPLETE; the handler's return value is then ignored."""
+        return self._finish(request(c.WORK_COMPLETE, self.handle, to_bytes(data, "data")))
+
+    def send_fail(self) -> Awaitable[None]:
+        """End the job now with WORK_FAIL (no NUL after the handle, reference 1.3)."""
+        return self._finish(request(c.WORK_FAIL, self.handle))
+
+    def send_exception(self, data: bytes | str) -> Awaitable[None]:
+        """End the job now with WORK_EXCEPTION carrying ``data``."""
+        packet = request(c.WORK_EXCEPTION, self.handle, to_bytes(data, "data"))
+        if self._worker.fail_after_exception:
+            packet += request(c.WORK_FAIL, self.handle)
+        return self._finish(packet)
+
+    def _finish(self, packet: bytes) -> Awaitable[None]:
+        self._check_open()
+        self.finished = True
+        return self._send(packet)
+
+
+class _WorkerConnection:
+    """Per-connection worker state; the :class:`Link`'s handler."""
+
+    def __init__(self, worker: Worker, endpoint: Endpoint) -> None:
+        self.worker = worker
+        self.endpoint = endpoint
+        self.link = Link(
+            endpoint,
+            self,
+            connect_timeout=worker.connect_timeout,
+            backoff_min=worker.reconnect_min,
+            backoff_max=worker.reconnect_max,
+        )
+        self.grab_type = worker.grab_type
+        self.outstanding = 0  # GRABs sent and not answered yet; each holds a reserved slot
+        self.window = 1  # how many GRABs may be outstanding (grows while jobs keep coming)
+        self.hungry = False  # may send more GRABs: the queue was not empty last time we asked
+        self.sleeping = False  # PRE_SLEEP sent; waiting for NOOP
+        self.queued = False  # in the worker's wanting queue
+        self.jobs: dict[bytes, WorkerJob] = {}
+
+    def send(self, packet: bytes) -> None:
+        self.link.send(packet)
+
+    # -- LinkHandler -------------------------------------------------------------------------
+
+    def link_up(self, link: Link) -> None:
+        worker = self.worker
+        if worker.client_id:
+            link.send(request(c.SET_CLIENT_ID, worker.client_id))
+        for function in worker._functions.values():
+            link.send(messages.can_do(function.name, function.timeout))
+        self.outstanding = 0
+        self.window = 1
+        self.sleeping = False
+        self.hungry = True
+        worker._connection_changed()
+        worker._want(self)
+
+    def link_down(self, link: Link, error: ConnectionError) -> None:
+        worker = self.worker
+        self.hungry = False
+        self.sleeping = False
+        outstanding, self.outstanding = self.outstanding, 0
+        # Running jobs keep their slots until their handlers return; their results are dropped.
+        self.jobs.clear()
+        worker._connection_changed()
+        worker._release(outstanding)
+
+    def link_event(self, link: Link, event: Event) -> None:
+        if not isinstance(event, Frame):
+            log.warning("unexpected text line from %s: %r", self.endpoint, event.line[:80])
+            return
+        ptype = event.ptype
+        worker = self.worker
+        if ptype in _ASSIGN_TYPES:
+            self.outstanding -= 1
+            args = event.args()
+            if ptype == c.JOB_ASSIGN:
+                handle, name, data = args
+                unique = reducer = b""
+            elif ptype == c.JOB_ASSIGN_UNIQ:
+                handle, name, unique, data = args
+                reducer = b""
+            else:
+                handle, name, unique, reducer, data = args
+            job = WorkerJob(worker, self, handle, name, unique, data, reducer)
+            self.jobs[handle] = job
+            running = worker._start_job(job)  # the reserved slot now belongs to the job
+            # More may be queued: ask for more, up to twice as many at once each time a GRAB
+            # is answered with a job (never more than free slots).
+            self.hungry = True
+            self.window = min(self.window * 2, worker.grab_window)
+            worker._want(self)
+            if running and link.protocol is not None:
+                # Write the GRABs after the handler's first step, so that a fast handler's
+                # WORK_COMPLETE shares their write.
+                link.protocol.defer_flush()
+        elif ptype == c.NO_JOB:
+            self.outstanding -= 1
+            self.hungry = False
+            self.window = 1
+            if self.outstanding == 0:
+                # 3.5: the server NOOPs at once if a job arrived since it answered NO_JOB.
+                self.sleeping = True
+                self.send(request(c.PRE_SLEEP))
+            worker._release()
+        elif ptype == c.NOOP:
+            self.sleeping = False
+            self.hungry = True
+            worker._want(self)
+        elif ptype == c.ERROR:
+            code, text = event.args()
+            if self.outstanding and code == b"INVALID_COMMAND" and self.grab_type != c.GRAB_JOB:
+                # A server without GRAB_JOB_UNIQ/ALL: fall back to plain GRAB_JOB.
+                log.warning("%s does not know %s; using GRAB_JOB",
+                            self.endpoint, c.types[self.grab_type])
+                self.grab_type = c.GRAB_JOB
+                self.outstanding -= 1
+                worker._release()
+                worker._want(self)
+            else:
+                # Typically JOB_NOT_FOUND for a result sent after the server re-queued the job
+                # (CAN_DO_TIMEOUT expiry, 3.8).
+                log.warning("ERROR from %s: %s %s", self.endpoint,
+                            code.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
+        else:
+            log.debug("ignoring %r from %s", event, self.endpoint)
+
+    @property
+    def can_grab(self) -> bool:
+        return self.hungry and self.outstanding < self.window and self.link.connected
+
+    def grab(self) -> None:
+        self.outstanding += 1
+        self.sleeping = False
+        self.send(request(self.grab_type))
+
+
+class Worker:
+    """An asyncio Gearman worker.
+
+    Register functions with :meth:`function` (a decorator) or :meth:`register`, add servers, then
+    ``await worker.run(concurrency=N)``; :meth:`stop` ends it (draining by default). Handlers are
+    ``async def`` (run on the loop) or plain ``def`` (run in a thread pool of ``concurrency``
+    threads, so they never block the loop). A handler returns the result (bytes, str or None);
+    an exception becomes WORK_EXCEPTION.
+    """
+
+    def __init__(
+        self,
+        client_id: str | bytes | None = None,
+        *,
+        grab: str = "uniq",
+        grab_window: int = 16,
+        fail_after_exception: bool = False,
+        connect_timeout: float = 10.0,
+        reconnect_min: float = 0.05,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        if grab not in _GRAB_TYPES:
+            raise ConfigurationError(f"grab must be one of {sorted(_GRAB_TYPES)}, not {grab!r}")
+        self.client_id = to_bytes(client_id, "client_id") if client_id else b""
+        self.grab_type = _GRAB_TYPES[grab]
+        if grab_window < 1:
+            raise ConfigurationError("grab_window must be at least 1")
+        self.grab_window = grab_window
+        self.fail_after_exception = fail_after_exception
+        self.connect_timeout = connect_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.concurrency = 0
+        self._functions: dict[bytes, Function] = {}
+        self._connections: list[_WorkerConnection] = []
+        self._wanting: deque[_WorkerConnection] = deque()
+        self._free = 0
+        self._running: dict[WorkerJob, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._started = False
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._any_up: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<aio.Worker {self.client_id!r} functions={sorted(self._functions)}>"
+
+    async def __aenter__(self) -> Worker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(drain=exc is None)
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def add_server(
+        self,
+        host: str,
+        port: int = 4730,
+        *,
+        ssl_key: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive: bool = False,
+        tcp_keepidle: int = 7200,
+        tcp_keepintvl: int = 75,
+        tcp_keepcnt: int = 9,
+    ) -> None:
+        """Add a server (same options as :meth:`gear.aio.Client.add_server`)."""
+        endpoint = Endpoint.build(
+            host,
+            port,
+            ssl_key=ssl_key,
+            ssl_cert=ssl_cert,
+            ssl_ca=ssl_ca,
+            ssl_context=ssl_context,
+            keepalive=keepalive,
+            tcp_keepidle=tcp_keepidle,
+            tcp_keepintvl=tcp_keepintvl,
+            tcp_keepcnt=tcp_keepcnt,
+        )
+        if any(conn.endpoint.host == host and conn.endpoint.port == endpoint.port
+               for conn in self._connections):
+            raise ConfigurationError(f"server {endpoint} is already added")
+        conn = _WorkerConnection(self, endpoint)
+        self._connections.append(conn)
+        if self._started and not self._stopping:
+            conn.link.start()
+
+    def register(
+        self, name: str | bytes, handler: Handler, *, timeout: float | None = None
+    ) -> None:
+        """Register ``handler`` for ``name``; ``timeout`` (seconds) sends CAN_DO_TIMEOUT."""
+        name_b = to_bytes(name, "name")
+        if timeout is not None:
+            messages.timeout_ms(timeout)  # validates
+        is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        self._functions[name_b] = Function(name_b, handler, timeout, is_async)
+        for conn in self._connections:
+            if conn.link.send(messages.can_do(name_b, timeout)) and self._started:
+                # CAN_DO does not wake a sleeping connection (3.4), and jobs of the new
+                # function may be queued already: ask.
+                conn.hungry = True
+                self._want(conn)
+
+    def unregister(self, name: str | bytes) -> None:
+        """Forget ``name`` and send CANT_DO (the server re-queues its jobs held here, 1.4)."""
+        name_b = to_bytes(name, "name")
+        if self._functions.pop(name_b, None) is not None:
+            for conn in self._connections:
+                conn.send(request(c.CANT_DO, name_b))
+
+    def function(
+        self, name: str | bytes | None = None, *, timeout: float | None = None
+    ) -> Callable[[H], H]:
+        """Decorator form of :meth:`register`; the name defaults to the handler's ``__name__``."""
+
+        def decorate(handler: H) -> H:
+            self.register(name if name is not None else handler.__name__, handler,
+                          timeout=timeout)
+            return handler
+
+        return decorate
+
+    @property
+    def functions(self) -> dict[bytes, Function]:
+        return dict(self._functions)
+
+    @property
+    def running_jobs(self) -> int:
+        return len(self._running)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, concurrency: int = 1) -> None:
+        """Connect and start grabbing; returns at once (see :meth:`run`)."""
+        if self._started:
+            raise ConfigurationError("the worker is already running")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if not self._connections:
+            raise NoConnectedServersError("no servers added")
+        self._started = True
+        self.concurrency = concurrency
+        self._free = concurrency
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stopped = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._any_up = asyncio.Event()
+        for conn in self._connections:
+            conn.link.start()
+
+    async def run(self, concurrency: int = 1) -> None:
+        """Run with at most ``concurrency`` jobs at a time until :meth:`stop` has finished."""
+        await self.start(concurrency)
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def wait_for_server(self, timeout: float | None = None) -> None:
+        """Wait until at least one server connection is registered."""
+        if self._any_up is None:
+            raise ConfigurationError("the worker is not running")
+        try:
+            await asyncio.wait_for(self._any_up.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no server connected within {timeout}s") from None
+
+    async def stop(self, drain: bool = True, timeout: float | None = 30.0) -> None:
+        """Stop grabbing; with ``drain`` wait up to ``timeout`` for running jobs, then close.
+
+        Jobs still running after that are cancelled (``def`` handlers cannot be interrupted and
+        finish in their thread, unreported); the server re-queues every job it does not get a
+        result for (3.6).
+        """
+        if not self._started or self._stopping:
+            if self._stopped is not None:
+                await self._stopped.wait()
+            return
+        self._stopping = True
+        self._wanting.clear()
+        assert self._idle is not None and self._stopped is not None
+        if drain:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("%d jobs still running after %ss; abandoning them",
+                            len(self._running), timeout)
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(conn.link.close() for conn in self._connections))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def _connection_changed(self) -> None:
+        if self._any_up is None:
+            return
+        if any(conn.link.connected for conn in self._connections):
+            self._any_up.set()
+        else:
+            self._any_up.clear()
+
+    def _want(self, conn: _WorkerConnection) -> None:
+        if not conn.queued and not self._stopping and conn.can_grab:
+            conn.queued = True
+            self._wanting.append(conn)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send GRABs while slots are free, round robin over the connections that want work."""
+        wanting = self._wanting
+        while self._free > 0 and wanting:
+            conn = wanting.popleft()
+            conn.queued = False
+            if self._stopping or not conn.can_grab:
+                continue
+            self._free -= 1
+            assert self._idle is not None
+            self._idle.clear()
+            conn.grab()
+            if conn.can_grab:
+                conn.queued = True
+                wanting.append(conn)
+
+    def _release(self, slots: int = 1) -> None:
+        self._free += slots
+        if self._free >= self.concurrency:
+            assert self._idle is not None
+            self._idle.set()
+        self._pump()
+
+    # -- running jobs ------------------------------------------------------------------------
+
+    def _start_job(self, job: WorkerJob) -> bool:
+        """Run the job's handler in a task; False if it already finished (eager start)."""
+        assert self._loop is not None
+        if _EAGER:
+            # Python 3.12+: the handler runs up to its first real suspension right here, so a
+            # handler that never waits completes without a loop iteration in between.
+            task = asyncio.Task(  # type: ignore[call-arg]
+                self._run_job(job), loop=self._loop, eager_start=True
+            )
+        else:
+            task = self._loop.create_task(self._run_job(job))
+        if task.done():
+            return False
+        self._running[job] = task
+        return True
+
+    async def _run_job(self, job: WorkerJob) -> None:
+        function = self._functions.get(job.name)
+        result: Result = None
+        error: Exception | None = None
+        try:
+            if function is None:
+                raise LookupError(f"no handler registered for {job.name!r}")
+            if function.is_async:
+                result = await function.handler(job)  # type: ignore[misc]
+            else:
+                assert self._loop is not None
+                if self._executor is None:
+                    # At most `concurrency` handlers run at once, so that many threads suffice.
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        self.concurrency, thread_name_prefix="gear.aio.worker"
+                    )
+                call: Callable[[], Any] = functools.partial(function.handler, job)
+                result = await self._loop.run_in_executor(self._executor, call)
+                if inspect.isawaitable(result):
+                    result = await result
+        except asyncio.CancelledError:
+            self._job_finished(job)
+            raise  # stop(): nothing is sent; the server re-queues the job on disconnect
+        except Exception as exc:
+            log.exception("job %r failed", job)
+            error = exc
+        # The job's last packet and the GRAB for the slot it frees leave in one write, now,
+        # rather than one loop iteration (and one syscall) apart.
+        protocol = job._protocol
+        if protocol is not None:
+            protocol.cork()
+        try:
+            if not job.finished:
+                self._report(job, result, error)
+            self._job_finished(job)
+        finally:
+            if protocol is not None:
+                protocol.uncork()
+
+    def _job_finished(self, job: WorkerJob) -> None:
+        job._conn.jobs.pop(job.handle, None)
+        self._running.pop(job, None)
+        self._release()
+
+    @staticmethod
+    def _report(job: WorkerJob, result: Result, error: Exception | None) -> None:
+        if error is None:
+            try:
+                data = b"" if result is None else to_bytes(result, "result")
+            except InvalidDataError as exc:
+                log.error("job %r returned a %s", job, type(result).__name__)
+                error = exc
+            else:
+                job.send_complete(data)
+                return
+        job.send_exception(f"{type(error).__name__}: {error}")
