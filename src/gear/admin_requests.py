@@ -43,7 +43,9 @@ class AdminRequest:
     response: bytes | None = None
     #: Whether the reply is one line (``OK``/``ERR``/a version) rather than a "." list.
     single_line = False
+    #: isComplete's progress through a list reply: the start of the first line not yet read.
     _complete_position = 0
+    _reply: messages.AdminReply | None = None
 
     def __init__(self, *arguments: bytes) -> None:
         self.wait_event = threading.Event()
@@ -65,41 +67,27 @@ class AdminRequest:
         """Whether ``data`` (everything received since the reply began) holds the whole reply."""
         if self.single_line:
             return self._completeLine(data)
-        # A list reply ends with a line holding only "." (reference 2.2). The search restarts
-        # a few bytes before where the previous call stopped, since the buffer only grows.
-        start = max(self._complete_position - 4, 0)
-        self._complete_position = len(data)
-        end = -1
-        if data.startswith(b".\n"):
-            end = 2
-        elif data.startswith(b".\r\n"):
-            end = 3
-        else:
-            pos = start
-            while True:
-                i = data.find(b"\n.", pos)
-                if i < 0:
-                    break
-                tail = data[i + 2 : i + 4]
-                if tail[:1] == b"\n":
-                    end = i + 3
-                    break
-                if tail == b"\r\n":
-                    end = i + 4
-                    break
-                if len(tail) < 2 and tail in (b"", b"\r"):
-                    break  # the terminator may still be arriving
-                pos = i + 1
-        # A list command refused with one "ERR ..." line (e.g. gearmand's unknown command)
-        # would otherwise never complete (gear waited for its timeout).
-        if end < 0 and data.startswith(b"ERR ") and b"\t" not in data:
-            nl = data.find(b"\n")
-            if nl >= 0:
-                end = nl + 1
-        if end < 0:
-            return (False, None)
-        self.response = data[:end]
-        return (True, data[end:])
+        # When a list reply ends (a "." line, or one "ERR ..." line instead of the list) is
+        # decided by messages.AdminReply, line by line (reference 2.2). The buffer only grows
+        # between calls, so each call resumes after the last complete line it saw.
+        reply = self._reply
+        if reply is None:
+            reply = self._reply = messages.AdminReply(self.command or b"")
+            reply.multiline = True  # single_line, not the command name, decides (subclasses)
+        pos = self._complete_position
+        while True:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                self._complete_position = pos
+                return (False, None)
+            end = nl - 1 if nl > pos and data[nl - 1] == 13 else nl  # one "\r" before "\n"
+            line, pos = data[pos:end], nl + 1
+            if reply.add(line):
+                break
+        self._reply = None
+        self._complete_position = 0
+        self.response = data[:pos]
+        return (True, data[pos:])
 
     def _completeLine(self, data: bytes) -> tuple[bool, bytes | None]:
         nl = data.find(b"\n")

@@ -245,14 +245,18 @@ class BaseClientServer:
         except (BlockingIOError, OSError):
             pass  # the pipe is full (a wake is pending anyway) or closed at shutdown
 
+    def _waitForConnections(self, inactive: bool) -> bool:
+        """Block until there are inactive (or active) connections; False on shutdown."""
+        with self.connections_condition:
+            while self.running and not (
+                self.inactive_connections if inactive else self.active_connections
+            ):
+                self.connections_condition.wait()
+            return self.running
+
     def _doConnectLoop(self) -> None:
         delay = RECONNECT_MIN_DELAY
-        while self.running:
-            with self.connections_condition:
-                while self.running and not self.inactive_connections:
-                    self.connections_condition.wait()
-            if not self.running:
-                break
+        while self._waitForConnections(inactive=True):
             try:
                 success = self._connectLoop()
             except Exception:
@@ -325,12 +329,7 @@ class BaseClientServer:
             self.handleDisconnect(job)
 
     def _doPollLoop(self) -> None:
-        while self.running:
-            with self.connections_condition:
-                while self.running and not self.active_connections:
-                    self.connections_condition.wait()
-            if not self.running:
-                break
+        while self._waitForConnections(inactive=False):
             try:
                 self._pollLoop()
             except OSError as e:
@@ -800,11 +799,12 @@ class Client(BaseClient):
         :raises NoConnectedServersError: if no server is connected.
         :raises ServerError: if the server answered ERROR (e.g. a full queue).
         :raises ConfigurationError: for an invalid precedence/when combination.
+        :raises InvalidDataError: if the unique is longer than 63 bytes (reference 1.2).
         """
-        unique = job.binary_unique or b""
+        unique = messages.check_unique(bytes(job.binary_unique or b""))
         data = messages.submit_job(
             bytes(job.binary_name),
-            bytes(unique),
+            unique,
             bytes(job.binary_arguments),
             background,
             precedence,
@@ -869,7 +869,7 @@ class Client(BaseClient):
         data = b"".join(
             messages.submit_job(
                 bytes(job.binary_name),
-                bytes(job.binary_unique or b""),
+                messages.check_unique(bytes(job.binary_unique or b"")),
                 bytes(job.binary_arguments),
                 background,
                 precedence,
@@ -959,14 +959,24 @@ class Client(BaseClient):
 
     # --- packet handlers (poll thread) -------------------------------------------------------
 
-    def handleJobCreated(self, packet: Packet) -> Any:
+    def _replyTask(self, packet: Packet, kind: type[Task], request: str) -> Any:
+        """The oldest pending task on the packet's connection, which ``packet`` answers.
+
+        Replies come in request order (reference 1.3), so anything but a ``kind`` task there
+        means the stream and our bookkeeping disagree: the connection is dropped.
+        """
         conn = packet.connection
         task = conn.pending_tasks.pop(0) if conn.pending_tasks else None
-        if not isinstance(task, SubmitJobTask):
-            msg = f"Unexpected response received to submit job request: {packet}"
+        if not isinstance(task, kind):
+            msg = f"Unexpected response received to {request} request: {packet}"
             self.log.error(msg)
             self._lostConnection(conn)
             raise GearmanError(msg)
+        return task
+
+    def handleJobCreated(self, packet: Packet) -> Any:
+        conn = packet.connection
+        task = self._replyTask(packet, SubmitJobTask, "submit job")
         job = task.job
         handle = packet.data
         job.handle = handle
@@ -987,7 +997,7 @@ class Client(BaseClient):
         job = packet.getJob()
         conn = packet.connection
         coalesced = getattr(conn, "coalesced_jobs", None) if conn is not None else None
-        extra = coalesced.get(packet.data.split(b"\x00", 1)[0]) if coalesced else None
+        extra = coalesced.get(messages.work_handle(packet.data)) if coalesced else None
         if not extra:
             return job, [job]
         return job, [job, *extra]
@@ -1004,7 +1014,7 @@ class Client(BaseClient):
         job = packet.getJob()
         conn = packet.connection
         coalesced = getattr(conn, "coalesced_jobs", None) if conn is not None else None
-        handle = packet.data.split(b"\x00", 1)[0]
+        handle = messages.work_handle(packet.data)
         extra = coalesced.get(handle) if coalesced else None
         if not extra:
             if final:
@@ -1024,18 +1034,23 @@ class Client(BaseClient):
         conn = packet.connection
         if conn is None:
             return
-        handle = packet.data.split(b"\x00", 1)[0]
+        handle = messages.work_handle(packet.data)
         conn.related_jobs.pop(handle, None)
         coalesced = getattr(conn, "coalesced_jobs", None)
         if coalesced:
             coalesced.pop(handle, None)
             conn.coalesced_cursor.pop(handle, None)
 
-    def handleWorkComplete(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=True)
+    def _workData(self, packet: Packet, final: bool) -> Any:
+        """The packet's job, with the packet's data (if any) appended to ``job.data``."""
+        job = self._workTarget(packet, final)
         data = packet.getArgument(1, True)
         if data:
             job.data.append(data)
+        return job
+
+    def handleWorkComplete(self, packet: Packet) -> Any:
+        job = self._workData(packet, final=True)
         job.failure = False
         job.complete = True
         return job
@@ -1054,17 +1069,10 @@ class Client(BaseClient):
         return job
 
     def handleWorkData(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=False)
-        data = packet.getArgument(1, True)
-        if data:
-            job.data.append(data)
-        return job
+        return self._workData(packet, final=False)
 
     def handleWorkWarning(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=False)
-        data = packet.getArgument(1, True)
-        if data:
-            job.data.append(data)
+        job = self._workData(packet, final=False)
         job.warning = True
         return job
 
@@ -1122,13 +1130,7 @@ class Client(BaseClient):
         return status
 
     def handleOptionRes(self, packet: Packet) -> Any:
-        conn = packet.connection
-        task = conn.pending_tasks.pop(0) if conn.pending_tasks else None
-        if not isinstance(task, OptionReqTask):
-            msg = f"Unexpected response received to option request: {packet}"
-            self.log.error(msg)
-            self._lostConnection(conn)
-            raise GearmanError(msg)
-        conn.handleOptionRes(packet.getArgument(0))
+        task = self._replyTask(packet, OptionReqTask, "option")
+        packet.connection.handleOptionRes(packet.getArgument(0))
         task.setComplete()
         return None

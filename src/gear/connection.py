@@ -598,16 +598,10 @@ class NonBlockingConnection(Connection):
     """A connection whose reads raise RetryIOError instead of blocking, and whose writes are
     queued and flushed as the socket accepts them (``sendQueuedData``)."""
 
-    def __init__(
-        self,
-        host: Any,
-        port: Any,
-        ssl_key: str | None = None,
-        ssl_cert: str | None = None,
-        ssl_ca: str | None = None,
-        client_id: Any = "unknown",
-    ) -> None:
-        super().__init__(host, port, ssl_key, ssl_cert, ssl_ca, client_id)
+    def _init(self) -> None:
+        super()._init()
+        # Set on construction and after every disconnect: the rest of a packet queued for
+        # the old socket must not start the new connection's stream.
         self.send_queue: list[bytes] = []
 
     def connect(self) -> None:

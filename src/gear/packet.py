@@ -15,6 +15,7 @@ from typing import Any
 
 from gear import constants
 from gear.errors import InvalidDataError, UnknownJobError
+from gear.protocol.messages import work_handle
 from gear.protocol.packets import HEADER
 
 __all__ = [
@@ -127,9 +128,9 @@ class Packet:
         """The Job this packet's handle (argument 0) refers to on its connection.
 
         WORK_FAIL may carry a trailing NUL (gearmand sends ``handle\\0`` when it converts a
-        WORK_EXCEPTION, reference/gearman-protocol.md 1.3); splitting at the first NUL covers it.
+        WORK_EXCEPTION, reference/gearman-protocol.md 1.3): ``work_handle`` drops it.
         """
-        handle = self.data.split(b"\x00", 1)[0]
+        handle = work_handle(self.data)
         job = self.connection.related_jobs.get(handle) if self.connection is not None else None
         if job is None:
             raise UnknownJobError()

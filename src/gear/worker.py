@@ -285,14 +285,21 @@ class Worker(BaseClient):
                 self.log.debug("Received NO_JOB in state %s on %s", conn.state, conn)
 
     def handleJobAssign(self, packet: Packet) -> None:
-        handle, name, arguments = _split_args(constants.JOB_ASSIGN, bytes(packet.data))
-        self._handleJobAssignment(packet, handle, name, arguments, None)
+        self._assignPacket(packet)
 
     def handleJobAssignUnique(self, packet: Packet) -> None:
-        handle, name, unique, arguments = _split_args(
-            constants.JOB_ASSIGN_UNIQ, bytes(packet.data)
-        )
-        self._handleJobAssignment(packet, handle, name, arguments, unique or None)
+        self._assignPacket(packet)
+
+    def handleJobAssignAll(self, packet: Packet) -> None:
+        # Only after a GRAB_JOB_ALL, which this class never sends; a subclass may. The
+        # reducer has no place on a gear WorkerJob and is dropped.
+        self._assignPacket(packet)
+
+    def _assignPacket(self, packet: Packet) -> None:
+        ptype = packet.ptype
+        job = messages.parse_job_assign(ptype, _split_args(ptype, bytes(packet.data)))
+        # gear's hook signature: a missing or empty unique is None.
+        self._handleJobAssignment(packet, job.handle, job.function, job.data, job.unique or None)
 
     def _handleJobAssignment(
         self, packet: Packet, handle: bytes, name: bytes, arguments: bytes, unique: bytes | None

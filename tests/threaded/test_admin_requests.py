@@ -55,3 +55,22 @@ def test_server_admin_request_takes_one_line() -> None:
     assert req.isComplete(b"stat") == (False, None)
     assert req.isComplete(b"status\nworkers\n") == (True, b"workers\n")
     assert req.command == b"status"
+
+
+def test_only_a_first_line_err_without_tabs_ends_a_list_early() -> None:
+    # a function named "ERR x" is a status line (it has tabs), not a refusal (2.2)
+    req = gear.StatusAdminRequest()
+    data = b"ERR x\t1\t0\t1\nERR y\t0\t0\t0\n.\n"
+    assert req.isComplete(data[:14]) == (False, None)
+    assert req.isComplete(data) == (True, b"")
+    assert req.response == data
+
+
+def test_list_reply_in_chunks_resumes_where_it_stopped() -> None:
+    req = gear.WorkersAdminRequest()
+    lines = b"".join(b"%d 127.0.0.1 - : fn\n" % i for i in range(200))
+    data = lines + b".\r\nnext"
+    for end in range(0, len(data) - 4, 37):
+        assert req.isComplete(data[:end]) == (False, None)
+    assert req.isComplete(data) == (True, b"next")
+    assert req.response == lines + b".\r\n"

@@ -213,3 +213,21 @@ def test_submit_jobs_pipelines_in_one_write(client: gear.Client) -> None:
     t.join(5)
     assert out == [None]
     assert [j.handle for j in jobs] == [b"H:0", b"H:1", b"H:2"]
+
+
+def test_too_long_unique_is_refused_before_anything_is_sent(client: gear.Client) -> None:
+    # reference 1.2: gearmand refuses >64 bytes and never coalesces exactly 64 (truncated)
+    peer = Peer(client)
+    with pytest.raises(gear.InvalidDataError, match="unique is 64 bytes; at most 63"):
+        client.submitJob(gear.Job("fn", b"", unique="u" * 64))
+    ok, too_long = gear.Job("fn", b"", unique="ok"), gear.Job("fn", b"", unique="u" * 65)
+    with pytest.raises(gear.InvalidDataError):
+        client.submitJobs([ok, too_long], background=True)
+    assert ok.handle is None
+    # nothing went out: the next submission is the first packet the server sees
+    job = gear.Job("fn", b"", unique="u" * 63)
+    t, out = _in_thread(lambda: client.submitJob(job, background=True))
+    assert peer.expect(constants.SUBMIT_JOB_BG).args()[1] == b"u" * 63
+    peer.send(constants.JOB_CREATED, b"H:1")
+    t.join(5)
+    assert out == [None] and job.handle == b"H:1"

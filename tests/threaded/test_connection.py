@@ -142,3 +142,11 @@ def test_bad_magic_is_a_protocol_error() -> None:
     conn, _sock = scripted_connection([b"\x00XYZ" + bytes(8)])
     with pytest.raises(gear.errors.BadMagicError):
         conn.readPacket()
+
+
+def test_non_blocking_send_queue_is_dropped_with_the_connection() -> None:
+    # the rest of a packet queued for the old socket must not start the next stream
+    conn = gear.NonBlockingConnection("127.0.0.1", 4730, client_id="c")
+    conn.send_queue.append(b"\x00REQ\x00\x00\x00\x10half a pac")
+    conn.disconnect()
+    assert conn.send_queue == []

@@ -147,3 +147,16 @@ def test_shutdown_interrupts_get_job() -> None:
     assert isinstance(out[0], gear.InterruptedError)
     with pytest.raises(gear.InterruptedError):
         w.getJob()
+
+
+def test_job_assign_all_is_read_by_the_shared_parser(worker: gear.Worker) -> None:
+    # Only a GRAB_JOB_ALL (sent by a subclass) gets this; the reducer has no WorkerJob field.
+    peer = Peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    peer.send(constants.JOB_ASSIGN_ALL, b"H:7", b"fn", b"u7", b"reducer", b"args")
+    t.join(5)
+    (job,) = out
+    assert isinstance(job, gear.WorkerJob)
+    assert (job.handle, job.name, job.arguments, job.unique) == (b"H:7", "fn", b"args", b"u7")
+    assert peer.conn.state == "IDLE"

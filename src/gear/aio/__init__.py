@@ -42,12 +42,12 @@ Admin (one server)::
 
 ``add_server`` and ``Admin`` take gear's TLS and keepalive options (``ssl_key``, ``ssl_cert``,
 ``ssl_ca``, ``keepalive``, ``tcp_keepidle``, ``tcp_keepintvl``, ``tcp_keepcnt``) or a ready
-``ssl_context``; TCP_NODELAY is always on.
+``ssl_context`` (declared once as :class:`ServerOptions`); TCP_NODELAY is always on.
 """
 
 from gear.aio.admin import Admin
 from gear.aio.client import Client, Job, Update
-from gear.aio.connection import Endpoint, make_ssl_context
+from gear.aio.connection import Endpoint, ServerOptions, make_ssl_context
 from gear.aio.worker import Function, Worker, WorkerJob
 from gear.protocol.messages import HIGH, LOW, NORMAL, JobStatus
 
@@ -61,6 +61,7 @@ __all__ = [
     "Function",
     "Job",
     "JobStatus",
+    "ServerOptions",
     "Update",
     "Worker",
     "WorkerJob",

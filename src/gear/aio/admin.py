@@ -14,26 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import deque
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from gear.aio.client import to_bytes
-from gear.aio.connection import Endpoint, Event, Link, describe
+from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, describe
 from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
 from gear.errors import TimeoutError as GearTimeoutError
 from gear.protocol import messages
 from gear.protocol.messages import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from gear.protocol.packets import AdminLine
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger("gear.aio.admin")
 
 
-class Admin:
+class Admin(AsyncContext):
     """Admin commands against one server: ``async with Admin(host, port) as admin: ...``.
 
     The connection opens on first use and reopens after a loss; a command in flight when the
-    connection drops raises :class:`~gear.errors.ConnectionError`.
+    connection drops raises :class:`~gear.errors.ConnectionError`. ``timeout`` bounds the wait
+    for the connection and for each reply; the other keyword options (TLS, keepalive) are
+    :class:`~gear.aio.connection.ServerOptions`.
     """
 
     def __init__(
@@ -41,28 +45,10 @@ class Admin:
         host: str,
         port: int = 4730,
         *,
-        ssl_key: str | None = None,
-        ssl_cert: str | None = None,
-        ssl_ca: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        keepalive: bool = False,
-        tcp_keepidle: int = 7200,
-        tcp_keepintvl: int = 75,
-        tcp_keepcnt: int = 9,
         timeout: float = 10.0,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        self.endpoint = Endpoint.build(
-            host,
-            port,
-            ssl_key=ssl_key,
-            ssl_cert=ssl_cert,
-            ssl_ca=ssl_ca,
-            ssl_context=ssl_context,
-            keepalive=keepalive,
-            tcp_keepidle=tcp_keepidle,
-            tcp_keepintvl=tcp_keepintvl,
-            tcp_keepcnt=tcp_keepcnt,
-        )
+        self.endpoint = Endpoint.build(host, port, **options)
         self.timeout = timeout
         self._link: Link | None = None
         self._pending: deque[tuple[messages.AdminReply, asyncio.Future[list[bytes]]]] = deque()
@@ -71,15 +57,7 @@ class Admin:
     def __repr__(self) -> str:
         return f"<aio.Admin {self.endpoint}>"
 
-    async def __aenter__(self) -> Admin:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self, clean: bool) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -121,10 +99,8 @@ class Admin:
         """
         if self._closed:
             raise ConfigurationError("the admin connection is closed")
-        line = messages.admin_command(command, *args)
-        # gearadmin ends lines with CRLF; gearmand's `create function` loses the last character
-        # of the name with a bare LF (2.2), so CRLF is the safe choice for every command.
-        line = line[:-1] + b"\r\n"
+        # CRLF as gearadmin sends it: `create function` loses a character after a bare LF (2.2).
+        line = messages.admin_command(command, *args, crlf=True)
         if self._link is None:
             self._link = Link(self.endpoint, self, text=True, connect_timeout=self.timeout)
             self._link.start()
@@ -147,18 +123,18 @@ class Admin:
             if link.protocol is not None:
                 link.protocol.abort(ConnectionError("admin reply timed out"))
             raise GearTimeoutError(f"no reply to {line.strip()!r} within {self.timeout}s") from None
-        error = reply.error
-        if error is not None:
-            code, _, text = error.partition(b" ")
-            raise ServerError(code, text)
+        failure = reply.failure
+        if failure is not None:
+            raise ServerError(*failure)
         return lines
 
     async def _ok(self, command: str, *args: str | bytes) -> bytes:
         lines = await self.command(command, *args)
         line = lines[0] if lines else b""
-        if not line.startswith(b"OK"):
-            raise InvalidDataError(f"unexpected reply to {command!r}: {line[:80]!r}")
-        return line[3:]
+        try:
+            return messages.parse_admin_ok(line)
+        except InvalidDataError:
+            raise InvalidDataError(f"unexpected reply to {command!r}: {line[:80]!r}") from None
 
     async def status(self) -> list[FunctionStatus]:
         """``status``: per function, queued+running total, running, and workers."""
@@ -178,7 +154,7 @@ class Admin:
 
     async def show_unique_jobs(self) -> list[bytes]:
         """``show unique jobs``: the unique of every job (empty for jobs without one)."""
-        return list(await self.command("show", "unique", "jobs"))
+        return messages.parse_show_unique_jobs(await self.command("show", "unique", "jobs"))
 
     async def cancel_job(self, handle: str | bytes) -> None:
         """``cancel job``: the server fails a queued job; ServerError ``UNKNOWN_JOB`` if unknown."""

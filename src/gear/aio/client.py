@@ -31,16 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from gear import constants as c
-from gear.aio.connection import Endpoint, Event, Link, describe
+from gear.aio.connection import (
+    AsyncContext,
+    Endpoint,
+    Event,
+    Link,
+    ServerOptions,
+    describe,
+    new_endpoint,
+)
 from gear.errors import (
     ConfigurationError,
     ConnectionError,
@@ -53,8 +59,11 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.protocol import messages
-from gear.protocol.messages import NORMAL, JobStatus
+from gear.protocol.messages import NORMAL, JobStatus, coalescing_key
 from gear.protocol.packets import Frame, request
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("gear.aio.client")
 
@@ -77,12 +86,6 @@ def to_bytes(value: bytes | bytearray | memoryview | str, what: str = "value") -
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise InvalidDataError(f"{what} must be bytes or str, not {type(value).__name__}")
-
-
-def coalescing_key(name: bytes, unique: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
-    """What makes two submissions one job on gearmand: (function, unique), or for the unique
-    ``-`` (function, workload) (reference 3.2)."""
-    return (name, unique, data if unique == b"-" else b"")
 
 
 def _int(value: bytes) -> int:
@@ -311,13 +314,7 @@ class _ClientConnection:
     def __init__(self, client: Client, endpoint: Endpoint) -> None:
         self.client = client
         self.endpoint = endpoint
-        self.link = Link(
-            endpoint,
-            self,
-            connect_timeout=client.connect_timeout,
-            backoff_min=client.reconnect_min,
-            backoff_max=client.reconnect_max,
-        )
+        self.link = Link.for_owner(endpoint, self, client)
         self.pending: deque[_Request] = deque()
         self.jobs: dict[bytes, list[Job]] = {}
         self.live_uniques: dict[tuple[bytes, bytes, bytes], Job] = {}
@@ -458,7 +455,7 @@ class _ClientConnection:
         if ptype == c.WORK_FAIL:
             # gearmand converts WORK_EXCEPTION for clients without the option into `handle\0`
             # (1.5); accept both forms.
-            handle = frame.body.rstrip(b"\x00")
+            handle = messages.work_handle(frame.body)
             group = self.jobs.pop(handle, None)
             if group is None:
                 return self._unknown(frame)
@@ -508,7 +505,7 @@ class _ClientConnection:
         log.debug("%r for a handle this connection does not track", frame)
 
 
-class Client:
+class Client(AsyncContext):
     """An asyncio Gearman client over one or more servers.
 
     ``add_server`` may be called before the event loop runs; connections are opened (and kept
@@ -542,52 +539,22 @@ class Client:
         servers = [str(conn.endpoint) for conn in self._connections]
         return f"<aio.Client {self.client_id!r} servers={servers}>"
 
-    async def __aenter__(self) -> Client:
+    def _enter(self) -> None:
         self._start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self, clean: bool) -> None:
         await self.close()
 
     # -- servers -----------------------------------------------------------------------------
 
     def add_server(
-        self,
-        host: str,
-        port: int = 4730,
-        *,
-        ssl_key: str | None = None,
-        ssl_cert: str | None = None,
-        ssl_ca: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        keepalive: bool = False,
-        tcp_keepidle: int = 7200,
-        tcp_keepintvl: int = 75,
-        tcp_keepcnt: int = 9,
+        self, host: str, port: int = 4730, **options: Unpack[ServerOptions]
     ) -> None:
-        """Add a server (the threaded ``addServer`` options, plus a ready ``ssl_context``)."""
+        """Add a server: ``options`` are :class:`~gear.aio.connection.ServerOptions` (the threaded
+        ``addServer`` TLS and keepalive options, plus a ready ``ssl_context``)."""
         if self._closed:
             raise ConfigurationError("the client is closed")
-        endpoint = Endpoint.build(
-            host,
-            port,
-            ssl_key=ssl_key,
-            ssl_cert=ssl_cert,
-            ssl_ca=ssl_ca,
-            ssl_context=ssl_context,
-            keepalive=keepalive,
-            tcp_keepidle=tcp_keepidle,
-            tcp_keepintvl=tcp_keepintvl,
-            tcp_keepcnt=tcp_keepcnt,
-        )
-        if any(conn.endpoint.host == host and conn.endpoint.port == endpoint.port
-               for conn in self._connections):
-            raise ConfigurationError(f"server {endpoint} is already added")
+        endpoint = new_endpoint(self.servers, host, port, **options)
         conn = _ClientConnection(self, endpoint)
         self._connections.append(conn)
         if self._started:
@@ -700,11 +667,7 @@ class Client:
             unique_b = uuid.uuid4().hex.encode("ascii") if background else b""
         else:
             unique_b = to_bytes(unique, "unique")
-        if len(unique_b) > messages.MAX_UNIQUE_SIZE:
-            raise InvalidDataError(
-                f"unique is {len(unique_b)} bytes; gearmand coalesces at most "
-                f"{messages.MAX_UNIQUE_SIZE} (reference 1.2)"
-            )
+            messages.check_unique(unique_b)
         when_i = None if when is None else int(when)
         packet = messages.submit_job(name_b, unique_b, data, background, priority, when_i)
         job = Job(name_b, data, unique_b, background, priority, when_i)

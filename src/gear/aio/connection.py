@@ -1,10 +1,14 @@
 """asyncio transport for one Gearman server: a packet protocol, TLS/keepalive setup, reconnects.
 
-Owns: :class:`Endpoint` (where and how to connect: TLS, TCP keepalive), :class:`PacketProtocol`
+Owns: :class:`Endpoint` (where and how to connect: TLS, TCP keepalive), :class:`ServerOptions`
+(the keyword options every ``add_server``/``Admin`` takes, declared once),
+:func:`new_endpoint` (builds an Endpoint from them, refusing duplicates), :class:`AsyncContext`
+(the ``async with`` protocol of Client, Worker and Admin), :class:`PacketProtocol`
 (an :class:`asyncio.Protocol` that feeds received bytes to the sans-I/O
 :class:`~gear.protocol.packets.Decoder` and batches outgoing packets into one write per loop
 iteration), and :class:`Link` (keeps one server connection open, reconnecting with jittered
-exponential backoff, and tells its :class:`LinkHandler` about every connect, event and loss).
+exponential backoff, and tells its :class:`LinkHandler` about every connect, event and loss;
+:meth:`Link.for_owner` applies a Client's or Worker's :class:`ReconnectSettings`).
 
 It knows nothing about clients, workers or jobs: those live in ``gear.aio.client``/``worker``/
 ``admin``. Must not import the threaded API (``gear.connection`` and friends) or the server.
@@ -19,12 +23,16 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, TypedDict, cast
 
 from gear.errors import ConfigurationError, ConnectionError, ProtocolError
 from gear.protocol.packets import AdminLine, Decoder, Frame
+
+if TYPE_CHECKING:  # typing.Self and typing.Unpack (PEP 692 **kwargs) need Python 3.11
+    from typing_extensions import Self, Unpack
 
 log = logging.getLogger("gear.aio")
 
@@ -97,6 +105,58 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword options of :meth:`Endpoint.build`, as ``add_server`` and ``Admin`` take them.
+
+    ``ssl_key``/``ssl_cert``/``ssl_ca``: files for gear's mutual TLS (all three or none);
+    ``ssl_context``: a ready client context instead; ``keepalive`` with ``tcp_keepidle``,
+    ``tcp_keepintvl`` (seconds) and ``tcp_keepcnt``: TCP keepalive tuning.
+    """
+
+    ssl_key: str | None
+    ssl_cert: str | None
+    ssl_ca: str | None
+    ssl_context: ssl.SSLContext | None
+    keepalive: bool
+    tcp_keepidle: int
+    tcp_keepintvl: int
+    tcp_keepcnt: int
+
+
+def new_endpoint(
+    taken: Iterable[Endpoint], host: str, port: int = 4730, **options: Unpack[ServerOptions]
+) -> Endpoint:
+    """:meth:`Endpoint.build`, refusing a host and port that are already in ``taken``."""
+    endpoint = Endpoint.build(host, port, **options)
+    if any(e.host == endpoint.host and e.port == endpoint.port for e in taken):
+        raise ConfigurationError(f"server {endpoint} is already added")
+    return endpoint
+
+
+class AsyncContext:
+    """``async with obj:`` for the front-ends: entry runs :meth:`_enter` and gives ``obj``;
+    exit awaits :meth:`_exit`, told whether the block ended without an exception."""
+
+    def _enter(self) -> None:
+        """Hook run on entry (nothing by default)."""
+
+    async def _exit(self, clean: bool) -> None:
+        """Hook run on exit: close or stop the object."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exit(exc is None)
 
 
 def describe(exc: BaseException | None) -> str:
@@ -265,6 +325,14 @@ class PacketProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
+class ReconnectSettings(Protocol):
+    """The connect and reconnect settings a Client or Worker applies to each of its Links."""
+
+    connect_timeout: float
+    reconnect_min: float
+    reconnect_max: float
+
+
 class LinkHandler(Protocol):
     """What a :class:`Link` reports to its owner (client, worker or admin connection state)."""
 
@@ -310,6 +378,17 @@ class Link:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._up = asyncio.Event()
+
+    @classmethod
+    def for_owner(cls, endpoint: Endpoint, handler: LinkHandler, owner: ReconnectSettings) -> Link:
+        """A binary-protocol Link using the connect timeout and backoff of ``owner``."""
+        return cls(
+            endpoint,
+            handler,
+            connect_timeout=owner.connect_timeout,
+            backoff_min=owner.reconnect_min,
+            backoff_max=owner.reconnect_max,
+        )
 
     def __repr__(self) -> str:
         state = "up" if self.connected else "down"

@@ -33,18 +33,16 @@ import concurrent.futures
 import functools
 import inspect
 import logging
-import ssl
 import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from gear import constants as c
 from gear.aio.client import to_bytes
-from gear.aio.connection import Endpoint, Event, Link
+from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, new_endpoint
 from gear.errors import (
     ConfigurationError,
     ConnectionError,
@@ -55,6 +53,9 @@ from gear.errors import (
 from gear.protocol import messages
 from gear.protocol.packets import Frame, request
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger("gear.aio.worker")
 
 Result: TypeAlias = bytes | bytearray | memoryview | str | None
@@ -62,7 +63,6 @@ Handler: TypeAlias = Callable[["WorkerJob"], Awaitable[Result] | Result]
 H = TypeVar("H", bound=Handler)
 
 _GRAB_TYPES = {"uniq": c.GRAB_JOB_UNIQ, "all": c.GRAB_JOB_ALL, "plain": c.GRAB_JOB}
-_ASSIGN_TYPES = frozenset({c.JOB_ASSIGN, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL})
 _EAGER = sys.version_info >= (3, 12)
 
 
@@ -204,13 +204,7 @@ class _WorkerConnection:
     def __init__(self, worker: Worker, endpoint: Endpoint) -> None:
         self.worker = worker
         self.endpoint = endpoint
-        self.link = Link(
-            endpoint,
-            self,
-            connect_timeout=worker.connect_timeout,
-            backoff_min=worker.reconnect_min,
-            backoff_max=worker.reconnect_max,
-        )
+        self.link = Link.for_owner(endpoint, self, worker)
         self.grab_type = worker.grab_type
         self.outstanding = 0  # GRABs sent and not answered yet; each holds a reserved slot
         self.window = 1  # how many GRABs may be outstanding (grows while jobs keep coming)
@@ -253,19 +247,11 @@ class _WorkerConnection:
             return
         ptype = event.ptype
         worker = self.worker
-        if ptype in _ASSIGN_TYPES:
+        if ptype in messages.ASSIGN_TYPES:
             self.outstanding -= 1
-            args = event.args()
-            if ptype == c.JOB_ASSIGN:
-                handle, name, data = args
-                unique = reducer = b""
-            elif ptype == c.JOB_ASSIGN_UNIQ:
-                handle, name, unique, data = args
-                reducer = b""
-            else:
-                handle, name, unique, reducer, data = args
-            job = WorkerJob(worker, self, handle, name, unique, data, reducer)
-            self.jobs[handle] = job
+            a = messages.parse_job_assign(ptype, event.args())
+            job = WorkerJob(worker, self, a.handle, a.function, a.unique, a.data, a.reducer)
+            self.jobs[a.handle] = job
             running = worker._start_job(job)  # the reserved slot now belongs to the job
             # More may be queued: ask for more, up to twice as many at once each time a GRAB
             # is answered with a job (never more than free slots).
@@ -317,7 +303,7 @@ class _WorkerConnection:
         self.send(request(self.grab_type))
 
 
-class Worker:
+class Worker(AsyncContext):
     """An asyncio Gearman worker.
 
     Register functions with :meth:`function` (a decorator) or :meth:`register`, add servers, then
@@ -367,49 +353,16 @@ class Worker:
     def __repr__(self) -> str:
         return f"<aio.Worker {self.client_id!r} functions={sorted(self._functions)}>"
 
-    async def __aenter__(self) -> Worker:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop(drain=exc is None)
+    async def _exit(self, clean: bool) -> None:
+        await self.stop(drain=clean)
 
     # -- configuration -----------------------------------------------------------------------
 
     def add_server(
-        self,
-        host: str,
-        port: int = 4730,
-        *,
-        ssl_key: str | None = None,
-        ssl_cert: str | None = None,
-        ssl_ca: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        keepalive: bool = False,
-        tcp_keepidle: int = 7200,
-        tcp_keepintvl: int = 75,
-        tcp_keepcnt: int = 9,
+        self, host: str, port: int = 4730, **options: Unpack[ServerOptions]
     ) -> None:
         """Add a server (same options as :meth:`gear.aio.Client.add_server`)."""
-        endpoint = Endpoint.build(
-            host,
-            port,
-            ssl_key=ssl_key,
-            ssl_cert=ssl_cert,
-            ssl_ca=ssl_ca,
-            ssl_context=ssl_context,
-            keepalive=keepalive,
-            tcp_keepidle=tcp_keepidle,
-            tcp_keepintvl=tcp_keepintvl,
-            tcp_keepcnt=tcp_keepcnt,
-        )
-        if any(conn.endpoint.host == host and conn.endpoint.port == endpoint.port
-               for conn in self._connections):
-            raise ConfigurationError(f"server {endpoint} is already added")
+        endpoint = new_endpoint((c.endpoint for c in self._connections), host, port, **options)
         conn = _WorkerConnection(self, endpoint)
         self._connections.append(conn)
         if self._started and not self._stopping:

@@ -1,8 +1,10 @@
 """Requests that clients and workers send, and parsers for the replies they receive.
 
 Owns the meaning of packets on the client/worker side: which SUBMIT type a (background, priority,
-epoch) combination is, how a STATUS_RES reads, how admin replies are delimited and parsed into
-records. Shared by the threaded gear-compatible API and ``gear.aio`` so that neither re-implements
+epoch) combination is, how long a unique may be and which submissions coalesce, how a STATUS_RES
+and a JOB_ASSIGN* read, which handle a WORK_* packet is for, how admin commands are encoded and
+their replies delimited and parsed into records (lists, ``OK <value>``, ``ERR <code> <text>``).
+Shared by the threaded gear-compatible API and ``gear.aio`` so that neither re-implements
 protocol rules. Pure functions and small records only; no I/O.
 
 Must not import sockets, threads, asyncio or anything above ``gear.protocol``.
@@ -10,7 +12,9 @@ Must not import sockets, threads, asyncio or anything above ``gear.protocol``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gear import constants as c
 from gear.errors import ConfigurationError, InvalidDataError
@@ -77,6 +81,27 @@ def submit_job(
     return request(ptype, name, unique, data)
 
 
+def check_unique(unique: bytes) -> bytes:
+    """Return ``unique`` if it is at most :data:`MAX_UNIQUE_SIZE` bytes, else refuse it.
+
+    Both APIs call this before sending a SUBMIT: gearmand answers a longer unique with
+    ``ERROR ARGUMENT_TOO_LARGE`` (>64 bytes) or silently truncates it and never coalesces it
+    (exactly 64), so failing here gives the caller the reason instead (reference 1.2).
+    """
+    if len(unique) > MAX_UNIQUE_SIZE:
+        raise InvalidDataError(
+            f"unique is {len(unique)} bytes; at most {MAX_UNIQUE_SIZE} are allowed (gearmand "
+            f"refuses longer uniques or never coalesces them, reference 1.2)"
+        )
+    return unique
+
+
+def coalescing_key(name: bytes, unique: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """What makes two submissions one job on gearmand: (function, unique), or for the unique
+    ``-`` (function, workload) (reference 3.2). Only meaningful for a non-empty unique."""
+    return (name, unique, data if unique == b"-" else b"")
+
+
 def timeout_ms(timeout: float | int | str | bytes) -> int:
     """A CAN_DO_TIMEOUT value: ``timeout`` in seconds (gear's unit) as whole milliseconds.
 
@@ -136,6 +161,48 @@ def parse_status_res(args: list[bytes]) -> JobStatus:
     )
 
 
+#: Packet types that hand a job to a worker (answers to GRAB_JOB, GRAB_JOB_UNIQ, GRAB_JOB_ALL).
+ASSIGN_TYPES = frozenset({c.JOB_ASSIGN, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL})
+
+
+class JobAssignment(NamedTuple):
+    """A JOB_ASSIGN, JOB_ASSIGN_UNIQ or JOB_ASSIGN_ALL, with the fields a type lacks empty.
+
+    A NamedTuple rather than a dataclass: one is built per job on a worker's hot path.
+    """
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    reducer: bytes
+    data: bytes
+
+
+def parse_job_assign(ptype: int, args: Sequence[bytes]) -> JobAssignment:
+    """Read the fields of a job assignment (``args`` as split by ``split_args``, reference 1.4).
+
+    JOB_ASSIGN has no unique and no reducer; JOB_ASSIGN_UNIQ has no reducer.
+    """
+    n = len(args)
+    if ptype == c.JOB_ASSIGN and n == 3:
+        return JobAssignment(args[0], args[1], b"", b"", args[2])
+    if ptype == c.JOB_ASSIGN_UNIQ and n == 4:
+        return JobAssignment(args[0], args[1], args[2], b"", args[3])
+    if ptype == c.JOB_ASSIGN_ALL and n == 5:
+        return JobAssignment(args[0], args[1], args[2], args[3], args[4])
+    raise InvalidDataError(f"not a job assignment: type {ptype} with {n} fields")
+
+
+def work_handle(body: bytes) -> bytes:
+    """The job handle at the start of a WORK_* body: everything before the first NUL.
+
+    This also normalises WORK_FAIL, whose only field gearmand sends as ``handle\\0`` when it
+    turns a WORK_EXCEPTION into a WORK_FAIL for a client without the ``exceptions`` option
+    (reference 1.3, 1.5, 3.9). Handles never contain NUL (3.1), so nothing is lost.
+    """
+    return body.partition(b"\x00")[0]
+
+
 # --- admin (text) protocol ------------------------------------------------------------------
 
 #: Commands whose success reply is a list ended by a line holding only "." (reference 2.2).
@@ -144,13 +211,18 @@ MULTILINE_COMMANDS = frozenset(
 )
 
 
-def admin_command(command: str | bytes, *args: str | bytes) -> bytes:
-    """Encode an admin command line (``\\n``-terminated, arguments space-separated)."""
+def admin_command(command: str | bytes, *args: str | bytes, crlf: bool = False) -> bytes:
+    """Encode an admin command line (arguments space-separated).
+
+    The line ends with ``\\n`` (what gear sends), or with ``\\r\\n`` when ``crlf`` is set, as
+    gearadmin sends it: gearmand's ``create function`` drops the last character of the name
+    after a bare ``\\n`` (reference 2.2), and every command accepts ``\\r\\n`` (2.1).
+    """
     parts = [p.encode("utf-8") if isinstance(p, str) else p for p in (command, *args)]
     for p in parts:
         if b"\n" in p or b"\r" in p:
             raise InvalidDataError(f"admin argument {p!r} contains a line break")
-    return b" ".join(parts) + b"\n"
+    return b" ".join(parts) + (b"\r\n" if crlf else b"\n")
 
 
 def is_multiline(command: bytes) -> bool:
@@ -193,6 +265,36 @@ class AdminReply:
         if len(self.lines) == 1 and self.lines[0].startswith(b"ERR"):
             return self.lines[0][4:] if len(self.lines[0]) > 3 else b""
         return None
+
+    @property
+    def failure(self) -> tuple[bytes, bytes] | None:
+        """``(code, text)`` when the server refused the command (see :attr:`error`), else None."""
+        if len(self.lines) == 1:
+            return parse_admin_error(self.lines[0])
+        return None
+
+
+def parse_admin_error(line: bytes) -> tuple[bytes, bytes] | None:
+    """``(code, text)`` of an ``ERR <code> <text>`` reply line, or None for any other line.
+
+    gearmand's text is ``+``-separated and may be missing (``ERR UNKNOWN_JOB``, reference 2.2);
+    it is returned as sent. ``code`` is the first word after ``ERR``.
+    """
+    if not line.startswith(b"ERR"):
+        return None
+    code, _, text = line[4:].partition(b" ")
+    return code, text
+
+
+def parse_admin_ok(line: bytes) -> bytes:
+    """The value of an ``OK`` / ``OK <value>`` reply line (b"" for a bare ``OK``).
+
+    Raises :class:`~gear.errors.InvalidDataError` for any other line (``ERR`` lines are
+    expected to be handled first, with :func:`parse_admin_error`).
+    """
+    if line == b"OK" or line.startswith(b"OK "):
+        return line[3:]
+    raise InvalidDataError(f"expected an OK reply, got {line[:80]!r}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +371,11 @@ def parse_workers(lines: list[bytes]) -> list[WorkerInfo]:
             continue
         out.append(WorkerInfo(_int(words[0]), words[1], words[2], tuple(tail.split())))
     return out
+
+
+def parse_show_unique_jobs(lines: list[bytes]) -> list[bytes]:
+    """``show unique jobs``: one unique per line; a job without a unique is an empty line (2.2)."""
+    return list(lines)
 
 
 def parse_show_jobs(lines: list[bytes]) -> list[JobInfo]:
