@@ -157,6 +157,15 @@ class Connection:
         self.tcp_keepintvl = tcp_keepintvl
         self.tcp_keepidle = tcp_keepidle
         self.use_ssl = all([ssl_key, ssl_cert, ssl_ca])
+        if not self.use_ssl and any([ssl_key, ssl_cert, ssl_ca]):
+            # gear's rule, kept for compatibility: TLS only with all three files. Say so,
+            # rather than silently talking plaintext to a server the caller meant to secure.
+            self.log.warning(
+                "TLS needs ssl_key, ssl_cert and ssl_ca; only some were given, so the "
+                "connection to %s port %s is NOT encrypted",
+                host,
+                port,
+            )
         self._buf = b""
         self._pos = 0
         self.need_bytes = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import socket
 import ssl
 import threading
@@ -144,3 +145,16 @@ def test_tls_rejects_untrusted_server(certs: Path, tmp_path_factory: pytest.Temp
         assert server.handshake_error is not None
     finally:
         server.listener.close()
+
+
+def test_partial_tls_settings_warn_that_the_connection_is_plaintext(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gear.Connection"):
+        conn = gear.Connection("127.0.0.1", 4730, ssl_key="key.pem", ssl_cert="cert.pem")
+    assert not conn.use_ssl
+    assert "NOT encrypted" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gear.Connection"):
+        gear.Connection("127.0.0.1", 4730)
+    assert caplog.text == ""
