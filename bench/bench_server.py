@@ -1,27 +1,29 @@
 """Job-server throughput: geard vs gearmand vs gear 0.16's server, in ONE run, same load generator.
 
-Run: ``python3 bench/bench_server.py [--rounds 2] [--seconds 3] [--deep-jobs 200000]
-[--only geard,gearmand,gear016] [--no-uvloop] [--profile DIR]``
+Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 100000]
+[--only geard,gearmand,gear016] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
 
 Loads (bench/loadgen.py; design.md section 4):
 
 1. ``bg``   background submits, 1 connection, 500 in flight (JOB_CREATED/s);
 2. ``fg``   foreground end to end, 2 clients x 100 in flight, 4 raw workers
             (GRAB_JOB_UNIQ -> WORK_COMPLETE) (WORK_COMPLETE/s at the clients);
-3. ``deep`` 200k background jobs submitted, then drained by 4 workers (submit/s, drain/s).
+3. ``deep`` N background jobs submitted, then drained by 4 workers (submit/s, drain/s).
 
-Servers, each restarted for every load so that no load sees another's leftovers:
+Servers, each restarted for every run so that no run sees another's leftovers:
 
 * geard: ``python3 -m gear.server -d --queue memory -l none`` (uvloop when installed);
 * gearmand: Debian's 1.1.x with its DEFAULTS (``-t 4`` I/O threads, default hash table), plus
   only ``--listen=127.0.0.1 --port=0 --log-file=none``; nothing tuned;
 * gear 0.16.0's ``gear.Server`` from the gear016 venv (tests/support/peers.py).
 
-Rounds of bg and fg are interleaved across servers so that drift on a shared machine hits all of
-them alike; the best round of each is kept. deep runs once (it is long), and gear 0.16 runs one
-round with time caps (it does ~85 foreground jobs/s). Prints absolute rates and the ratios
-against each peer; targets: geard >= 1.0x gearmand on every load, >= 10x gear 0.16.
-``--profile DIR`` runs geard under cProfile and writes one .prof file per load.
+Trustworthy on a noisy 2-core machine: every load runs ``--rounds`` alternating rounds (geard,
+gearmand, geard, gearmand...; gear 0.16 once, it is ~100x slower), and the summary gives the
+MEDIAN rate per server and the ratio of the medians. Each run also reports the server's CPU
+per job (all threads, from /proc: the figure least disturbed by other processes) and syscalls
+per job, and the load generator's own CPU (share of a core) so that a saturated generator is
+visible. Default ~2.5 min; ``--quick`` is one short round (~40 s).
+``--profile DIR`` runs geard under cProfile and writes one .prof file per run.
 Nothing here is asserted: benchmarks never gate the test suite.
 """
 
@@ -30,9 +32,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +71,7 @@ class ServerProcess:
             ports = listening_ports(self.proc.pid)
             return ports[0] if ports else None
 
-        self.port = int(wait_for(ready, timeout=20, what=f"{name} to listen"))  # type: ignore[arg-type]
+        self.port = int(wait_for(ready, timeout=20, what=f"{name} to listen"))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -115,40 +120,70 @@ def process_cost(pid: int) -> tuple[float, int]:
     return cpu, calls
 
 
-#: (server, load) -> (CPU microseconds per job, syscalls per job) of the best round.
-COSTS: dict[tuple[str, str], tuple[float, float]] = {}
+@dataclass
+class Sample:
+    """One run of one load against one fresh server."""
+
+    rate: float
+    #: Server CPU microseconds (all threads, from /proc) and read+write syscalls per job.
+    cpu_us: float
+    calls: float
+    #: The load generator's CPU as a share of the wall time (1.0 = one core saturated).
+    loadgen_load: float
 
 
-def run_load(starter: Callable[[], ServerProcess], load: Load, key: str = "") -> Any:
-    """Run ``load`` against a fresh server; records the server's CPU and syscalls per job
-    (robust against other processes on a shared machine, unlike rates)."""
+#: (server, load key) -> samples, one per round.
+SAMPLES: dict[tuple[str, str], list[Sample]] = {}
+
+
+def run_load(starter: Callable[[], ServerProcess], load: Load) -> Any:
+    """Run ``load`` against a fresh server and record a :class:`Sample` per reported rate.
+
+    Server CPU per job comes from /proc around the whole load (robust against other processes
+    on a shared machine, unlike rates). deep records the submit and drain rates separately
+    and the CPU of both phases under the drain key.
+    """
     server = starter()
     try:
         cpu0, calls0 = process_cost(server.proc.pid)
         result = load(server.port)
         cpu1, calls1 = process_cost(server.proc.pid)
-        first = result[0] if isinstance(result, tuple) else result
-        jobs = sum(r.jobs for r in result) if isinstance(result, tuple) else first.jobs
-        if jobs and key:
-            cost = ((cpu1 - cpu0) * 1e6 / jobs, (calls1 - calls0) / jobs)
-            best = COSTS.get((server.name, key))
-            if best is None or cost[0] < best[0]:
-                COSTS[(server.name, key)] = cost
-        return result
     finally:
         server.stop()
+    return result, cpu1 - cpu0, calls1 - calls0
+
+
+def record(name: str, key: str, r: Any, cpu: float, calls: int, jobs: int) -> Sample:
+    per = max(jobs, 1)
+    sample = Sample(r.rate, cpu * 1e6 / per, calls / per,
+                    r.loadgen_cpu / r.seconds if r.seconds > 0 else 0.0)
+    SAMPLES.setdefault((name, key), []).append(sample)
+    return sample
+
+
+def med(name: str, key: str, attr: str) -> float | None:
+    samples = SAMPLES.get((name, key))
+    if not samples:
+        return None
+    return float(statistics.median(getattr(s, attr) for s in samples))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0, help="time cap per bg/fg run")
-    parser.add_argument("--deep-jobs", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="one short round of each load (~40 s): a smoke test, not a figure")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="time cap per bg/fg run (default 2.5)")
+    parser.add_argument("--deep-jobs", type=int, default=None, help="default 100000")
     parser.add_argument("--only", default="geard,gearmand,gear016")
     parser.add_argument("--loads", default="bg,fg,deep")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--profile", default=None, help="directory for geard cProfile output")
     args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    secs = args.seconds or (1.0 if args.quick else 2.5)
+    deep_jobs = args.deep_jobs or (30_000 if args.quick else 100_000)
     names = args.only.split(",")
     loads = args.loads.split(",")
     if args.profile:
@@ -160,70 +195,87 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             uvloop = False
 
-    def starter(name: str, load: str) -> Callable[[], ServerProcess]:
+    def starter(name: str, load: str, rnd: int) -> Callable[[], ServerProcess]:
         if name == "geard":
-            prof = os.path.join(args.profile, f"geard-{load}.prof") if args.profile else None
+            prof = (os.path.join(args.profile, f"geard-{load}-{rnd + 1}.prof")
+                    if args.profile else None)
             return lambda: ServerProcess(name, geard_args(uvloop, prof))
         if name == "gearmand":
             return lambda: ServerProcess(name, gearmand_args())
         return lambda: ServerProcess(name, gear016_args())
 
-    secs = args.seconds
-    results: dict[tuple[str, str], float] = {}
+    def run_round(name: str, load: str, rnd: int) -> None:
+        if load == "deep":
+            cap = 30.0 if name != "gear016" else 10.0
 
-    def keep(name: str, key: str, rate: float) -> None:
-        results[(name, key)] = max(rate, results.get((name, key), 0.0))
+            def fn(port: int) -> Any:
+                return loadgen.load_deep(port, deep_jobs, cap)
+        elif load == "bg":
+            def fn(port: int) -> Any:
+                return loadgen.load_bg(port, secs)
+        else:
+            def fn(port: int) -> Any:
+                return loadgen.load_fg(port, secs)
+        result, cpu, calls = run_load(starter(name, load, rnd), fn)
+        if load == "deep":
+            sub, drain = result
+            # Submit and drain share one server process: its CPU is split by phase only in
+            # total, so the per-job figure covers submit + drain of each job.
+            record(name, "deep-submit", sub, 0.0, 0, sub.jobs)
+            s = record(name, "deep-drain", drain, cpu, calls, drain.jobs)
+            print(f"  deep round {rnd + 1} {name:9} submit {sub.jobs:7d} jobs {sub.rate:10,.0f}/s"
+                  f"   drain {drain.jobs:7d} jobs {drain.rate:10,.0f}/s  server "
+                  f"{s.cpu_us:5.1f} us/job  loadgen {s.loadgen_load:4.0%} CPU", flush=True)
+        else:
+            s = record(name, load, result, cpu, calls, result.jobs)
+            print(f"  {load:4} round {rnd + 1} {name:9} {result.jobs:8d} jobs "
+                  f"{result.seconds:5.2f}s {result.rate:10,.0f}/s  server {s.cpu_us:5.1f} us/job "
+                  f"{s.calls:4.2f} calls/job  loadgen {s.loadgen_load:4.0%} CPU", flush=True)
 
     print(f"geard event loop: {'uvloop' if uvloop else 'asyncio'}; gearmand: package defaults "
-          f"(-t 4); machine: {os.cpu_count()} CPUs", flush=True)
-    for load in ("bg", "fg"):
+          f"(-t 4); machine: {os.cpu_count()} CPUs; {rounds} alternating round(s), {secs}s per "
+          f"bg/fg run, deep {deep_jobs} jobs", flush=True)
+    t_start = time.perf_counter()
+    for load in ("bg", "fg", "deep"):
         if load not in loads:
             continue
-        fn: Load = (lambda port: loadgen.load_bg(port, secs)) if load == "bg" else (
-            lambda port: loadgen.load_fg(port, secs))
-        for rnd in range(args.rounds):
+        # Alternate servers round by round (geard, gearmand, geard, gearmand...) so that drift
+        # on a shared machine hits all of them alike; gear 0.16 is slow and far off: one round.
+        for rnd in range(rounds):
             for name in names:
                 if name == "gear016" and rnd > 0:
-                    continue  # slow and far off: one round is plenty
-                r = run_load(starter(name, load), fn, load)
-                keep(name, load, r.rate)
-                print(f"  {load:4} round {rnd + 1} {name:9} {r.jobs:8d} jobs {r.seconds:6.2f}s "
-                      f"{r.rate:12,.0f}/s", flush=True)
-    if "deep" in loads:
-        for name in names:
-            cap = 30.0 if name != "gear016" else 15.0
-            def deep(port: int, cap: float = cap) -> Any:
-                return loadgen.load_deep(port, args.deep_jobs, cap)
-
-            sub, drain = run_load(starter(name, "deep"), deep, "deep")
-            keep(name, "deep-submit", sub.rate)
-            keep(name, "deep-drain", drain.rate)
-            print(f"  deep {name:9} submit {sub.jobs:8d} jobs {sub.rate:10,.0f}/s   drain "
-                  f"{drain.jobs:8d} jobs in {drain.seconds:5.1f}s {drain.rate:10,.0f}/s",
-                  flush=True)
+                    continue
+                run_round(name, load, rnd)
 
     keys = [k for k in ("bg", "fg", "deep-submit", "deep-drain")
-            if any((n, k) in results for n in names)]
-    print()
-    header = f"{'load':12}" + "".join(f"{n:>14}" for n in names)
+            if any((n, k) in SAMPLES for n in names)]
+    print(f"\nmedian rates (jobs/s) over the rounds; ratios are ratios of medians "
+          f"[{time.perf_counter() - t_start:.0f} s]")
+    header = f"{'load':12}" + "".join(f"{n:>12}" for n in names)
     if "geard" in names:
         header += "".join(f"{'geard/' + n:>16}" for n in names if n != "geard")
     print(header)
     for key in keys:
-        row = f"{key:12}" + "".join(f"{results.get((n, key), 0):14,.0f}" for n in names)
-        ours = results.get(("geard", key))
+        row = f"{key:12}" + "".join(f"{med(n, key, 'rate') or 0:12,.0f}" for n in names)
+        ours = med("geard", key, "rate")
         if ours is not None:
             for n in names:
                 if n != "geard":
-                    other = results.get((n, key), 0.0)
-                    row += f"{(ours / other if other else float('inf')):15.2f}x"
+                    other = med(n, key, "rate")
+                    row += f"{(ours / other if other else float('nan')):15.2f}x"
         print(row)
-    print("\nserver cost per job (best round; CPU of all its threads, read+write syscalls):")
-    for key in ("bg", "fg", "deep"):
-        cells = [f"{n} {COSTS[(n, key)][0]:6.1f} us {COSTS[(n, key)][1]:5.2f} calls"
-                 for n in names if (n, key) in COSTS]
+    print("\nserver cost per job (median; CPU of all its threads from /proc, read+write "
+          "syscalls) and load generator CPU (share of one core, max of its processes' sum):")
+    for key in ("bg", "fg", "deep-drain"):
+        cells = []
+        for n in names:
+            cpu = med(n, key, "cpu_us")
+            if cpu is not None:
+                cells.append(f"{n} {cpu:6.1f} us {med(n, key, 'calls'):5.2f} calls "
+                             f"(loadgen {med(n, key, 'loadgen_load'):4.0%})")
         if cells:
-            print(f"  {key:5} " + "   ".join(cells))
+            label = "deep" if key == "deep-drain" else key
+            print(f"  {label:5} " + "   ".join(cells))
     print("\ntargets: geard/gearmand >= 1.00x on every load; geard/gear016 >= 10x")
     return 0
 

@@ -37,6 +37,7 @@ class StubPeer:
         self.out: list[bytes] = []
         self.closing = False
         self.decoder = Decoder(max_packet_size=1024)
+        self.functions: list[bytes] = []
 
 
 class StubJob:
@@ -61,7 +62,11 @@ class StubBroker:
         self.jobs: dict[bytes, StubJob] = {}
         self.replayed: list[Any] = []
         self.feeds = 0
+        self.draining = False
         StubBroker.instances.append(self)
+
+    def drain(self) -> None:
+        self.draining = True
 
     def connect(self, host: str, port: int, fd: int, ssl_subject: str | None = None) -> StubPeer:
         peer = StubPeer(host, port, fd, ssl_subject)
@@ -216,6 +221,59 @@ def test_one_write_per_dirty_peer_per_broker_call(monkeypatch: pytest.MonkeyPatc
             writer.close()
 
     run(main())
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.soon: list[Callable[[], None]] = []
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self.soon.append(fn)
+
+
+def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pass() -> None:
+    from gear.server.broker import Broker, BrokerConfig
+
+    server = JobServer(ServerConfig(port=0))
+    server.broker = Broker(BrokerConfig(handle_prefix=b"H:t"))
+    loop = FakeLoop()
+    server._loop = loop  # type: ignore[assignment]
+
+    def attach(port: int) -> tuple[_Connection, FakeTransport]:
+        conn = _Connection(server)
+        transport = FakeTransport()
+        conn.transport = transport  # type: ignore[assignment]
+        conn.peer = server.broker.connect("127.0.0.1", port, port)
+        server.connections[conn.peer] = conn
+        return conn, transport
+
+    (worker, wt), (client, ct) = attach(1), attach(2)
+    worker.data_received(request(c.CAN_DO, b"f") + request(c.GRAB_JOB))
+    assert wt.writes == [response(c.NO_JOB)] and loop.soon == []  # written at once
+    worker.data_received(request(c.PRE_SLEEP))
+    client.data_received(request(c.SUBMIT_JOB, b"f", b"", b"x"))
+    # The client's JOB_CREATED and the worker's NOOP wait for the pass's single flush.
+    assert ct.writes == [] and wt.writes == [response(c.NO_JOB)] and len(loop.soon) == 1
+    loop.soon.pop()()
+    assert ct.writes == [response(c.JOB_CREATED, b"H:t:1")]
+    assert wt.writes[-1] == response(c.NOOP)
+    worker.data_received(request(c.GRAB_JOB))  # assignment: at once again
+    assert wt.writes[-1] == response(c.JOB_ASSIGN, b"H:t:1", b"f", b"x") and loop.soon == []
+    worker.data_received(request(c.WORK_COMPLETE, b"H:t:1", b"r"))  # output for the client
+    assert ct.writes[-1] == response(c.JOB_CREATED, b"H:t:1") and len(loop.soon) == 1
+    loop.soon.pop()()
+    assert ct.writes[-1] == response(c.WORK_COMPLETE, b"H:t:1", b"r")
 
 
 def test_all_addresses_listen_on_ipv4_and_ipv6_on_the_same_port() -> None:
@@ -414,8 +472,10 @@ def test_graceful_shutdown_waits_for_running_jobs_and_stops_accepting(loop_kind:
             reader, writer = await open_conn(server.port)
             writer.write(b"run\n")
             assert await reader.readline() == b"OK\n"
+            assert not server.broker.draining
             server.request_shutdown(graceful=True)
             await asyncio.sleep(0)  # let the shutdown task close the listener
+            assert server.broker.draining  # the broker hands out nothing new from now on
             with pytest.raises(OSError):
                 await open_conn(server.port)
             # Still serving the existing connection while the job runs.

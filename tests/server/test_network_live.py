@@ -6,6 +6,7 @@ garbage they must still work (the job completes, new submissions are answered).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from hypothesis import strategies as st
 
 from gear import constants as c
 from gear.protocol.packets import request
+from gear.server.broker import BrokerConfig
 from gear.server.compat import Server
+from gear.server.network import JobServer, ServerConfig
 from tests.server.test_cli import connect, read_packet
 
 
@@ -159,3 +162,45 @@ def test_half_closed_admin_client_still_gets_its_reply(live: Server) -> None:
     sock.shutdown(socket.SHUT_WR)  # like `echo version | nc -N host port`
     reply = closed_by_server(sock)
     assert reply.startswith(b"OK ") and reply.endswith(b"\n")
+
+
+def test_graceful_shutdown_drains_the_broker() -> None:
+    """Admin ``shutdown graceful`` on a geard-like JobServer (real broker): the running job
+    finishes and is delivered, a worker asking for more gets NO_JOB although a job is queued,
+    then every connection is closed."""
+
+    async def read(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
+        _magic, ptype, size = struct.unpack("!4sII", await reader.readexactly(12))
+        return ptype, (await reader.readexactly(size)).split(b"\x00")
+
+    async def main() -> None:
+        server = JobServer(ServerConfig(host="127.0.0.1", port=0, shutdown_timeout=5.0),
+                           BrokerConfig(handle_prefix=b"H:t"))
+        await server.start()
+        try:
+            (cr, cw), (wr, ww), (ar, aw) = [
+                await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+            ww.write(request(c.CAN_DO, b"work"))
+            cw.write(request(c.SUBMIT_JOB, b"work", b"", b"running")
+                     + request(c.SUBMIT_JOB_BG, b"work", b"", b"queued"))
+            assert await read(cr) == (c.JOB_CREATED, [b"H:t:1"])
+            assert await read(cr) == (c.JOB_CREATED, [b"H:t:2"])
+            ww.write(request(c.GRAB_JOB))
+            assert (await read(wr))[1][0] == b"H:t:1"
+            aw.write(b"shutdown graceful\n")
+            assert await ar.readline() == b"OK\r\n"
+            ww.write(request(c.GRAB_JOB))
+            assert await read(wr) == (c.NO_JOB, [b""])  # the queued job is not handed out
+            assert not server.closed  # waiting for the running job
+            ww.write(request(c.WORK_COMPLETE, b"H:t:1", b"done"))
+            assert await read(cr) == (c.WORK_COMPLETE, [b"H:t:1", b"done"])
+            await asyncio.wait_for(server.wait_closed(), 5)
+            for reader in (cr, wr, ar):  # then the server closed everything
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert [job.arguments for job in server.broker.normal_queue] == [b"queued"]
+            for writer in (cw, ww, aw):
+                writer.close()
+        finally:
+            await server.shutdown(graceful=False)
+
+    asyncio.run(main())

@@ -112,7 +112,8 @@ def _workers(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
 
 
 def _version(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
-    return b"OK " + broker.config.version + b"\n"
+    # BrokerConfig.version, or this package's version when not configured.
+    return b"OK " + broker.version + b"\n"
 
 
 def _getpid(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:

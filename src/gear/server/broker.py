@@ -24,12 +24,18 @@ Interface with the network layer (notes/broker_iface.md; extended only additivel
 * Extensions: ``BrokerConfig.max_packet_size`` / ``max_line_size`` (oversize input closes the
   connection), ``broker.functions`` / ``broker.peers`` (read by admin), ``broker.write`` /
   ``broker.close`` (used by admin), ``broker.cancel``, ``broker.getQueue()``,
-  ``peer.related_jobs`` and ``peer.pending`` (stores not yet answered for that peer).
+  ``peer.related_jobs`` and ``peer.pending`` (stores not yet answered for that peer),
+  ``broker.wake(function=None)`` (NOOP sleeping workers, for gear.Server.wakeConnections),
+  ``broker.drain()`` / ``broker.draining`` / ``broker.running_count()`` (graceful shutdown:
+  nothing new is handed out, running jobs finish, queued jobs stay queued and stored) and
+  ``broker.version`` (admin ``version``: ``BrokerConfig.version`` or ``gear.__version__``).
 
 Speed (this is the server's hot path): ``__slots__`` everywhere, a dispatch list indexed by packet
 type, whole request packets dispatched straight from the received bytes (the protocol
 ``Decoder`` is used only for text lines, partial large packets and errors), O(1) queue and
-lookup operations, and no logging.
+lookup operations, and no logging. The plain submission (no unique, no ACL, no storage, no
+queue limit) is handled inline in ``_h_submit``; a job initialises only the fields every job
+uses (see :class:`Job`). ``bench/profile_server.py`` measures these paths in-process.
 
 Decisions (design.md section 3; where gearmand 1.1 differs, the reference's "do not copy" list,
 3.18, is followed):
@@ -203,8 +209,9 @@ class BrokerConfig:
     exceptions_default: bool = False
     #: A unique (or reducer) longer than this gets ERROR ARGUMENT_TOO_LARGE (1.2).
     max_unique_size: int = 64
-    #: Admin ``version`` answer (without ``OK``).
-    version: bytes = b"1.1.20"
+    #: Admin ``version`` answer (without ``OK``); None answers this package's own version
+    #: (``gear.__version__``), so ``gearadmin --server-version`` tells which server it reached.
+    version: bytes | None = None
     #: Admin ``verbose`` answer (without ``OK``).
     verbose: bytes = b"ERROR"
     #: When set: deny by default; CAN_DO silently ignored, SUBMIT* answered with an ERROR, and
@@ -368,31 +375,51 @@ class Function:
 
 
 class Job:
-    """One job in memory. Attribute names follow gear's ServerJob where it has one."""
+    """One job in memory. Attribute names follow gear's ServerJob where it has one.
+
+    Shaped for the submit hot path: the fields every job uses are slots set in ``__init__``; the
+    fields few jobs ever change (status numbers, retries, timers, storage key, epoch time,
+    reducer, flags) are class-level defaults, and a job that changes one gets its own value in
+    a per-instance ``__dict__`` that CPython allocates only on that first write. A plain job
+    thus costs 11 attribute stores and no dict instead of 21 stores (measured with
+    bench/profile_server.py).
+    """
 
     __slots__ = (
+        "__dict__",
         "arguments",
         "background",
         "clients",
-        "denominator",
         "function",
         "handle",
-        "ignore",
-        "keep",
-        "key",
         "name",
-        "numerator",
         "priority",
-        "reducer",
-        "retries",
         "seq",
         "state",
-        "timer",
         "unique",
-        "waiters",
-        "when",
         "worker",
     )
+
+    # Rarely changed fields (see the class docstring); assigning one shadows the default.
+    #: Epoch time of a SUBMIT_JOB_EPOCH job (0: none).
+    when: int = 0
+    #: The reducer of a SUBMIT_REDUCE_JOB* job.
+    reducer: bytes | None = None
+    #: Latest WORK_STATUS numbers (GET_STATUS, 3.10).
+    numerator: int = 0
+    denominator: int = 0
+    #: Attempts so far (gearmand ``-j``, 3.6).
+    retries: int = 0
+    #: The pending epoch or CAN_DO_TIMEOUT timer.
+    timer: _Timer | None = None
+    #: Storage key when stored, else None.
+    key: int | None = None
+    #: A background submission coalesced onto this foreground job (keeps it alive).
+    keep: bool = False
+    #: Cancelled while running: results reach nobody, a requeue forgets it.
+    ignore: bool = False
+    #: Tickets answered when the store completes (HELD jobs only).
+    waiters: list[_Ticket] | None = None
 
     def __init__(
         self,
@@ -402,6 +429,7 @@ class Job:
         arguments: bytes,
         priority: int,
         background: bool,
+        seq: int = 0,
     ) -> None:
         self.handle = handle
         self.function = function
@@ -410,25 +438,14 @@ class Job:
         self.arguments = arguments
         self.priority = priority
         self.background = background
-        self.when = 0
-        self.reducer: bytes | None = None
-        #: Attached foreground clients, one entry per attachment (3.2).
-        self.clients: list[Peer] = []
+        #: Attached foreground clients, one entry per attachment (3.2). A background job starts
+        #: with the shared empty tuple: one allocation (and one GC-tracked list) less per job on
+        #: the background submit path; code that attaches a client replaces it with a list.
+        self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
-        self.numerator = 0
-        self.denominator = 0
-        self.retries = 0
-        self.seq = 0
+        #: Queue order (see Broker._seq / Broker._front).
+        self.seq = seq
         self.state = QUEUED
-        self.timer: _Timer | None = None
-        #: Storage key when stored, else None.
-        self.key: int | None = None
-        #: A background submission coalesced onto this foreground job (keeps it alive).
-        self.keep = False
-        #: Cancelled while running: results reach nobody, a requeue forgets it.
-        self.ignore = False
-        #: Tickets answered when the store completes (HELD jobs only).
-        self.waiters: list[_Ticket] | None = None
 
     # gear ServerJob compatibility (read-only views).
     @property
@@ -457,6 +474,12 @@ _SUBMITS: dict[int, tuple[int, bool]] = {
     c.SUBMIT_JOB_LOW_BG: (LOW, True),
 }
 
+#: The same, indexed by packet type (a list index is cheaper than a dict lookup per job).
+_SUBMIT_KIND: list[tuple[int, bool]] = [(NORMAL, False)] * (c.MAX_TYPE + 1)
+for _ptype, _kind in _SUBMITS.items():
+    _SUBMIT_KIND[_ptype] = _kind
+del _ptype, _kind
+
 Handler = Callable[[Peer, int, bytes], None]
 
 
@@ -482,6 +505,9 @@ class Broker:
         self.handle_prefix = prefix
         self._hprefix = prefix + b":"
         self._counter = 0  # last handle number
+        # JOB_CREATED header + handle prefix for numbers below _wider_at (see _widen).
+        self._created_head = b""
+        self._wider_at = 0
         self._seq = 0  # queue order of normally queued jobs (grows)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
         self._next_key = 1
@@ -494,7 +520,18 @@ class Broker:
         self._acl = config.acl
         self._store = config.store
         self._remove = config.remove
+        # Submissions that need a check beyond the plain case leave _h_submit's fast path.
+        self._checked = config.acl is not None or config.store is not None
         self._admin: Callable[[Broker, Peer, bytes], None] | None = None
+        version = config.version
+        if version is None:
+            from gear import __version__
+
+            version = __version__.encode()
+        #: The admin ``version`` answer.
+        self.version: bytes = version
+        #: Draining for a graceful shutdown (:meth:`drain`): no job is handed out any more.
+        self.draining = False
         handlers: list[Handler] = [self._h_closing] * (c.MAX_TYPE + 1)
         for ptype in (c.NOOP, c.JOB_CREATED, c.NO_JOB, c.JOB_ASSIGN, c.ECHO_RES, c.ERROR,
                       c.STATUS_RES, c.OPTION_RES, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL,
@@ -777,7 +814,45 @@ class Broker:
         if f.sleepers:
             self._wake(f)
 
-    def _wake(self, f: Function) -> None:
+    def wake(self, function: bytes | None = None) -> int:
+        """NOOP the sleeping workers of ``function`` (of every function when None), following
+        the ``worker_wakeup`` rule per function; returns how many were woken.
+
+        For code that holds jobs back in an overriding :meth:`take_job` (gear.Server's
+        ``wakeConnections``, used by Zuul): workers that went to sleep on NO_JOB come back and
+        ask again. Nothing is sent while draining (no job would be handed out).
+        """
+        if function is None:
+            functions = list(self.functions.values())
+        else:
+            f = self.functions.get(function)
+            functions = [f] if f is not None else []
+        woken = 0
+        for f in functions:
+            if f.sleepers:
+                woken += self._wake(f)
+        return woken
+
+    def drain(self) -> None:
+        """Start draining for a graceful shutdown (irreversible for this broker).
+
+        From now on no job is handed out (:meth:`take_job` is not even asked, so an override
+        cannot hand one out either): GRAB_JOB* gets NO_JOB, PRE_SLEEP just sleeps and no NOOP
+        is sent. Running jobs go on and their results are delivered as
+        usual; queued background jobs stay queued (and stored), so a durable queue hands them
+        out at the next start. New submissions are still accepted and queued (a client is never
+        refused on the way down). Wait for :meth:`running_count` to reach 0.
+        """
+        self.draining = True
+
+    def running_count(self) -> int:
+        """Jobs assigned to a worker right now (graceful shutdown waits for 0)."""
+        return sum(f.running for f in self.functions.values())
+
+    def _wake(self, f: Function) -> int:
+        """NOOP the first ``worker_wakeup`` sleepers of ``f`` (all when 0): 3.5."""
+        if self.draining:
+            return 0  # nothing would be handed out: let them sleep
         sleepers = f.sleepers
         n = self._wakeup
         peers = list(sleepers) if n <= 0 or n >= len(sleepers) else list(islice(sleepers, n))
@@ -785,6 +860,7 @@ class Broker:
             self._unsleep(peer)
             peer.noop_sent = True
             self._write(peer, NOOP)
+        return len(peers)
 
     def _unsleep(self, peer: Peer) -> None:
         if peer.sleeping:
@@ -932,7 +1008,7 @@ class Broker:
                 self._send_clients(job, _res(_WORK_FAIL, job.handle))
             for client in job.clients:
                 client.client_jobs.pop(job, None)
-            job.clients = []
+            job.clients = ()
             job.ignore = True
             self._drop_unique(job)
             key = job.key
@@ -997,7 +1073,7 @@ class Broker:
         if when:
             job.when = when
         if not background:
-            job.clients.append(peer)
+            job.clients = [peer]
             peer.client_jobs[job] = 1
         elif self._store is not None:
             self._store_job(peer, job)
@@ -1019,6 +1095,13 @@ class Broker:
         if f.sleepers:
             self._wake(f)
 
+    def _widen(self, n: int) -> None:
+        """Handle number ``n`` has more digits than the last: new JOB_CREATED header + prefix."""
+        digits = len(b"%d" % n)
+        self._wider_at = 10**digits
+        size = len(self._hprefix) + digits
+        self._created_head = _pack(_RES, _JOB_CREATED, size) + self._hprefix
+
     def _start(self, job: Job) -> None:
         """A new (or stored) job enters the scheduler: waiting for its time, or queued."""
         when = job.when
@@ -1035,7 +1118,11 @@ class Broker:
             if not job.background:
                 job.keep = True
         else:
-            job.clients.append(peer)
+            clients = job.clients
+            if clients:
+                clients.append(peer)  # non-empty: always a list
+            else:
+                job.clients = [peer]
             peer.client_jobs[job] = peer.client_jobs.get(job, 0) + 1
         if job.state == HELD:
             assert job.waiters is not None
@@ -1075,7 +1162,7 @@ class Broker:
             reply = _error(b"QUEUE_ERROR", reason)
             job.key = None  # never stored: nothing to remove
             self._forget(job)
-            job.clients = []
+            job.clients = ()
         for ticket in waiters:
             self._resolve(ticket, reply)
 
@@ -1130,8 +1217,39 @@ class Broker:
         if len(parts) != 3:
             self.close(peer)
             return
-        priority, background = _SUBMITS[ptype]
-        self._submit(peer, parts[0], parts[1], parts[2], priority, background)
+        name, unique, data = parts
+        priority, background = _SUBMIT_KIND[ptype]
+        f = self.functions.get(name)
+        if unique or f is None or f.max_queue is not None or self._checked:
+            self._submit(peer, name, unique, data, priority, background)
+            return
+        # The hot path of nearly every submission: no unique (nothing to coalesce or check), a
+        # known function without a queue limit, no ACL and no storage. These are _submit's
+        # steps for that case, inlined (one Python call less per job; the background bench load
+        # is CPU-bound in here). Anything else takes the general path above.
+        self._counter = n = self._counter + 1
+        if n >= self._wider_at:
+            self._widen(n)
+        # JOB_CREATED in one formatting; the handle is its body (one allocation and no
+        # struct.pack per job: the header only changes when the number gains a digit).
+        created = b"%s%d" % (self._created_head, n)
+        handle = created[12:]
+        self._seq = seq = self._seq + 1
+        job = Job(handle, f, b"", data, priority, background, seq)
+        self.jobs[handle] = job
+        f.total += 1
+        if not background:
+            job.clients = [peer]
+            peer.client_jobs[job] = 1
+        held = peer.held
+        if held is None:
+            peer.out.append(created)
+            self.dirty.add(peer)
+        else:
+            held.append(created)
+        f.queues[priority].append(job)
+        if f.sleepers:
+            self._wake(f)
 
     def _h_submit_epoch(self, peer: Peer, ptype: int, body: bytes) -> None:
         parts = body.split(b"\x00", 3)
@@ -1177,7 +1295,7 @@ class Broker:
         else:
             peer.timeouts.pop(name, None)
         if peer.sleeping:
-            if f.queues[HIGH] or f.queues[NORMAL] or f.queues[LOW]:
+            if not self.draining and (f.queues[HIGH] or f.queues[NORMAL] or f.queues[LOW]):
                 self._unsleep(peer)
                 peer.noop_sent = True
                 self._write(peer, NOOP)
@@ -1221,7 +1339,7 @@ class Broker:
 
     def _h_pre_sleep(self, peer: Peer, ptype: int, body: bytes) -> None:
         self._check_timers()
-        if self.take_job(peer, peek=True) is not None:
+        if not self.draining and self.take_job(peer, peek=True) is not None:
             # Work is already waiting: wake at once rather than sleep (3.5 race fix).
             self._unsleep(peer)
             peer.noop_sent = True
@@ -1239,7 +1357,8 @@ class Broker:
         peer.noop_sent = False
         if self._timers:
             self._check_timers()
-        job = self.take_job(peer)
+        # Draining (graceful shutdown): nothing new is handed out, whatever take_job says.
+        job = None if self.draining else self.take_job(peer)
         if job is None:
             self._write(peer, NO_JOB)
             return

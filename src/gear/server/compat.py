@@ -203,11 +203,8 @@ class Server:
         """
 
         def wake() -> None:
-            broker = self._broker
-            functions = [job.function] if job is not None else list(broker.functions.values())
-            for f in functions:
-                if f.sleepers:
-                    broker._wake(f)  # the broker's own wake-up rule (honours -w)
+            # The broker's own wake-up rule (honours -w); job.name is the function's name.
+            self._broker.wake(job.name if job is not None else None)
             self._engine.after_broker_call()
 
         self._call(wake)

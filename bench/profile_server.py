@@ -1,0 +1,139 @@
+"""In-process micro-benchmarks of the broker's hot paths (no sockets, no event loop).
+
+Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]``
+
+The quickest loop for optimising :mod:`gear.server.broker`: it feeds pre-encoded request bytes
+straight into ``Broker.feed`` the way the network layer does and reports broker CPU
+microseconds per job (``time.process_time``, best of ``--repeat``; CPU time rather than wall
+time, so other processes on a shared machine disturb it little):
+
+* ``bg``: SUBMIT_JOB_BG in reads of 500 packets (the bench ``bg`` load; jobs pile up in memory
+  as they do there);
+* ``fg``: SUBMIT_JOB from one client in reads of 4, four workers each GRAB_JOB_UNIQ ->
+  JOB_ASSIGN_UNIQ -> WORK_COMPLETE + GRAB_JOB_UNIQ, results forwarded to the client;
+* ``drain``: the same workers emptying a deep queue of background jobs.
+
+The garbage collector is tuned as geard tunes it (``network.tune_gc``). ``--profile LOAD`` runs
+that load under cProfile and prints the top functions. Nothing here is asserted. Must not import
+the network layer's event loop code beyond ``tune_gc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from gear import constants as c  # noqa: E402
+from gear.protocol.packets import request  # noqa: E402
+from gear.server.broker import Broker, BrokerConfig, Peer  # noqa: E402
+from gear.server.network import tune_gc  # noqa: E402
+
+FUNCTION = b"bench"
+HEADER_SIZE = 12
+
+
+def _broker() -> Broker:
+    return Broker(BrokerConfig(handle_prefix=b"H:bench-host"))
+
+
+def _take(peer: Peer) -> bytes:
+    data = b"".join(peer.out)
+    peer.out.clear()
+    return data
+
+
+def _workers(broker: Broker, n: int) -> list[Peer]:
+    workers = [broker.connect("127.0.0.1", 2000 + i, 20 + i) for i in range(n)]
+    for w in workers:
+        broker.feed(w, request(c.CAN_DO, FUNCTION))
+    return workers
+
+
+def _work(broker: Broker, workers: list[Peer], grab: bytes) -> int:
+    """Every worker grabs one job and completes it (the reply + next GRAB in one read)."""
+    done = 0
+    for w in workers:
+        broker.feed(w, grab)
+        out = _take(w)
+        if out[7] == c.JOB_ASSIGN_UNIQ:
+            handle = out[HEADER_SIZE : out.index(b"\x00", HEADER_SIZE)]
+            broker.feed(w, request(c.WORK_COMPLETE, handle, b"ok"))
+            done += 1
+    return done
+
+
+def load_bg(jobs: int) -> float:
+    broker = _broker()
+    client = broker.connect("127.0.0.1", 1000, 10)
+    chunk = request(c.SUBMIT_JOB_BG, FUNCTION, b"", b"x" * 16) * 500
+    t0 = time.process_time()
+    for _ in range(jobs // 500):
+        broker.feed(client, chunk)
+        client.out.clear()
+        broker.dirty.clear()
+    return time.process_time() - t0
+
+
+def load_fg(jobs: int) -> float:
+    broker = _broker()
+    client = broker.connect("127.0.0.1", 1000, 10)
+    workers = _workers(broker, 4)
+    chunk = request(c.SUBMIT_JOB, FUNCTION, b"", b"x" * 16) * 4
+    grab = request(c.GRAB_JOB_UNIQ)
+    t0 = time.process_time()
+    for _ in range(jobs // 4):
+        broker.feed(client, chunk)
+        _work(broker, workers, grab)
+        client.out.clear()
+        broker.dirty.clear()
+    return time.process_time() - t0
+
+
+def load_drain(jobs: int) -> float:
+    broker = _broker()
+    client = broker.connect("127.0.0.1", 1000, 10)
+    broker.feed(client, request(c.SUBMIT_JOB_BG, FUNCTION, b"", b"x" * 16) * jobs)
+    workers = _workers(broker, 4)
+    grab = request(c.GRAB_JOB_UNIQ)
+    t0 = time.process_time()
+    while _work(broker, workers, grab):
+        broker.dirty.clear()
+    return time.process_time() - t0
+
+
+#: Each returns the CPU seconds of its measured phase (drain: the draining only).
+LOADS: dict[str, Callable[[int], float]] = {"bg": load_bg, "fg": load_fg, "drain": load_drain}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--profile", choices=sorted(LOADS), default=None)
+    args = parser.parse_args(argv)
+    tune_gc()
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(LOADS[args.profile], args.jobs)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        return 0
+    for name, load in LOADS.items():
+        times = []
+        for _ in range(args.repeat):
+            times.append(load(args.jobs))
+        best = min(times) * 1e6 / args.jobs
+        print(f"{name:6} {best:6.2f} us/job (broker CPU, best of {args.repeat}; "
+              f"median {sorted(times)[len(times) // 2] * 1e6 / args.jobs:6.2f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
