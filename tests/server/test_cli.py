@@ -305,3 +305,16 @@ def test_tls_and_acl_options_end_to_end(tmp_path: Path) -> None:
         assert read_packet(sock) == (c.ECHO_RES, [b"still"])  # type: ignore[arg-type]
     finally:
         server.stop()
+
+
+def test_sighup_is_harmless(geard: GeardProcess) -> None:
+    # logrotate setups written for gearmand send SIGHUP; geard must keep serving.
+    assert geard.proc is not None
+    geard.proc.send_signal(signal.SIGHUP)
+    sock = connect(geard.port)
+    sock.sendall(request(c.ECHO_REQ, b"still here"))
+    assert read_packet(sock) == (c.ECHO_RES, [b"still here"])
+    assert geard.proc.poll() is None
+    geard.proc.send_signal(signal.SIGTERM)
+    assert geard.proc.wait(10) == 0
+    assert "SIGHUP" in geard.log.read_text()

@@ -686,14 +686,33 @@ def run_server(
     tune_gc()
 
     async def main() -> None:
-        await server.start()
+        started = False
+        early: list[bool] = []  # shutdown signals that arrived while the server was starting
+
+        def on_shutdown_signal(graceful: bool) -> None:
+            if started:
+                server.request_shutdown(graceful)
+            else:
+                early.append(graceful)
+
         if install_signals:
+            # Installed before start(), so a signal during replay or binding takes the shutdown
+            # path instead of killing the process (or raising KeyboardInterrupt) half-started.
             # SIGTERM is graceful here (gearmand: immediate), because service managers send it
             # for every restart; SIGUSR1 is gearmand's graceful signal (reference 3.15).
-            loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, True)
-            loop.add_signal_handler(signal.SIGUSR1, server.request_shutdown, True)
-            loop.add_signal_handler(signal.SIGINT, server.request_shutdown, False)
+            loop.add_signal_handler(signal.SIGTERM, on_shutdown_signal, True)
+            loop.add_signal_handler(signal.SIGUSR1, on_shutdown_signal, True)
+            loop.add_signal_handler(signal.SIGINT, on_shutdown_signal, False)
+            # gearmand reopens its log on SIGHUP; our log handler reopens a rotated file by
+            # itself, so SIGHUP (logrotate's postrotate habit) must not kill the server.
+            loop.add_signal_handler(
+                signal.SIGHUP, log.info, "SIGHUP: nothing to do (log files reopen themselves)"
+            )
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        await server.start()
+        started = True
+        for graceful in early:
+            server.request_shutdown(graceful)
         if on_started is not None:
             on_started(server)
         await server.wait_closed()
