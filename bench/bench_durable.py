@@ -136,35 +136,41 @@ def load(port: int, seconds: float, connections: int, window: int, tag: bytes) -
 
 def writer_rate(path: Path, seconds: float, in_flight: int) -> float:
     """Jobs/s through StorageWriter into SQLite in this process: the durable path's ceiling
-    without sockets or the broker (``in_flight`` jobs outstanding, like clients' windows)."""
+    without sockets or the broker (``in_flight`` jobs outstanding, like clients' windows).
+    Submitted as the server does: ``add_many`` per window refill, one ``on_batch`` answer per
+    committed batch, the server's switch interval."""
     import asyncio
 
+    from gear.server.network import DURABLE_SWITCH_INTERVAL
     from gear.server.storage import StoredJob
     from gear.server.storage.sqlite import SqliteStorage
     from gear.server.storage.writer import StorageWriter
 
     async def run() -> float:
-        writer = StorageWriter(SqliteStorage(path))
-        await writer.start()
-        loop = asyncio.get_running_loop()
-        room = asyncio.Event()
         state = {"outstanding": 0, "done": 0, "failed": 0}
-        data = b"x" * 64
+        room = asyncio.Event()
 
-        def done(exc: BaseException | None) -> None:
-            state["outstanding"] -= 1
-            state["done" if exc is None else "failed"] += 1
+        def on_batch(tokens: list[object], exc: BaseException | None) -> None:
+            state["outstanding"] -= len(tokens)
+            state["done" if exc is None else "failed"] += len(tokens)
             if state["outstanding"] <= in_flight // 2:
                 room.set()
 
+        writer = StorageWriter(SqliteStorage(path), on_batch=on_batch,
+                               switch_interval=DURABLE_SWITCH_INTERVAL)
+        await writer.start()
+        loop = asyncio.get_running_loop()
+        data = b"x" * 64
         key = 0
         deadline = loop.time() + seconds
         begin = loop.time()
         while loop.time() < deadline:
-            while state["outstanding"] < in_flight:
-                key += 1
-                writer.add(StoredJob(key, b"bench", b"w-%012d" % key, data), done)
-                state["outstanding"] += 1
+            k = in_flight - state["outstanding"]
+            records = [StoredJob(n, b"bench", b"w-%012d" % n, data)
+                       for n in range(key + 1, key + k + 1)]
+            key += k
+            writer.add_many(records, [None] * k)
+            state["outstanding"] += k
             room.clear()
             await room.wait()
         rate = state["done"] / (loop.time() - begin)

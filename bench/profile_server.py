@@ -12,6 +12,11 @@ time, so other processes on a shared machine disturb it little):
 * ``fg``: SUBMIT_JOB from one client in reads of 4, four workers each GRAB_JOB_UNIQ ->
   JOB_ASSIGN_UNIQ -> WORK_COMPLETE + GRAB_JOB_UNIQ, results forwarded to the client;
 * ``drain``: the same workers emptying a deep queue of background jobs.
+* ``uniq``: ``bg`` with a distinct unique per job (what libgearman and bench_durable send);
+* ``durable``: ``uniq`` with a batched store (``store_batched``): the records go to a list as
+  ``StorageWriter.add_many`` would take them, and each read's batch is answered with one
+  ``stored_batch`` call as the writer's commit does. ``durable - uniq`` is the per-job CPU the
+  durable path adds on the event loop thread (the writer thread's own work is not included).
 
 The garbage collector is tuned as geard tunes it (``network.tune_gc``). ``--profile LOAD`` runs
 that load under cProfile and prints the top functions. Nothing here is asserted. Must not import
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +40,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from gear import constants as c  # noqa: E402
 from gear.protocol.packets import request  # noqa: E402
-from gear.server.broker import Broker, BrokerConfig, Peer  # noqa: E402
+from gear.server.broker import Broker, BrokerConfig, Job, Peer  # noqa: E402
 from gear.server.network import tune_gc  # noqa: E402
 
 FUNCTION = b"bench"
@@ -82,6 +89,50 @@ def load_bg(jobs: int) -> float:
     return time.process_time() - t0
 
 
+def _unique_chunks(jobs: int, size: int) -> list[bytes]:
+    head = request(c.SUBMIT_JOB_BG, FUNCTION, b"u-%012d" % 0, b"x" * 64)[:12]
+    return [b"".join([head + FUNCTION + b"\x00u-%012d\x00" % i + b"x" * 64
+                      for i in range(start, start + size)])
+            for start in range(0, jobs - size + 1, size)]
+
+
+def load_uniq(jobs: int) -> float:
+    broker = _broker()
+    client = broker.connect("127.0.0.1", 1000, 10)
+    chunks = _unique_chunks(jobs, 256)
+    t0 = time.process_time()
+    for chunk in chunks:
+        broker.feed(client, chunk)
+        client.out.clear()
+        broker.dirty.clear()
+    return time.process_time() - t0
+
+
+def load_durable(jobs: int) -> float:
+    records: list[object] = []
+    tokens: list[Job] = []
+    lock = threading.Lock()  # StorageWriter.add's lock, to count its cost
+
+    def add(new: list[object], jobs: list[Job]) -> None:
+        with lock:
+            records.extend(new)
+            tokens.extend(jobs)
+
+    broker = Broker(BrokerConfig(handle_prefix=b"H:bench-host", store_batched=add))
+    client = broker.connect("127.0.0.1", 1000, 10)
+    chunks = _unique_chunks(jobs, 256)
+    t0 = time.process_time()
+    for chunk in chunks:
+        broker.feed(client, chunk)
+        batch = tokens[:]
+        tokens.clear()
+        records.clear()
+        broker.stored_batch(batch, None)
+        client.out.clear()
+        broker.dirty.clear()
+    return time.process_time() - t0
+
+
 def load_fg(jobs: int) -> float:
     broker = _broker()
     client = broker.connect("127.0.0.1", 1000, 10)
@@ -110,7 +161,9 @@ def load_drain(jobs: int) -> float:
 
 
 #: Each returns the CPU seconds of its measured phase (drain: the draining only).
-LOADS: dict[str, Callable[[int], float]] = {"bg": load_bg, "fg": load_fg, "drain": load_drain}
+LOADS: dict[str, Callable[[int], float]] = {
+    "bg": load_bg, "fg": load_fg, "drain": load_drain, "uniq": load_uniq, "durable": load_durable,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, load in LOADS.items():
         times = []
         for _ in range(args.repeat):
+            gc.collect()  # the previous run's broker is cyclic garbage: not on this run's clock
             times.append(load(args.jobs))
         best = min(times) * 1e6 / args.jobs
         print(f"{name:6} {best:6.2f} us/job (broker CPU, best of {args.repeat}; "

@@ -702,32 +702,61 @@ def test_packet_size_limit_is_configurable() -> None:
 
 
 class Store:
-    def __init__(self) -> None:
+    """A store answered by hand: a callback per job (``BrokerConfig.store``), or batched
+    (``store_batched`` + ``Broker.stored_batch``). ``pending`` holds (record, done callback or
+    job) in submission order."""
+
+    def __init__(self, batched: bool = False) -> None:
+        self.batched = batched
         self.pending: list[tuple[StoredJob, object]] = []
         self.removed: list[int] = []
         self.stored: list[int] = []  # keys whose store succeeded
+        self.calls = 0  # store / store_batched calls
+        self.broker: Broker | None = None
+
+    def config(self) -> dict[str, object]:
+        if self.batched:
+            return {"store_batched": self.store_batched, "remove": self.remove}
+        return {"store": self.store, "remove": self.remove}
+
+    def net(self, **config: object) -> Net:
+        net = Net(**self.config(), **config)
+        self.broker = net.broker
+        return net
 
     def store(self, record: StoredJob, done: object) -> None:
+        self.calls += 1
         self.pending.append((record, done))
+
+    def store_batched(self, records: list[StoredJob], jobs: list[Job]) -> None:
+        self.calls += 1
+        self.pending.extend(zip(records, jobs, strict=True))
 
     def remove(self, key: int) -> None:
         self.removed.append(key)
 
+    def answer(self, token: object, exc: BaseException | None) -> None:
+        if self.batched:
+            assert self.broker is not None and isinstance(token, Job)
+            self.broker.stored_batch([token], exc)
+        else:
+            token(exc)  # type: ignore[operator]
+
     def finish(self, index: int = 0, exc: BaseException | None = None) -> StoredJob:
-        record, done = self.pending.pop(index)
+        record, token = self.pending.pop(index)
         if exc is None:
             self.stored.append(record.key)
-        done(exc)  # type: ignore[operator]
+        self.answer(token, exc)
         return record
 
 
-@pytest.fixture
-def store() -> Store:
-    return Store()
+@pytest.fixture(params=[False, True], ids=["callback", "batched"])
+def store(request: pytest.FixtureRequest) -> Store:
+    return Store(batched=request.param)
 
 
 def test_store_holds_output_in_order_until_done(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove)
+    net = store.net()
     cl, other = net.connect(), net.connect()
     w = net.worker(b"f")
     net.sleep(w)
@@ -756,7 +785,7 @@ def test_store_holds_output_in_order_until_done(store: Store) -> None:
 
 
 def test_store_failure_answers_queue_error(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove)
+    net = store.net()
     cl, fg = net.connect(), net.connect()
     net.send(cl, c.SUBMIT_JOB_BG, b"f", b"u", b"d")
     net.send(fg, c.SUBMIT_JOB, b"f", b"u", b"d")  # coalesces onto the held job: waits too
@@ -782,7 +811,7 @@ def test_store_raising_at_once_answers_queue_error() -> None:
 
 
 def test_store_done_after_disconnect_still_runs_the_job(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove)
+    net = store.net()
     cl = net.connect()
     net.send(cl, c.SUBMIT_JOB_BG, b"f", b"", b"d")
     net.broker.disconnect(cl)
@@ -793,7 +822,7 @@ def test_store_done_after_disconnect_still_runs_the_job(store: Store) -> None:
 
 
 def test_cancel_and_retry_exhaustion_remove_stored_jobs(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove, job_retries=1)
+    net = store.net(job_retries=1)
     cl = net.connect()
     net.send(cl, c.SUBMIT_JOB_BG, b"f", b"", b"a")
     net.send(cl, c.SUBMIT_JOB_BG, b"f", b"", b"b")
@@ -809,7 +838,7 @@ def test_cancel_and_retry_exhaustion_remove_stored_jobs(store: Store) -> None:
 
 
 def test_replay(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove)
+    net = store.net()
     net.broker.replay([
         StoredJob(7, b"f", b"u", b"first", 1, 0),
         StoredJob(9, b"f", b"u", b"dup", 1, 0),
@@ -872,11 +901,71 @@ def test_handles_with_a_trailing_nul_are_tolerated(net: Net) -> None:
 
 
 def test_store_done_twice_is_harmless(store: Store) -> None:
-    net = Net(store=store.store, remove=store.remove)
+    net = store.net()
     cl = net.connect()
     net.send(cl, c.SUBMIT_JOB_BG, b"f", b"", b"d")
     _, done = store.pending[0]
     store.finish()
-    done(OSError("late"))  # type: ignore[operator]
+    store.answer(done, OSError("late"))
     assert net.recv(cl) == [(c.JOB_CREATED, b"H:t:1")]
     assert list(net.broker.jobs) == [b"H:t:1"]
+
+
+# ---------------------------------------------------------------------- batched durability
+
+
+def test_batched_store_gets_one_call_per_feed_and_answers_in_order() -> None:
+    store = Store(batched=True)
+    net = store.net()
+    cl, other = net.connect(), net.connect()
+    net.raw(cl, request(c.SUBMIT_JOB_BG, b"f", b"a", b"1")
+            + request(c.SUBMIT_JOB_HIGH_BG, b"f", b"b", b"2")
+            + request(c.ECHO_REQ, b"between")
+            + request(c.SUBMIT_JOB_LOW_BG, b"g", b"", b"3"))
+    assert store.calls == 1  # one store call for the whole read
+    assert [(r.key, r.function, r.unique, r.data, r.priority) for r, _ in store.pending] == [
+        (1, b"f", b"a", b"1", 1), (2, b"f", b"b", b"2", 0), (3, b"g", b"", b"3", 2)]
+    net.send(other, c.SUBMIT_JOB_BG, b"f", b"a", b"coalesced")  # waits for job 1's store
+    assert store.calls == 1 and net.recv(other) == [] and net.recv(cl) == []
+    assert cl.pending == 3 and other.pending == 1
+    jobs = [job for _, job in store.pending]
+    assert store.broker is not None
+    store.broker.stored_batch(jobs[1:], None)  # 2 and 3 first: cl still waits for 1
+    assert net.recv(cl) == [] and net.recv(other) == [] and cl.pending == 1
+    store.broker.stored_batch(jobs[:1], None)
+    assert net.recv(cl) == [(c.JOB_CREATED, b"H:t:1"), (c.JOB_CREATED, b"H:t:2"),
+                            (c.ECHO_RES, b"between"), (c.JOB_CREATED, b"H:t:3")]
+    assert net.recv(other) == [(c.JOB_CREATED, b"H:t:1")]
+    assert cl.pending == other.pending == 0
+    w = net.worker(b"f", b"g")
+    assert [net.grab(w)[1][3] for _ in range(3)] == [b"2", b"1", b"3"]  # runnable by priority
+
+
+def test_batched_store_failure_answers_every_waiter() -> None:
+    store = Store(batched=True)
+    net = store.net()
+    cl, fg = net.connect(), net.connect()
+    net.raw(cl, request(c.SUBMIT_JOB_BG, b"f", b"u", b"d")
+            + request(c.SUBMIT_JOB_BG, b"f", b"", b"e"))
+    net.send(fg, c.SUBMIT_JOB, b"f", b"u", b"d")  # foreground attached to the held job
+    net.send(cl, c.ECHO_REQ, b"after")
+    assert store.broker is not None
+    store.broker.stored_batch([job for _, job in store.pending], OSError("disk full"))
+    assert net.recv(cl) == [error(b"QUEUE_ERROR", b"disk full")] * 2 + [(c.ECHO_RES, b"after")]
+    assert net.recv(fg) == [error(b"QUEUE_ERROR", b"disk full")]
+    assert net.broker.jobs == {} and store.removed == []
+    store.broker.stored_batch([job for _, job in store.pending], None)  # answered twice: no-op
+    assert net.recv(cl) == [] and net.broker.jobs == {}
+
+
+def test_batched_store_raising_at_once_fails_that_feed() -> None:
+    def store_batched(records: list[StoredJob], jobs: list[Job]) -> None:
+        raise OSError("database is locked")
+
+    net = Net(store_batched=store_batched)
+    cl = net.connect()
+    net.raw(cl, request(c.SUBMIT_JOB_BG, b"f", b"", b"d") + request(c.ECHO_REQ, b"next")
+            + request(c.SUBMIT_JOB_BG, b"f", b"", b"e"))
+    assert net.recv(cl) == [error(b"QUEUE_ERROR", b"database is locked"), (c.ECHO_RES, b"next"),
+                            error(b"QUEUE_ERROR", b"database is locked")]
+    assert net.broker.jobs == {}

@@ -245,3 +245,39 @@ def test_batches_larger_than_one_statement_stay_atomic(tmp_path: Path) -> None:
     again = SqliteStorage(tmp_path / "q.db")
     assert again.load() == [job(1), job(30)]
     again.close()
+
+
+def test_batches_store_every_field_in_its_column(tmp_path: Path) -> None:
+    # Records are bound flattened in StoredJob's field order: each must land in its column,
+    # for every padded statement size (1, a power of two, one above it).
+    storage = SqliteStorage(tmp_path / "q.db")
+    storage.load()
+    jobs = [StoredJob(k, b"fn%d" % k, b"u\x00%d" % k, b"\xff\x00data %d" % k, k % 3, 1000 + k)
+            for k in range(1, 19)]
+    for batch in (jobs[:1], jobs[1:9], jobs[9:]):
+        storage.add(batch)
+    storage.close()
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        rows = conn.execute("SELECT key, function, unique_key, data, priority, when_to_run "
+                            "FROM gear_queue ORDER BY key").fetchall()
+    assert rows == [tuple(j) for j in jobs]
+    assert all(type(r[1]) is type(r[2]) is type(r[3]) is bytes for r in rows)  # BLOBs
+
+
+def test_an_application_bytes_adapter_is_not_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def adapt(value: bytes) -> bytes:
+        return value
+
+    key = (bytes, sqlite3.PrepareProtocol)
+    monkeypatch.delitem(sqlite3.adapters, key, raising=False)
+    monkeypatch.setitem(sqlite3.adapters, key, adapt)
+    storage = SqliteStorage(tmp_path / "q.db")
+    storage.load()
+    storage.close()
+    assert sqlite3.adapters[key] is adapt
+    monkeypatch.delitem(sqlite3.adapters, key)
+    storage = SqliteStorage(tmp_path / "q.db")
+    storage.load()  # none registered: the identity adapter is installed
+    storage.close()
+    assert sqlite3.adapters.get(key) is bytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -412,3 +413,72 @@ def test_a_bug_in_the_writer_loop_fails_the_batch_not_the_writer(
 
 def _boom(*args: object) -> None:
     raise RuntimeError("bug in the writer loop")
+
+
+def test_add_many_with_on_batch_answers_each_batch_with_one_call() -> None:
+    storage = GatedStorage(gate_first=True)
+    storage.failures[2] = StorageError("sqlite queue /q.db: database or disk is full")
+    answers: list[tuple[list[Any], StorageError | None, int]] = []
+    order: list[str] = []
+    answered: list[asyncio.Event] = []  # answered[n] is set by the (n + 1)th answer
+
+    def on_batch(tokens: list[Any], error: StorageError | None) -> None:
+        answers.append((tokens, error, threading.get_ident()))
+        order.append("batch")
+        answered[len(answers) - 1].set()
+
+    async def main() -> None:
+        answered.extend(asyncio.Event() for _ in range(3))
+        writer = StorageWriter(storage, after_batch=lambda: order.append("after"))
+        writer.on_batch = on_batch  # set after construction, as the server does
+        await writer.start()
+        writer.add_many([job(1)], ["t1"])
+        await wait_entered(storage)                # batch 1 is committing ...
+        writer.add_many([job(2), job(3)], ["t2", "t3"])
+        writer.add(job(4), "t4")                   # ... batch 2: add() takes a token too
+        assert writer.pending == 3
+        storage.release.set()
+        await asyncio.wait_for(answered[1].wait(), 10)
+        writer.add_many([job(5)], ["t5"])          # batch 3 fails
+        await asyncio.wait_for(answered[2].wait(), 10)
+        await writer.close()
+        refused: list[tuple[list[Any], StorageError | None]] = []
+        got_refusal = asyncio.Event()
+
+        def refuse(tokens: list[Any], error: StorageError | None) -> None:
+            refused.append((tokens, error))
+            got_refusal.set()
+
+        writer.on_batch = refuse
+        writer.add_many([job(6), job(7)], ["t6", "t7"])
+        assert refused == []                       # refused asynchronously, not re-entrantly
+        await asyncio.wait_for(got_refusal.wait(), 10)
+        assert refused[0][0] == ["t6", "t7"] and "closed" in str(refused[0][1])
+
+    asyncio.run(main())
+    assert [(tokens, error is None) for tokens, error, _ in answers] == [
+        (["t1"], True), (["t2", "t3", "t4"], True), (["t5"], False)]
+    assert {thread for _, _, thread in answers} == {threading.get_ident()}
+    assert order[:6] == ["batch", "after"] * 3     # after_batch follows each answer
+    assert storage.batches == [[1], [2, 3, 4], [5]]
+    assert [j.key for j in storage.load()] == [1, 2, 3, 4]
+
+
+
+def test_switch_interval_is_lowered_while_running_and_restored() -> None:
+    before = sys.getswitchinterval()
+
+    async def main() -> tuple[float, float]:
+        writer = StorageWriter(GatedStorage(), switch_interval=before / 10)
+        await writer.start()
+        running = sys.getswitchinterval()
+        high = StorageWriter(GatedStorage(), switch_interval=before * 10)  # never raised
+        await high.start()
+        unchanged = sys.getswitchinterval()
+        await high.close()
+        await writer.close()
+        return running, unchanged
+
+    running, unchanged = asyncio.run(main())
+    assert running == pytest.approx(before / 10) and unchanged == pytest.approx(before / 10)
+    assert sys.getswitchinterval() == pytest.approx(before)

@@ -21,6 +21,10 @@ Interface with the network layer (notes/broker_iface.md; extended only additivel
   and *every* byte for the submitting peer is held back in order (libgearman matches JOB_CREATED
   to submissions strictly in order, reference 1.3). ``done(None)`` releases it; ``done(exc)``
   forgets the job and answers ``ERROR QUEUE_ERROR`` in place of JOB_CREATED.
+  Batched alternative (no callback and no store call per job, for the durable hot path):
+  ``BrokerConfig.store_batched(records, jobs)``, called once at the end of each ``feed()`` that
+  created durable jobs, answered by ``broker.stored_batch(jobs, exc)`` once per committed batch
+  (any grouping and order; each job answered once).
 * Extensions: ``BrokerConfig.max_packet_size`` / ``max_line_size`` (oversize input closes the
   connection), ``broker.functions`` / ``broker.peers`` (read by admin), ``broker.write`` /
   ``broker.close`` (used by admin), ``broker.cancel``, ``broker.getQueue()``,
@@ -119,6 +123,7 @@ _EPOCH = 0
 _TIMEOUT = 1
 
 _pack = struct.Struct("!4sII").pack
+_new_tuple = tuple.__new__
 _unpack_from = struct.Struct("!4sII").unpack_from
 _MAX_TYPE = c.MAX_TYPE
 #: Largest partial packet the fast path of Broker.feed keeps for the next chunk; larger ones
@@ -127,6 +132,13 @@ _REST_MAX = 64 * 1024
 _RES = RES
 
 StoreDone = Callable[[BaseException | None], None]
+
+
+def _peers(waiters: Peer | list[Peer] | None) -> list[Peer] | tuple[Peer, ...]:
+    """The peers of a HELD job's ``waiters`` field, as a sequence."""
+    if waiters is None:
+        return ()
+    return waiters if isinstance(waiters, list) else (waiters,)
 
 
 def _res(ptype: int, body: bytes) -> bytes:
@@ -220,6 +232,11 @@ class BrokerConfig:
     #: Durable background jobs: ``store(record, done)``; the job is announced and runnable only
     #: after ``done(None)``; ``done(exc)`` answers ERROR QUEUE_ERROR instead of JOB_CREATED.
     store: Callable[[StoredJob, StoreDone], None] | None = None
+    #: Durable background jobs without a callback per job: ``store_batched(records, jobs)``
+    #: once per ``feed()`` that created any (the lists are the store's to keep); the store
+    #: answers with ``broker.stored_batch(jobs, exc)`` (one call per committed batch, on the
+    #: broker's thread). Takes precedence over ``store`` when both are set.
+    store_batched: Callable[[list[StoredJob], list[Job]], None] | None = None
     #: Write-behind delete of a stored job that finished (completed, failed, cancelled...).
     remove: Callable[[int], None] | None = None
     #: Extension: largest accepted packet body / admin line; larger input closes the connection.
@@ -293,8 +310,9 @@ class Peer:
         # (job -> number of attachments).
         self.worker_jobs: dict[Job, None] = {}
         self.client_jobs: dict[Job, int] = {}
-        # Output held back while a store is pending (None when not holding): bytes or tickets.
-        self.held: deque[bytes | _Ticket] | None = None
+        # Output held back while a store is pending (None when not holding): bytes, or a HELD
+        # job standing for its JOB_CREATED / QUEUE_ERROR reply until its store answers.
+        self.held: deque[bytes | Job] | None = None
         self.pending = 0
         self.gone = False
 
@@ -307,16 +325,6 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host}:{self.port} id={self.client_id!r}>"
-
-
-class _Ticket:
-    """A place in a peer's held output, filled when its store completes."""
-
-    __slots__ = ("data", "peer")
-
-    def __init__(self, peer: Peer) -> None:
-        self.peer = peer
-        self.data: bytes | None = None
 
 
 class _Timer:
@@ -397,6 +405,7 @@ class Job:
         "seq",
         "state",
         "unique",
+        "waiters",
         "worker",
     )
 
@@ -418,8 +427,11 @@ class Job:
     keep: bool = False
     #: Cancelled while running: results reach nobody, a requeue forgets it.
     ignore: bool = False
-    #: Tickets answered when the store completes (HELD jobs only).
-    waiters: list[_Ticket] | None = None
+    #: The QUEUE_ERROR reply of a job whose store failed (its waiters' answer).
+    refusal: bytes | None = None
+    #: HELD jobs only (a slot never set on other jobs): the peers whose output waits for the
+    #: store's answer, one entry per wait; a single submitter is stored bare (no list per job).
+    waiters: Peer | list[Peer] | None
 
     def __init__(
         self,
@@ -519,9 +531,14 @@ class Broker:
         self._max_unique = config.max_unique_size
         self._acl = config.acl
         self._store = config.store
+        self._store_batched = config.store_batched
+        # Durable jobs created by the current feed(), handed to store_batched at its end.
+        self._new_records: list[StoredJob] = []
+        self._new_jobs: list[Job] = []
+        self._durable = config.store is not None or config.store_batched is not None
         self._remove = config.remove
         # Submissions that need a check beyond the plain case leave _h_submit's fast path.
-        self._checked = config.acl is not None or config.store is not None
+        self._checked = config.acl is not None or self._durable
         self._admin: Callable[[Broker, Peer, bytes], None] | None = None
         version = config.version
         if version is None:
@@ -607,6 +624,24 @@ class Broker:
         Never raises for bad input: protocol errors answer like gearmand and set
         ``peer.closing``; input after that is ignored.
         """
+        try:
+            self._feed(peer, data)
+        finally:  # even after a bug in a handler: no created job may wait for a later feed
+            if self._new_jobs:
+                self._flush_stores()
+
+    def _flush_stores(self) -> None:
+        """Hand the durable jobs of this feed to ``store_batched`` in one call."""
+        records, self._new_records = self._new_records, []
+        jobs, self._new_jobs = self._new_jobs, []
+        store = self._store_batched
+        assert store is not None
+        try:
+            store(records, jobs)
+        except Exception as exc:  # a store that fails at once answers like a failed commit
+            self.stored_batch(jobs, exc)
+
+    def _feed(self, peer: Peer, data: bytes) -> None:
         if peer.closing or peer.gone:
             return
         handlers = self._handlers
@@ -689,23 +724,22 @@ class Broker:
         peer.closing = True
         self.dirty.add(peer)
 
-    def _hold(self, peer: Peer) -> _Ticket:
-        ticket = _Ticket(peer)
+    def _hold(self, peer: Peer, job: Job) -> None:
+        """Hold ``peer``'s output from here until ``job`` (HELD) is answered by its store.
+
+        The job itself is the placeholder in the held deque: no object per waiter. Its reply is
+        JOB_CREATED once it left HELD, or ``job.refusal`` when its store failed.
+        """
         held = peer.held
         if held is None:
             held = peer.held = deque()
-        held.append(ticket)
+        held.append(job)
         peer.pending += 1
-        return ticket
 
-    def _resolve(self, ticket: _Ticket, data: bytes) -> None:
-        peer = ticket.peer
-        ticket.data = data
-        if peer.gone:
-            return
-        peer.pending -= 1
+    def _release(self, peer: Peer) -> None:
+        """Move ``peer``'s held output to ``out`` up to the first job still HELD."""
         held = peer.held
-        if held is None:  # pragma: no cover - a ticket always lives in its peer's held deque
+        if held is None:  # disconnected, or released already in this batch
             return
         out = peer.out
         n = len(out)
@@ -714,10 +748,15 @@ class Broker:
             if type(item) is bytes:
                 out.append(item)
             else:
-                assert isinstance(item, _Ticket)
-                if item.data is None:
+                assert isinstance(item, Job)
+                if item.state == HELD:
                     break
-                out.append(item.data)
+                refusal = item.refusal
+                if refusal is None:
+                    handle = item.handle
+                    out.append(_pack(_RES, _JOB_CREATED, len(handle)) + handle)
+                else:
+                    out.append(refusal)
             held.popleft()
         if not held:
             peer.held = None
@@ -1075,7 +1114,7 @@ class Broker:
         if not background:
             job.clients = [peer]
             peer.client_jobs[job] = 1
-        elif self._store is not None:
+        elif self._durable:
             self._store_job(peer, job)
             return
         created = _pack(_RES, _JOB_CREATED, len(handle)) + handle
@@ -1125,46 +1164,97 @@ class Broker:
                 job.clients = [peer]
             peer.client_jobs[job] = peer.client_jobs.get(job, 0) + 1
         if job.state == HELD:
-            assert job.waiters is not None
-            job.waiters.append(self._hold(peer))
+            waiters = job.waiters
+            if type(waiters) is list:
+                waiters.append(peer)
+            else:
+                assert isinstance(waiters, Peer)
+                job.waiters = [waiters, peer]
+            self._hold(peer, job)
         else:
             self._write(peer, _res(_JOB_CREATED, job.handle))
 
     def _store_job(self, peer: Peer, job: Job) -> None:
-        store = self._store
-        assert store is not None
         key = self._next_key
         self._next_key = key + 1
         job.key = key
         job.state = HELD
-        job.waiters = [self._hold(peer)]
-        record = StoredJob(key, job.name, job.unique, job.arguments, job.priority, job.when)
+        job.waiters = peer
+        held = peer.held
+        if held is None:
+            held = peer.held = deque()
+        held.append(job)  # inline _hold: the job is its submitter's placeholder
+        peer.pending += 1
+        # tuple.__new__ straight from C: StoredJob's generated __new__ is a Python function.
+        record = _new_tuple(StoredJob, (key, job.name, job.unique, job.arguments, job.priority,
+                                        job.when))
+        if self._store_batched is not None:
+            # Stored at the end of this feed(), with the rest of its batch (see feed).
+            self._new_records.append(record)
+            self._new_jobs.append(job)
+            return
+        store = self._store
+        assert store is not None
 
         def done(exc: BaseException | None, job: Job = job) -> None:
-            self._stored(job, exc)
+            self.stored_batch((job,), exc)
 
         try:
             store(record, done)
         except Exception as exc:  # a store that fails at once answers like a failed commit
-            self._stored(job, exc)
+            self.stored_batch((job,), exc)
 
-    def _stored(self, job: Job, exc: BaseException | None) -> None:
-        """The store answered for ``job``: announce and run it, or forget it."""
-        if job.state != HELD:
-            return  # done() called twice
-        waiters = job.waiters or []
-        job.waiters = None
-        if exc is None:
-            reply = _res(_JOB_CREATED, job.handle)
-            self._start(job)
-        else:
+    def stored_batch(self, jobs: Iterable[Job], exc: BaseException | None) -> None:
+        """The store answered for ``jobs`` (``store_batched``): announce and run them, or
+        forget them with ERROR QUEUE_ERROR when ``exc`` is set. A job answered twice, or no
+        longer HELD, is ignored. Output of every waiting peer is released in order."""
+        touched: dict[Peer, None] = {}
+        if exc is not None:
             reason = str(exc).encode("utf-8", "replace") or type(exc).__name__.encode()
             reply = _error(b"QUEUE_ERROR", reason)
-            job.key = None  # never stored: nothing to remove
-            self._forget(job)
-            job.clients = ()
-        for ticket in waiters:
-            self._resolve(ticket, reply)
+            for job in jobs:
+                if job.state != HELD:
+                    continue
+                waiters = job.waiters
+                job.waiters = None
+                job.refusal = reply
+                job.key = None  # never stored: nothing to remove
+                self._forget(job)
+                job.clients = ()
+                for peer in _peers(waiters):
+                    peer.pending -= 1
+                    touched[peer] = None
+        else:
+            seq = self._seq
+            for job in jobs:
+                if job.state != HELD:
+                    continue
+                waiters = job.waiters
+                job.waiters = None
+                if job.when:
+                    self._seq = seq
+                    self._start(job)
+                    seq = self._seq
+                else:  # inline _enqueue (the common case)
+                    seq += 1
+                    job.seq = seq
+                    job.state = QUEUED
+                    f = job.function
+                    f.queues[job.priority].append(job)
+                    if f.sleepers:
+                        self._seq = seq
+                        self._wake(f)
+                        seq = self._seq
+                if type(waiters) is Peer:
+                    waiters.pending -= 1
+                    touched[waiters] = None
+                else:
+                    for peer in _peers(waiters):
+                        peer.pending -= 1
+                        touched[peer] = None
+            self._seq = seq
+        for peer in touched:
+            self._release(peer)
 
     def replay(self, jobs: Iterable[StoredJob]) -> None:
         """Queue stored jobs at start, before any connection (3.15, 4).

@@ -60,6 +60,9 @@ DEFAULT_HIGH_WATER = 4 * 1024 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
 #: listen() backlog (gearmand's is 32, gear's 1; bursts of reconnecting workers need more).
 DEFAULT_BACKLOG = 1024
+#: ``sys.setswitchinterval`` while a durable queue's writer thread runs (seconds): the writer
+#: gets the GIL back within this after each SQLite statement (storage/writer.py, "GIL").
+DURABLE_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -289,7 +292,8 @@ class JobServer:
         if storage is not None:
             from gear.server.storage.writer import StorageWriter
 
-            self._writer = StorageWriter(storage, after_batch=self.after_broker_call)
+            self._writer = StorageWriter(storage, after_batch=self.after_broker_call,
+                                         switch_interval=DURABLE_SWITCH_INTERVAL)
             try:
                 stored = list(await self._writer.start())
             except Exception as exc:
@@ -299,13 +303,22 @@ class JobServer:
                 raise ServerStartError(
                     f"cannot load the job queue from {self.config.queue}: {exc}"
                 ) from exc
-            bconfig = dataclasses.replace(
-                bconfig, store=self._writer.add, remove=self._writer.remove
-            )
+        cls = self._broker_class or Broker
+        # One broker call per committed batch (store_batched + stored_batch) instead of a
+        # callback per job, when the broker class supports it.
+        batched = hasattr(cls, "stored_batch") and hasattr(bconfig, "store_batched")
+        if self._writer is not None:
+            bconfig = dataclasses.replace(bconfig, remove=self._writer.remove)
+            if batched:
+                bconfig = dataclasses.replace(bconfig, store=None,
+                                              store_batched=self._writer.add_many)
+            else:
+                bconfig = dataclasses.replace(bconfig, store=self._writer.add)
         if self.config.max_packet_size is not None and hasattr(bconfig, "max_packet_size"):
             bconfig = dataclasses.replace(bconfig, max_packet_size=self.config.max_packet_size)
-        cls = self._broker_class or Broker
         self.broker = cls(bconfig, clock=time.time)
+        if self._writer is not None and batched:
+            self._writer.on_batch = self.broker.stored_batch
         if stored:
             self.broker.replay(stored)
             log.info("replayed %d stored background jobs from %s", len(stored), storage.name)
