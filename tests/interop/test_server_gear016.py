@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +100,6 @@ def finish(proc: subprocess.Popen[str], timeout: float = 40) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def ours() -> Iterator[Server]:
-    server = Server(0, host="127.0.0.1")
-    try:
-        yield server
-    finally:
-        server.shutdown()
 
 
 def test_gear016_client_and_worker(ours: Server, gear016: str, tmp_path: Path) -> None:

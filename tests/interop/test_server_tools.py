@@ -10,28 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.compat import Server
-from tests.server.test_cli import connect, read_packet
 from tests.support.peers import GearmandProcess, require_tool
+from tests.support.raw import connect, read_packet
 
 pytestmark = pytest.mark.interop
 
 HANDLE_HOST = socket.gethostname()
-
-
-@pytest.fixture
-def ours() -> Iterator[Server]:
-    server = Server(0, host="127.0.0.1")
-    try:
-        yield server
-    finally:
-        server.shutdown()
 
 
 def gearman(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from gear import constants as c
 from gear.protocol.packets import request, response
 from gear.server import cli
 from tests.support.peers import GeardProcess, listening_ports, wait_for
+from tests.support.raw import connect, read_packet
 
 GEARD = [sys.executable, "-m", "gear.server"]
 
@@ -38,28 +38,6 @@ def geard(tmp_path: Path) -> Iterator[GeardProcess]:
         yield server
     finally:
         server.stop(signal.SIGKILL)
-
-
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def read_packet(sock: socket.socket) -> tuple[int, list[bytes]]:
-    def exactly(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("connection closed")
-            buf += chunk
-        return buf
-
-    magic, ptype, size = struct.unpack("!4sII", exactly(12))
-    assert magic == c.RES
-    body = exactly(size)
-    return ptype, body.split(b"\x00")
 
 
 def test_version_is_fast_and_gear_compatible() -> None:

@@ -17,8 +17,8 @@ from gear import constants as c
 from gear.errors import GearmanError
 from gear.protocol.packets import request
 from gear.server.compat import Server
-from tests.server.test_cli import connect, read_packet
 from tests.server.test_network_tls import PKI, make_pki
+from tests.support.raw import connect, read_packet
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from gear.protocol.packets import request
 from gear.server.broker import BrokerConfig
 from gear.server.compat import Server
 from gear.server.network import JobServer, ServerConfig
-from tests.server.test_cli import connect, read_packet
+from tests.support.raw import connect, read_packet
 
 
 class Bystanders:

@@ -13,7 +13,6 @@ data), and finally check that completed jobs are deleted from the store.
 from __future__ import annotations
 
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -25,6 +24,7 @@ import pytest
 from gear import constants as c
 from gear.protocol.packets import Decoder, Frame, request
 from tests.support.peers import GeardProcess
+from tests.support.raw import connect
 
 CONNECTIONS = 4
 WINDOW = 64              # submits in flight per connection
@@ -65,16 +65,10 @@ def Geard(db: Path, queue: str | None = None) -> GeardProcess:
     return GeardProcess("-l", "none", *args, cwd=db.parent.parent, timeout=20)
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 def flood(port: int, conn: int, acked: list[Submitted], errors: list[Frame],
           count: threading.Semaphore, stop: threading.Event) -> None:
     """Pipelined submits on one connection; ``acked`` gets each job whose JOB_CREATED arrived."""
-    sock = connect(port)
+    sock = connect(port, timeout=20)
     decoder = Decoder()
     in_flight: list[Submitted] = []   # sent, not answered yet, in order (answers are in order)
     i = 0
@@ -111,7 +105,7 @@ def stored_rows(db: Path) -> list[tuple[bytes, bytes, bytes, int, int]]:
 
 def drain(port: int) -> list[tuple[bytes, bytes, bytes]]:
     """A raw worker: (function, unique, data) of every job it is given, in order."""
-    sock = connect(port)
+    sock = connect(port, timeout=20)
     decoder = Decoder()
     got: list[tuple[bytes, bytes, bytes]] = []
     pending = request(c.CAN_DO, FUNCTION) + request(c.GRAB_JOB_ALL)
@@ -193,7 +187,7 @@ def test_queue_url_with_an_absolute_path(tmp_path: Path) -> None:
     db = tmp_path / "elsewhere" / "q.db"
     server = Geard(db, queue=f"sqlite://{db}")  # three slashes, then the absolute path
     try:
-        sock = connect(server.port)
+        sock = connect(server.port, timeout=20)
         sock.sendall(request(c.SUBMIT_JOB_BG, FUNCTION, b"u", b"kept"))
         frames = Decoder().feed_all(sock.recv(4096))
         sock.close()
