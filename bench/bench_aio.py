@@ -1,6 +1,7 @@
 """Foreground end-to-end throughput: gear.aio vs the threaded gear API vs libgearman's CLI.
 
-Usage: ``python3 bench/bench_aio.py [--jobs N] [--window-jobs N] [--rounds N]``
+Usage: ``python3 bench/bench_aio.py [--jobs N] [--window-jobs N] [--rounds N] [--quick]``
+(``--quick``: only the window-1 aio, threaded and cross pairs, to check per-job latency).
 
 One gearmand (Debian gearman-job-server, ``--threads=0`` like the test fixture) serves every run.
 Each run uses its own function name, one worker *process* and a client in this process, and
@@ -237,6 +238,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1500, help="jobs per window-1 run")
     parser.add_argument("--window-jobs", type=int, default=8000, help="jobs per window-100 run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--quick", action="store_true",
+                        help="window-1 aio/threaded pairs and cross pairs only (~10 s)")
     parser.add_argument("--serve", choices=["aio", "uvloop", "threaded"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--function", help=argparse.SUPPRESS)
@@ -266,6 +269,8 @@ def main() -> None:
         ("uvloop", "uvloop", 1, 1),
         ("uvloop", "uvloop", 100, 100),
     ]
+    if args.quick:
+        runs = [r for r in runs if r[2] == 1 and "gearman" not in r[:2] and "uvloop" not in r[:2]]
     if threaded_error:
         print(f"threaded gear.Client/gear.Worker not importable ({threaded_error}): skipped")
         runs = [r for r in runs if "threaded" not in r[:2]]

@@ -63,6 +63,9 @@ Handler: TypeAlias = Callable[["WorkerJob"], Awaitable[Result] | Result]
 H = TypeVar("H", bound=Handler)
 
 _GRAB_TYPES = {"uniq": c.GRAB_JOB_UNIQ, "all": c.GRAB_JOB_ALL, "plain": c.GRAB_JOB}
+# Body-less requests sent for every job: encoded once.
+_GRAB_PACKETS = {ptype: request(ptype) for ptype in _GRAB_TYPES.values()}
+_PRE_SLEEP = request(c.PRE_SLEEP)
 _EAGER = sys.version_info >= (3, 12)
 
 
@@ -269,7 +272,7 @@ class _WorkerConnection:
             if self.outstanding == 0:
                 # 3.5: the server NOOPs at once if a job arrived since it answered NO_JOB.
                 self.sleeping = True
-                self.send(request(c.PRE_SLEEP))
+                self.send(_PRE_SLEEP)
             worker._release()
         elif ptype == c.NOOP:
             self.sleeping = False
@@ -300,7 +303,7 @@ class _WorkerConnection:
     def grab(self) -> None:
         self.outstanding += 1
         self.sleeping = False
-        self.send(request(self.grab_type))
+        self.send(_GRAB_PACKETS[self.grab_type])
 
 
 class Worker(AsyncContext):
