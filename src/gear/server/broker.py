@@ -1476,6 +1476,22 @@ class Broker:
             return None
         return job
 
+    def _result_job(self, peer: Peer, body: bytes, not_found: bytes) -> Job | None:
+        """The job a ``handle\0data`` result packet of worker ``peer`` is about.
+
+        No NUL closes the connection (a layout gearmand desyncs on, 1.1); a handle that is not
+        running on ``peer`` answers ``not_found`` (JOB_NOT_FOUND with that packet's text, 1.6).
+        """
+        sep = body.find(b"\x00")
+        if sep < 0:
+            self.close(peer)
+            return None
+        job = self.jobs.get(body[:sep])
+        if job is None or job.worker is not peer:
+            self._write(peer, not_found)
+            return None
+        return job
+
     def _h_work_status(self, peer: Peer, ptype: int, body: bytes) -> None:
         parts = body.split(b"\x00", 2)
         if len(parts) != 3:
@@ -1491,13 +1507,8 @@ class Broker:
             self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
 
     def _h_work_complete(self, peer: Peer, ptype: int, body: bytes) -> None:
-        sep = body.find(b"\x00")
-        if sep < 0:
-            self.close(peer)
-            return
-        job = self.jobs.get(body[:sep])
-        if job is None or job.worker is not peer:
-            self._write(peer, ERR_NOT_FOUND_RESULT)
+        job = self._result_job(peer, body, ERR_NOT_FOUND_RESULT)
+        if job is None:
             return
         if job.clients:
             self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
@@ -1522,13 +1533,8 @@ class Broker:
         self._forget(job)
 
     def _h_work_exception(self, peer: Peer, ptype: int, body: bytes) -> None:
-        sep = body.find(b"\x00")
-        if sep < 0:
-            self.close(peer)
-            return
-        job = self.jobs.get(body[:sep])
-        if job is None or job.worker is not peer:
-            self._write(peer, ERR_NOT_FOUND_EXCEPTION)
+        job = self._result_job(peer, body, ERR_NOT_FOUND_EXCEPTION)
+        if job is None:
             return
         if job.clients:
             exception = _pack(_RES, ptype, len(body)) + body
@@ -1539,13 +1545,8 @@ class Broker:
         self._forget(job)
 
     def _h_work_data(self, peer: Peer, ptype: int, body: bytes) -> None:
-        sep = body.find(b"\x00")
-        if sep < 0:
-            self.close(peer)
-            return
-        job = self.jobs.get(body[:sep])
-        if job is None or job.worker is not peer:
-            self._write(peer, ERR_NOT_FOUND_DATA)
+        job = self._result_job(peer, body, ERR_NOT_FOUND_DATA)
+        if job is None:
             return
         if job.clients:
             self._send_clients(job, _pack(_RES, ptype, len(body)) + body)
