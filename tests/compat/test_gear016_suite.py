@@ -89,9 +89,6 @@ def test_gear016_unit_tests_pass(upstream: Path) -> None:
 
 
 def test_gear016_functional_tests_pass(upstream: Path) -> None:
-    if importlib.util.find_spec("gear.server.compat") is None:
-        pytest.skip("TODO: gear.Server (gear.server.compat) is built by another helper; "
-                    "test_functional.py runs here once it exists")
     if importlib.util.find_spec("OpenSSL") is None:
         missing_peer("pyOpenSSL is not installed (pip install -e '.[test]')")
     proc = _run(upstream, "test_functional")
