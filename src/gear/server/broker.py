@@ -37,9 +37,10 @@ Interface with the network layer (notes/broker_iface.md; extended only additivel
 Speed (this is the server's hot path): ``__slots__`` everywhere, a dispatch list indexed by packet
 type, whole request packets dispatched straight from the received bytes (the protocol
 ``Decoder`` is used only for text lines, partial large packets and errors), O(1) queue and
-lookup operations, and no logging. The plain submission (no unique, no ACL, no storage, no
-queue limit) is handled inline in ``_h_submit``; a job initialises only the fields every job
-uses (see :class:`Job`). ``bench/profile_server.py`` measures these paths in-process.
+lookup operations, and no logging. Submissions sent back to back are handled as one run by
+``_submit_run``, the plain ones (no unique, no ACL, no storage, no queue limit) inline; a job
+initialises only the fields every job uses (see :class:`Job`). ``bench/profile_server.py``
+measures these paths in-process.
 
 Decisions (design.md section 3; where gearmand 1.1 differs, the reference's "do not copy" list,
 3.18, is followed):
@@ -124,6 +125,7 @@ _TIMEOUT = 1
 
 _pack = struct.Struct("!4sII").pack
 _new_tuple = tuple.__new__
+_new_object = object.__new__
 _unpack_from = struct.Struct("!4sII").unpack_from
 _MAX_TYPE = c.MAX_TYPE
 #: Largest partial packet the fast path of Broker.feed keeps for the next chunk; larger ones
@@ -491,6 +493,10 @@ _SUBMIT_KIND: list[tuple[int, bool]] = [(NORMAL, False)] * (c.MAX_TYPE + 1)
 for _ptype, _kind in _SUBMITS.items():
     _SUBMIT_KIND[_ptype] = _kind
 del _ptype, _kind
+#: Packet types Broker._submit_run takes (indexed by type).
+_PLAIN_SUBMIT: list[bool] = [ptype in _SUBMITS for ptype in range(c.MAX_TYPE + 1)]
+#: The last three digits of a handle number >= 1000 (see Broker._submit_run).
+_DIGITS3: list[bytes] = [b"%03d" % i for i in range(1000)]
 
 Handler = Callable[[Peer, int, bytes], None]
 
@@ -517,9 +523,6 @@ class Broker:
         self.handle_prefix = prefix
         self._hprefix = prefix + b":"
         self._counter = 0  # last handle number
-        # JOB_CREATED header + handle prefix for numbers below _wider_at (see _widen).
-        self._created_head = b""
-        self._wider_at = 0
         self._seq = 0  # queue order of normally queued jobs (grows)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
         self._next_key = 1
@@ -537,7 +540,7 @@ class Broker:
         self._new_jobs: list[Job] = []
         self._durable = config.store is not None or config.store_batched is not None
         self._remove = config.remove
-        # Submissions that need a check beyond the plain case leave _h_submit's fast path.
+        # Submissions that need a check beyond the plain case leave _submit_run's fast path.
         self._checked = config.acl is not None or self._durable
         self._admin: Callable[[Broker, Peer, bytes], None] | None = None
         version = config.version
@@ -668,6 +671,12 @@ class Broker:
                         peer.rest = data[pos:]
                         return
                     break
+                if _PLAIN_SUBMIT[ptype]:
+                    # A pipelined client sends submissions back to back: take the whole run.
+                    after = self._submit_run(peer, data, pos, n)
+                    if after != pos:
+                        pos = after
+                        continue
                 handlers[ptype](peer, ptype, data[pos + 12 : end])
                 pos = end
                 if peer.closing:
@@ -1134,13 +1143,6 @@ class Broker:
         if f.sleepers:
             self._wake(f)
 
-    def _widen(self, n: int) -> None:
-        """Handle number ``n`` has more digits than the last: new JOB_CREATED header + prefix."""
-        digits = len(b"%d" % n)
-        self._wider_at = 10**digits
-        size = len(self._hprefix) + digits
-        self._created_head = _pack(_RES, _JOB_CREATED, size) + self._hprefix
-
     def _start(self, job: Job) -> None:
         """A new (or stored) job enters the scheduler: waiting for its time, or queued."""
         when = job.when
@@ -1303,43 +1305,147 @@ class Broker:
         self._write(peer, ERR_INVALID_COMMAND)
 
     def _h_submit(self, peer: Peer, ptype: int, body: bytes) -> None:
+        # Reached for a submission the fast path did not take: the Decoder's (see _feed) or
+        # a bad one. Pipelined submissions are handled by _submit_run.
         parts = body.split(b"\x00", 2)
         if len(parts) != 3:
             self.close(peer)
             return
         name, unique, data = parts
         priority, background = _SUBMIT_KIND[ptype]
-        f = self.functions.get(name)
-        if unique or f is None or f.max_queue is not None or self._checked:
-            self._submit(peer, name, unique, data, priority, background)
-            return
-        # The hot path of nearly every submission: no unique (nothing to coalesce or check), a
-        # known function without a queue limit, no ACL and no storage. These are _submit's
-        # steps for that case, inlined (one Python call less per job; the background bench load
-        # is CPU-bound in here). Anything else takes the general path above.
-        self._counter = n = self._counter + 1
-        if n >= self._wider_at:
-            self._widen(n)
-        # JOB_CREATED in one formatting; the handle is its body (one allocation and no
-        # struct.pack per job: the header only changes when the number gains a digit).
-        created = b"%s%d" % (self._created_head, n)
-        handle = created[12:]
-        self._seq = seq = self._seq + 1
-        job = Job(handle, f, b"", data, priority, background, seq)
-        self.jobs[handle] = job
-        f.total += 1
-        if not background:
-            job.clients = [peer]
-            peer.client_jobs[job] = 1
-        held = peer.held
-        if held is None:
-            peer.out.append(created)
-            self.dirty.add(peer)
-        else:
-            held.append(created)
-        f.queues[priority].append(job)
-        if f.sleepers:
-            self._wake(f)
+        self._submit(peer, name, unique, data, priority, background)
+
+    def _submit_run(self, peer: Peer, data: bytes, pos: int, n: int) -> int:
+        """Submissions back to back in ``data`` from ``pos``: handle them; returns the position
+        of the first packet not taken (``pos`` when none was).
+
+        The hot path of a pipelined client (the background bench load sends hundreds of
+        submissions per read). Takes every complete, well-formed SUBMIT_JOB{,_HIGH,_LOW}{,_BG};
+        the first other packet (or a bad one) ends the run and goes through the general
+        dispatch, which owns every error. The plain case (no unique, a known function without
+        a queue limit, no ACL and no storage) is ``_submit`` inlined; anything else is handed
+        to ``_submit`` itself. What makes the plain case cheap:
+
+        * The broker's fields are held in locals for the run.
+        * A client pipelining submissions sends the same function and packet type again and
+          again: once a plain packet was seen, a packet of the same type whose body starts with
+          the same ``name\\0\\0`` (same function, empty unique) is known to be plain too, and
+          only its data is sliced out (no split, no lookups).
+        * Handles are made without formatting a number per job: ``base`` is the prefix and the
+          handle number without its last three digits, and ``_DIGITS3`` holds those digits.
+          The handles of one ``base`` have one length, so their JOB_CREATED replies share one
+          header and are written with one ``join`` when the base changes or the run ends.
+        * ``Job.__init__`` is inlined (no Python frame per job; a test checks that both make
+          the same job).
+        """
+        functions = self.functions
+        jobs = self.jobs
+        new_job = _new_object
+        limit = peer.decoder.max_packet_size
+        # Conditions that hold for the whole run (nothing in it can change them).
+        plain = not self._checked and peer.held is None
+        counter = self._counter
+        seq = self._seq
+        # The last plain packet: its type and leading body bytes, and what they decide.
+        lead_type = 0
+        lead = b""
+        lead_size = 0
+        f: Function | None = None
+        priority = NORMAL
+        background = True
+        unused: list[Job] = []
+        queue_append = unused.append  # the deque of the last plain packet
+        base = b""
+        head = b""
+        next_base = 0  # the first number past the current base (0: no base yet)
+        made: list[bytes] = []  # handles made since `head` changed, replies not yet written
+        add = made.append
+        try:
+            while n - pos >= 12:
+                magic, ptype, size = _unpack_from(data, pos)
+                end = pos + 12 + size
+                if end > n or magic != REQ or size > limit:
+                    break
+                if ptype == lead_type and data.startswith(lead, pos + 12, end):
+                    arguments = data[pos + 12 + lead_size : end]
+                else:
+                    if ptype > _MAX_TYPE or not _PLAIN_SUBMIT[ptype]:
+                        break
+                    parts = data[pos + 12 : end].split(b"\x00", 2)
+                    if len(parts) != 3:
+                        break
+                    name, unique, arguments = parts
+                    priority, background = _SUBMIT_KIND[ptype]
+                    f = functions.get(name)
+                    if (unique or f is None or not plain or f.max_queue is not None
+                            or counter < 999):
+                        # The general case, in order after the replies of the jobs before.
+                        pos = end
+                        lead_type = 0
+                        next_base = 0
+                        self._counter = counter
+                        self._seq = seq
+                        if made:
+                            peer.out.append(head + head.join(made))
+                            made.clear()
+                            self.dirty.add(peer)
+                        self._submit(peer, name, unique, arguments, priority, background)
+                        counter = self._counter
+                        seq = self._seq
+                        continue
+                    lead_type = ptype
+                    lead = name + b"\x00\x00"
+                    lead_size = len(lead)
+                    queue_append = f.queues[priority].append
+                assert f is not None
+                pos = end
+                counter += 1
+                if counter >= next_base:
+                    if made:
+                        peer.out.append(head + head.join(made))
+                        made.clear()
+                        self.dirty.add(peer)
+                    thousands = counter // 1000
+                    base = b"%s%d" % (self._hprefix, thousands)
+                    head = _pack(_RES, _JOB_CREATED, len(base) + 3)
+                    next_base = (thousands + 1) * 1000
+                handle = base + _DIGITS3[counter % 1000]
+                add(handle)
+                seq += 1
+                job = new_job(Job)
+                job.handle = handle
+                job.function = f
+                job.name = f.name
+                job.unique = b""
+                job.arguments = arguments
+                job.priority = priority
+                job.background = background
+                job.clients = ()
+                job.worker = None
+                job.seq = seq
+                job.state = QUEUED
+                jobs[handle] = job
+                f.total += 1
+                if not background:
+                    job.clients = [peer]
+                    peer.client_jobs[job] = 1
+                queue_append(job)
+                if f.sleepers:
+                    # Wake-ups go out after the replies of the jobs before (the order of one
+                    # packet at a time, when the submitter is itself a sleeping worker).
+                    self._counter = counter
+                    self._seq = seq
+                    peer.out.append(head + head.join(made))
+                    made.clear()
+                    self.dirty.add(peer)
+                    self._wake(f)
+        finally:
+            self._counter = counter
+            self._seq = seq
+            if made:
+                peer.out.append(head + head.join(made))
+                self.dirty.add(peer)
+        return pos
 
     def _h_submit_epoch(self, peer: Peer, ptype: int, body: bytes) -> None:
         parts = body.split(b"\x00", 3)

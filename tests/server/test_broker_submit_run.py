@@ -1,0 +1,179 @@
+"""Broker._submit_run, the pipelined-submission fast path, against the one-packet-at-a-time path.
+
+The fast path inlines ``_submit`` and ``Job.__init__`` and makes handles and JOB_CREATED replies
+its own way, so these tests hold it to the general path: the same bytes to every connection and
+the same jobs, queues and counters, for random streams of submissions mixed with everything that
+ends a run (other packets, uniques, unknown functions, bad packets, wake-ups), around the handle
+numbers where the fast path changes how it makes handles (999/1000 and each new digit).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gear import constants as c
+from gear.protocol.packets import request
+from gear.server import broker as b
+from tests.server.test_broker import Net
+
+SUBMITS = [c.SUBMIT_JOB, c.SUBMIT_JOB_BG, c.SUBMIT_JOB_HIGH, c.SUBMIT_JOB_HIGH_BG,
+           c.SUBMIT_JOB_LOW, c.SUBMIT_JOB_LOW_BG]
+
+
+def _raw(ptype: int, body: bytes) -> bytes:
+    """A request packet with any body (``request`` refuses malformed ones)."""
+    return b"\x00REQ" + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
+
+
+def _slots(job: b.Job) -> dict[str, object]:
+    return {name: getattr(job, name, "<unset>") for name in b.Job.__slots__}
+
+
+def test_fast_job_is_the_job_init_makes() -> None:
+    net = Net()
+    net.broker._counter = 4321
+    client = net.connect()
+    net.raw(client, request(c.SUBMIT_JOB_BG, b"fn", b"", b"x") * 2)
+    net.raw(client, request(c.CAN_DO, b"other"))  # the function exists: the fast path applies
+    net.raw(client, request(c.SUBMIT_JOB_HIGH, b"fn", b"", b"data") * 2)
+    jobs = list(net.broker.jobs.values())
+    assert [job.handle for job in jobs] == [b"H:t:4322", b"H:t:4323", b"H:t:4324", b"H:t:4325"]
+    fast = jobs[3]  # the second of a run: made by the inlined path
+    f = net.broker.functions[b"fn"]
+    made = b.Job(fast.handle, f, b"", b"data", b.HIGH, False, fast.seq)
+    made.clients = [client]
+    assert _slots(fast) == _slots(made)
+    assert vars(fast) == vars(made) == {}
+    assert type(fast) is b.Job
+
+
+def _stream(rnd: random.Random, count: int) -> list[bytes]:
+    """Packets a client might pipeline: mostly plain submissions, and things that end a run."""
+    packets = []
+    for _ in range(count):
+        roll = rnd.random()
+        ptype = rnd.choice(SUBMITS)
+        fn = rnd.choice([b"a", b"a", b"a", b"b"])
+        if roll < 0.75:
+            packets.append(request(ptype, fn, b"", b"d%d" % rnd.randrange(100)))
+        elif roll < 0.82:
+            packets.append(request(ptype, fn, rnd.choice([b"u1", b"u2", b"-"]), b"d1"))
+        elif roll < 0.85:
+            packets.append(request(ptype, b"new%d" % rnd.randrange(3), b"", b"x"))
+        elif roll < 0.88:
+            packets.append(request(c.ECHO_REQ, b"echo"))
+        elif roll < 0.91:
+            packets.append(request(c.GET_STATUS, b"H:t:%d" % rnd.randrange(2000)))
+        elif roll < 0.94:
+            packets.append(request(ptype, fn, b"", b""))  # empty data
+        elif roll < 0.97:
+            packets.append(request(ptype, fn, b"", b"\x00z\x00"))  # NULs in the data
+        else:
+            packets.append(request(ptype, fn + b"b", b"", b"y"))  # a longer name, same prefix
+    return packets
+
+
+def _state(net: Net) -> list[object]:
+    broker = net.broker
+    jobs = [(h, j.name, j.unique, j.arguments, j.priority, j.background, j.seq, j.state,
+             len(j.clients)) for h, j in broker.jobs.items()]
+    functions = [(name, f.total, [[j.handle for j in q] for q in f.queues], len(f.sleepers))
+                 for name, f in broker.functions.items()]
+    return [jobs, functions, broker._counter, broker._seq]
+
+
+@pytest.mark.parametrize("start", [0, 990, 9_990, 99_998, 1_000_000 - 7])
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_match_one_packet_at_a_time(start: int, seed: int) -> None:
+    rnd = random.Random(seed * 7919 + start)
+    packets = _stream(rnd, 300)
+    sleeper_at = rnd.randrange(len(packets))
+    nets = [Net(), Net()]
+    # The reference broker never takes the fast path: every packet goes to its handler.
+    nets[1].broker._submit_run = lambda peer, data, pos, n: pos  # type: ignore[method-assign]
+    outputs = []
+    for i, net in enumerate(nets):
+        net.broker._counter = start
+        client = net.connect()
+        worker = net.worker(b"a", b"b")
+        net.sleep(worker)
+        chunks = [b"".join(packets[:sleeper_at]), b"".join(packets[sleeper_at:])]
+        if i == 0:  # the fast path, also across random chunk boundaries
+            data = chunks[1]
+            cuts = sorted(rnd.sample(range(1, len(data)), 5))
+            chunks[1:] = [data[x:y] for x, y in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+            net.raw(client, chunks[0])
+        else:
+            for packet in packets[:sleeper_at]:
+                net.raw(client, packet)
+        # A worker goes back to sleep in the middle: the next job of its functions wakes it.
+        net.send(worker, c.PRE_SLEEP)
+        if i == 0:
+            for chunk in chunks[1:]:
+                net.raw(client, chunk)
+        else:
+            for packet in packets[sleeper_at:]:
+                net.raw(client, packet)
+        outputs.append((net.take(client), net.take(worker), _state(net)))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0].count(b"\x00RES\x00\x00\x00\x08") > 200  # JOB_CREATED replies
+
+
+def test_a_bad_packet_ends_the_run_and_closes_like_the_general_path() -> None:
+    net = Net()
+    net.broker._counter = 2000
+    client = net.connect()
+    good = request(c.SUBMIT_JOB_BG, b"a", b"", b"x")
+    bad = _raw(c.SUBMIT_JOB_BG, b"a\x00x")  # two fields only
+    net.raw(client, good * 3 + bad + good)
+    handles = [body for ptype, body in net.recv(client)]
+    assert handles == [b"H:t:2001", b"H:t:2002", b"H:t:2003"]
+    assert client.closing and len(net.broker.jobs) == 3
+
+
+def test_a_packet_whose_name_runs_into_the_next_is_not_taken_as_plain() -> None:
+    """A body shorter than ``name\\0\\0`` must not match bytes of the following packet."""
+    net = Net()
+    net.broker._counter = 2000
+    client = net.connect()
+    good = request(c.SUBMIT_JOB_BG, b"a", b"", b"x")
+    short = _raw(c.SUBMIT_JOB_BG, b"a\x00")
+    # After the short body comes the next packet's magic, which starts with a NUL byte.
+    net.raw(client, good * 2 + short + good)
+    assert [body for _, body in net.recv(client)] == [b"H:t:2001", b"H:t:2002"]
+    assert client.closing
+
+
+def test_handles_change_length_inside_one_run() -> None:
+    net = Net()
+    net.broker._counter = 9_997
+    client = net.connect()
+    net.raw(client, request(c.CAN_DO, b"a"))
+    net.raw(client, request(c.SUBMIT_JOB_BG, b"a", b"", b"x") * 6)
+    assert [body for _, body in net.recv(client)] == [
+        b"H:t:9998", b"H:t:9999", b"H:t:10000", b"H:t:10001", b"H:t:10002", b"H:t:10003"]
+
+
+@pytest.mark.parametrize("same_connection", [False, True])
+def test_a_run_wakes_a_sleeping_worker_once_in_the_general_order(same_connection: bool) -> None:
+    """The first job of a run wakes the sleeper (one NOOP); when the submitter is that sleeping
+    worker, the NOOP comes right after the first JOB_CREATED, as one packet at a time sends."""
+    outputs = []
+    for fast in (True, False):
+        net = Net()
+        if not fast:
+            net.broker._submit_run = lambda peer, data, pos, n: pos  # type: ignore[method-assign]
+        net.broker._counter = 5000
+        worker = net.worker(b"a")
+        net.sleep(worker)
+        client = worker if same_connection else net.connect()
+        net.raw(client, request(c.SUBMIT_JOB_BG, b"a", b"", b"x") * 4)
+        outputs.append((net.recv(client), net.recv(worker) if not same_connection else []))
+    assert outputs[0] == outputs[1]
+    created = [(c.JOB_CREATED, b"H:t:%d" % n) for n in range(5001, 5005)]
+    if same_connection:
+        assert outputs[0][0] == [created[0], (c.NOOP, b""), *created[1:]]
+    else:
+        assert outputs[0] == (created, [(c.NOOP, b"")])
