@@ -581,6 +581,8 @@ class Broker:
         #: handle -> job, every job in memory (a read-only mapping; see JobTable).
         self.jobs = JobTable(self._hprefix)
         self._jobs = self.jobs.by_number
+        # _submit_run's function before it has seen one (never queued to).
+        self._no_function = Function(b"")
         self._counter = 0  # last handle number
         self._seq = 0  # queue order of normally queued jobs (grows)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
@@ -1408,8 +1410,8 @@ class Broker:
         # The last plain packet: its type and leading body bytes, and what they decide.
         lead_type = 0
         lead = b""
-        lead_size = 0
-        f: Function | None = None
+        skip = 0  # header and lead: where the data starts
+        f = self._no_function
         priority = NORMAL
         background = True
         unused: list[Job] = []
@@ -1426,7 +1428,7 @@ class Broker:
                 if end > n or magic != REQ or size > limit:
                     break
                 if ptype == lead_type and data.startswith(lead, pos + 12, end):
-                    arguments = data[pos + 12 + lead_size : end]
+                    arguments = data[pos + skip : end]
                 else:
                     if ptype > _MAX_TYPE or not _PLAIN_SUBMIT[ptype]:
                         break
@@ -1435,8 +1437,8 @@ class Broker:
                         break
                     name, unique, arguments = parts
                     priority, background = _SUBMIT_KIND[ptype]
-                    f = functions.get(name)
-                    if (unique or f is None or not plain or f.max_queue is not None
+                    known = functions.get(name)
+                    if (unique or known is None or not plain or known.max_queue is not None
                             or counter < 999):
                         # The general case, in order after the replies of the jobs before.
                         pos = end
@@ -1452,11 +1454,11 @@ class Broker:
                         counter = self._counter
                         seq = self._seq
                         continue
+                    f = known
                     lead_type = ptype
                     lead = name + b"\x00\x00"
-                    lead_size = len(lead)
+                    skip = 12 + len(lead)
                     queue_append = f.queues[priority].append
-                assert f is not None
                 pos = end
                 counter += 1
                 if counter >= next_base:
