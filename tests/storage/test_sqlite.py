@@ -264,20 +264,20 @@ def test_batches_store_every_field_in_its_column(tmp_path: Path) -> None:
     assert all(type(r[1]) is type(r[2]) is type(r[3]) is bytes for r in rows)  # BLOBs
 
 
-def test_an_application_bytes_adapter_is_not_replaced(
+def test_no_sqlite3_adapter_is_registered_or_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def adapt(value: bytes) -> bytes:
-        return value
-
+    """Byte strings are bound as bytearray copies: the store changes nothing process-wide, and
+    an application's own adapter for bytes never touches what is stored."""
     key = (bytes, sqlite3.PrepareProtocol)
     monkeypatch.delitem(sqlite3.adapters, key, raising=False)
-    monkeypatch.setitem(sqlite3.adapters, key, adapt)
     storage = SqliteStorage(tmp_path / "q.db")
     storage.load()
+    assert key not in sqlite3.adapters
+    monkeypatch.setitem(sqlite3.adapters, key, lambda value: b"changed")
+    job = StoredJob(1, b"fn", b"u", b"data\x00", 0, 0)
+    storage.add([job])
     storage.close()
-    assert sqlite3.adapters[key] is adapt
-    monkeypatch.delitem(sqlite3.adapters, key)
     storage = SqliteStorage(tmp_path / "q.db")
-    storage.load()  # none registered: the identity adapter is installed
+    assert storage.load() == [job]
     storage.close()
-    assert sqlite3.adapters.get(key) is bytes
+
