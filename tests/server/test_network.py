@@ -274,6 +274,17 @@ def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pas
     assert ct.writes[-1] == response(c.JOB_CREATED, b"H:t:1") and len(loop.soon) == 1
     loop.soon.pop()()
     assert ct.writes[-1] == response(c.WORK_COMPLETE, b"H:t:1", b"r")
+    # A result and the next grab in one read: the worker's JOB_ASSIGN is written at once, the
+    # result for the client at the end of the pass.
+    client.data_received(request(c.SUBMIT_JOB, b"f", b"", b"y"))
+    loop.soon.pop()()
+    worker.data_received(request(c.GRAB_JOB))
+    worker.data_received(request(c.WORK_COMPLETE, b"H:t:2", b"r2") + request(c.GRAB_JOB))
+    assert wt.writes[-1] == response(c.NO_JOB) and len(loop.soon) == 1
+    assert ct.writes[-1] == response(c.JOB_CREATED, b"H:t:2")
+    loop.soon.pop()()
+    assert ct.writes[-1] == response(c.WORK_COMPLETE, b"H:t:2", b"r2")
+    assert server.broker.dirty == set()
 
 
 def test_all_addresses_listen_on_ipv4_and_ipv6_on_the_same_port() -> None:
