@@ -142,6 +142,10 @@ def _keepalive_options(config: ServerConfig) -> list[tuple[int, int, int]]:
     return opts
 
 
+#: Reads larger than this are fed in pieces of this size, replies written after each piece.
+_PIECE = 8192
+
+
 class _Connection(asyncio.Protocol):
     """One accepted connection: moves bytes between its transport and the broker."""
 
@@ -181,7 +185,10 @@ class _Connection(asyncio.Protocol):
         metrics = server.metrics
         try:
             if metrics is None:
-                server.broker.feed(peer, data)
+                broker = server.broker
+                if len(data) > _PIECE:
+                    data = self._feed_pieces(broker, peer, data)
+                broker.feed(peer, data)
             else:
                 metrics.feed(server.broker, peer, data)
         except Exception:
@@ -203,6 +210,25 @@ class _Connection(asyncio.Protocol):
                 return
             server.write_peer(peer)
         server.after_broker_call()
+
+    def _feed_pieces(self, broker: Broker, peer: Peer, data: bytes) -> bytes:
+        """Feed all but the last ``_PIECE`` bytes of a large read, writing this peer's replies
+        after each piece; returns the rest, for the caller to feed.
+
+        A pipelining client reads its replies while the server is still working through its
+        read, and sends more, instead of waiting for the whole read to be answered: the
+        server never runs dry. (Measured with bench/bench_server.py's background submits.)
+        """
+        server = self._server
+        dirty = broker.dirty
+        start = 0
+        end = len(data) - _PIECE
+        while start < end and not peer.closing:
+            broker.feed(peer, data[start : start + _PIECE])
+            start += _PIECE
+            if peer in dirty:
+                server.write_peer(peer)
+        return data[start:]
 
     def eof_received(self) -> bool:
         # The peer half-closed (``echo status | nc -N host 4730``): send the replies its last
