@@ -1,6 +1,6 @@
 """Job-server throughput: geard vs gearmand vs gear 0.16's server, in ONE run, same load generator.
 
-Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 100000]
+Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 200000]
 [--only geard,gearmand,gear016] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
 
 Loads (bench/loadgen.py; design.md section 4):
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="time cap per bg/fg run (default 2.5)")
-    parser.add_argument("--deep-jobs", type=int, default=None, help="default 100000")
+    parser.add_argument("--deep-jobs", type=int, default=None, help="default 200000 (the issue's deep queue)")
     parser.add_argument("--only", default="geard,gearmand,gear016")
     parser.add_argument("--loads", default="bg,fg,deep")
     parser.add_argument("--no-uvloop", action="store_true")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
     secs = args.seconds or (1.0 if args.quick else 2.5)
-    deep_jobs = args.deep_jobs or (30_000 if args.quick else 100_000)
+    deep_jobs = args.deep_jobs or (30_000 if args.quick else 200_000)
     names = args.only.split(",")
     loads = args.loads.split(",")
     if args.profile:
