@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="time cap per bg/fg run (default 2.5)")
-    parser.add_argument("--deep-jobs", type=int, default=None, help="default 200000 (the issue's deep queue)")
+    parser.add_argument("--deep-jobs", type=int, default=None,
+                        help="default 200000 (the issue's deep queue)")
     parser.add_argument("--only", default="geard,gearmand,gear016")
     parser.add_argument("--loads", default="bg,fg,deep")
     parser.add_argument("--no-uvloop", action="store_true")

@@ -289,30 +289,60 @@ def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pas
 
 def test_a_large_read_is_answered_piece_by_piece_in_order() -> None:
     """A pipelining client gets the replies to the first part of a large read before the
-    server has worked through the rest of it (network._PIECE bytes at a time)."""
+    server has worked through the rest of it (network._PIECE bytes at a time), while it is the
+    only connection sending; otherwise, and with storage, a read is answered in one write."""
     from gear.server import network
     from gear.server.broker import Broker, BrokerConfig
 
     server = JobServer(ServerConfig(port=0))
     server.broker = Broker(BrokerConfig(handle_prefix=b"H:t"))
+    server.piecewise = True  # what start() sets without storage
     loop = FakeLoop()
     server._loop = loop  # type: ignore[assignment]
-    conn = _Connection(server)
-    transport = FakeTransport()
-    conn.transport = transport  # type: ignore[assignment]
-    conn.peer = server.broker.connect("127.0.0.1", 1, 1)
-    server.connections[conn.peer] = conn
+
+    def attach(port: int) -> tuple[_Connection, FakeTransport]:
+        conn = _Connection(server)
+        transport = FakeTransport()
+        conn.transport = transport  # type: ignore[assignment]
+        conn.peer = server.broker.connect("127.0.0.1", port, port)
+        server.connections[conn.peer] = conn
+        return conn, transport
+
+    (conn, transport), (other, _) = attach(1), attach(2)
     one = request(c.SUBMIT_JOB_BG, b"f", b"", b"x" * 50)
     count = 3 * network._PIECE // len(one) + 7  # pieces cut packets at odd places
-    conn.data_received(request(c.ECHO_REQ, b"first") + one * count + request(c.ECHO_REQ, b"end"))
-    assert len(transport.writes) == 3  # one write per full piece, before the read is done
-    loop.soon.pop()()
-    data = b"".join(transport.writes)
-    assert len(transport.writes) == 4 and server.broker.dirty == set()
+    read = request(c.ECHO_REQ, b"first") + one * count + request(c.ECHO_REQ, b"end")
     expected = (response(c.ECHO_RES, b"first")
                 + b"".join(response(c.JOB_CREATED, b"H:t:%d" % n) for n in range(1, count + 1))
                 + response(c.ECHO_RES, b"end"))
-    assert data == expected
+
+    conn.data_received(read)  # its first read: whole
+    assert transport.writes == [] and len(loop.soon) == 1
+    loop.soon.pop()()
+    assert transport.writes == [expected]
+
+    transport.writes.clear()
+    conn.data_received(read)  # its second in a row: pieces
+    assert len(transport.writes) == 3  # one write per full piece, before the read is done
+    loop.soon.pop()()
+    assert len(transport.writes) == 4 and server.broker.dirty == set()
+    data = b"".join(transport.writes)
+    assert data[:len(response(c.ECHO_RES, b"first"))] == response(c.ECHO_RES, b"first")
+    assert data.count(b"\x00RES\x00\x00\x00\x08") == count
+
+    transport.writes.clear()
+    other.data_received(request(c.ECHO_REQ, b"hi"))  # another connection in between
+    conn.data_received(read)
+    assert transport.writes == []
+    loop.soon.pop()()
+    assert len(transport.writes) == 1
+
+    server.piecewise = False  # with storage
+    transport.writes.clear()
+    conn.data_received(read)
+    conn.data_received(read)
+    loop.soon.pop()()
+    assert len(transport.writes) == 1
 
 
 def test_all_addresses_listen_on_ipv4_and_ipv6_on_the_same_port() -> None:

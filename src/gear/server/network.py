@@ -186,8 +186,9 @@ class _Connection(asyncio.Protocol):
         try:
             if metrics is None:
                 broker = server.broker
-                if len(data) > _PIECE:
+                if len(data) > _PIECE and server.piecewise and server.last_reader is peer:
                     data = self._feed_pieces(broker, peer, data)
+                server.last_reader = peer
                 broker.feed(peer, data)
             else:
                 metrics.feed(server.broker, peer, data)
@@ -217,7 +218,11 @@ class _Connection(asyncio.Protocol):
 
         A pipelining client reads its replies while the server is still working through its
         read, and sends more, instead of waiting for the whole read to be answered: the
-        server never runs dry. (Measured with bench/bench_server.py's background submits.)
+        server never runs dry. Only when the previous read came from the same connection too
+        (one client keeps the server busy: +7-10% background submits/s with
+        bench/bench_server.py); when several connections are sending, the server has work
+        anyway and the extra writes cost about 5% (bench/bench_durable.py's four
+        connections), so whole reads are fed.
         """
         server = self._server
         dirty = broker.dirty
@@ -244,6 +249,8 @@ class _Connection(asyncio.Protocol):
         self.peer = None
         server = self._server
         server.connections.pop(peer, None)
+        if server.last_reader is peer:
+            server.last_reader = None
         if server.metrics is not None:
             server.metrics.forget(peer)
         try:
@@ -301,6 +308,10 @@ class JobServer:
         self._stopping = False
         self._hurry = False  # an immediate shutdown was asked for: stop waiting for jobs
         self._flush_pending = False
+        # The peer of the latest read, and whether large reads may be fed in pieces (not with
+        # storage: replies wait for the commit anyway). See _Connection._feed_pieces.
+        self.last_reader: Peer | None = None
+        self.piecewise = False
         #: Set once connections are being closed: late accepts are dropped at once.
         self.refusing = False
         self._closed: asyncio.Event | None = None
@@ -347,6 +358,7 @@ class JobServer:
         if self.config.max_packet_size is not None and hasattr(bconfig, "max_packet_size"):
             bconfig = dataclasses.replace(bconfig, max_packet_size=self.config.max_packet_size)
         self.broker = cls(bconfig, clock=time.time)
+        self.piecewise = self._writer is None
         if self._writer is not None and batched:
             self._writer.on_batch = self.broker.stored_batch
         if stored:
