@@ -242,23 +242,30 @@ class FakeLoop:
         self.soon.append(fn)
 
 
-def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pass() -> None:
+def _fake_server() -> tuple[JobServer, FakeLoop]:
+    """A JobServer with a real broker, a loop that only records call_soon, no sockets."""
     from gear.server.broker import Broker, BrokerConfig
 
     server = JobServer(ServerConfig(port=0))
     server.broker = Broker(BrokerConfig(handle_prefix=b"H:t"))
     loop = FakeLoop()
     server._loop = loop  # type: ignore[assignment]
+    return server, loop
 
-    def attach(port: int) -> tuple[_Connection, FakeTransport]:
-        conn = _Connection(server)
-        transport = FakeTransport()
-        conn.transport = transport  # type: ignore[assignment]
-        conn.peer = server.broker.connect("127.0.0.1", port, port)
-        server.connections[conn.peer] = conn
-        return conn, transport
 
-    (worker, wt), (client, ct) = attach(1), attach(2)
+def _attach(server: JobServer, port: int) -> tuple[_Connection, FakeTransport]:
+    """A connection of ``server`` whose writes are recorded."""
+    conn = _Connection(server)
+    transport = FakeTransport()
+    conn.transport = transport  # type: ignore[assignment]
+    conn.peer = server.broker.connect("127.0.0.1", port, port)
+    server.connections[conn.peer] = conn
+    return conn, transport
+
+
+def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pass() -> None:
+    server, loop = _fake_server()
+    (worker, wt), (client, ct) = _attach(server, 1), _attach(server, 2)
     worker.data_received(request(c.CAN_DO, b"f") + request(c.GRAB_JOB))
     assert wt.writes == [response(c.NO_JOB)] and loop.soon == []  # written at once
     worker.data_received(request(c.PRE_SLEEP))
@@ -292,23 +299,10 @@ def test_a_large_read_is_answered_piece_by_piece_in_order() -> None:
     server has worked through the rest of it (network._PIECE bytes at a time), while it is the
     only connection sending; otherwise, and with storage, a read is answered in one write."""
     from gear.server import network
-    from gear.server.broker import Broker, BrokerConfig
 
-    server = JobServer(ServerConfig(port=0))
-    server.broker = Broker(BrokerConfig(handle_prefix=b"H:t"))
+    server, loop = _fake_server()
     server.piecewise = True  # what start() sets without storage
-    loop = FakeLoop()
-    server._loop = loop  # type: ignore[assignment]
-
-    def attach(port: int) -> tuple[_Connection, FakeTransport]:
-        conn = _Connection(server)
-        transport = FakeTransport()
-        conn.transport = transport  # type: ignore[assignment]
-        conn.peer = server.broker.connect("127.0.0.1", port, port)
-        server.connections[conn.peer] = conn
-        return conn, transport
-
-    (conn, transport), (other, _) = attach(1), attach(2)
+    (conn, transport), (other, _) = _attach(server, 1), _attach(server, 2)
     one = request(c.SUBMIT_JOB_BG, b"f", b"", b"x" * 50)
     count = 3 * network._PIECE // len(one) + 7  # pieces cut packets at odd places
     read = request(c.ECHO_REQ, b"first") + one * count + request(c.ECHO_REQ, b"end")
