@@ -9,9 +9,11 @@ Owns everything between the operating system and the sans-I/O :class:`~gear.serv
 * after the calls into the broker of one loop pass (data, disconnect, timer, storage batch),
   every dirty peer gets exactly ONE ``transport.write`` with all its pending bytes (batching
   across peers: a client whose jobs four workers completed in one pass gets one write), and the
-  broker's earliest timer is (re)armed with ``loop.call_at``. One exception: a worker whose
-  request produced output for itself alone (JOB_ASSIGN, NO_JOB) is written to at once, since
-  nothing else in the pass could add to that write (see ``data_received``);
+  broker's earliest timer is (re)armed with ``loop.call_at``. Two exceptions, both for latency:
+  a worker's own reply (JOB_ASSIGN, NO_JOB) is written as soon as its read is handled, since
+  the worker sends nothing else until it has it (see ``data_received``); and a large read from
+  the only connection sending is fed in pieces, each piece's replies written at once, so a
+  pipelining client keeps the server busy (see ``_Connection._feed_pieces``);
 * TCP_NODELAY and SO_KEEPALIVE on every accepted socket, plus the keepalive tunables when asked
   (gearmand only applied them to the listening socket before 2.0, reference 3.17 / #386);
 * IPv4 and IPv6: "all addresses" binds ``0.0.0.0`` and ``::`` (v6-only) on the same port;
