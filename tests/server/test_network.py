@@ -63,19 +63,25 @@ class StubBroker:
         self.replayed: list[Any] = []
         self.feeds = 0
         self.draining = False
+        #: Set when the server called connect / disconnect / drain: tests await these instead
+        #: of polling.
+        self.events = {name: asyncio.Event() for name in ("connect", "disconnect", "drain")}
         StubBroker.instances.append(self)
 
     def drain(self) -> None:
         self.draining = True
+        self.events["drain"].set()
 
     def connect(self, host: str, port: int, fd: int, ssl_subject: str | None = None) -> StubPeer:
         peer = StubPeer(host, port, fd, ssl_subject)
         self.peers.append(peer)
+        self.events["connect"].set()
         return peer
 
     def disconnect(self, peer: StubPeer) -> None:
         self.disconnected.append(peer)
         self.timers = [t for t in self.timers if t[1] is not peer]
+        self.events["disconnect"].set()
 
     def _send(self, peer: StubPeer, data: bytes) -> None:
         peer.out.append(data)
@@ -436,12 +442,8 @@ def test_truncated_packet_and_disconnect_mid_packet(loop_kind: str) -> None:
             await bad_w.drain()
             bad_w.close()
             broker = server.broker
-
-            async def disconnected() -> None:
-                while len(broker.disconnected) < 1:  # type: ignore[attr-defined]
-                    await asyncio.sleep(0.005)
-
-            await asyncio.wait_for(disconnected(), 5)
+            await asyncio.wait_for(broker.events["disconnect"].wait(), 5)  # type: ignore[attr-defined]
+            assert len(broker.disconnected) == 1  # type: ignore[attr-defined]
             assert await echo(good_r, good_w, b"fine") == b"fine"
             assert len(server.connections) == 1
             good_w.close()
@@ -492,7 +494,20 @@ SIZE = 24 * 1024 * 1024
 
 
 @LOOPS
-def test_backpressure_pauses_reading_a_peer_that_does_not_read(loop_kind: str) -> None:
+def test_backpressure_pauses_reading_a_peer_that_does_not_read(
+        loop_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    called = {"pause_writing": asyncio.Event(), "resume_writing": asyncio.Event()}
+    for name in called:
+        original = getattr(_Connection, name)
+
+        def hook(self: _Connection, original: Any = original, name: str = name) -> None:
+            original(self)
+            calls.append(name)
+            called[name].set()
+
+        monkeypatch.setattr(_Connection, name, hook)
+
     async def main() -> None:
         async with serving(write_high_water=64 * 1024) as server:
             # A small receive buffer, and far more output than the kernel buffers can hold
@@ -501,27 +516,18 @@ def test_backpressure_pauses_reading_a_peer_that_does_not_read(loop_kind: str) -
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             sock.connect(("127.0.0.1", server.port))
             reader, writer = await open_conn(0, sock=sock, limit=2**26)
-            while not server.connections:
-                await asyncio.sleep(0.001)
+            await asyncio.wait_for(server.broker.events["connect"].wait(), 5)  # type: ignore[attr-defined]
             conn: _Connection = next(iter(server.connections.values()))
             transport = conn.transport
             assert transport is not None
             writer.write(b"big %d\n" % SIZE)
             await writer.drain()
-
-            async def paused() -> None:
-                while transport.is_reading():
-                    await asyncio.sleep(0.005)
-
-            await asyncio.wait_for(paused(), 5)
+            await asyncio.wait_for(called["pause_writing"].wait(), 5)
+            assert not transport.is_reading()  # the peer that does not read is not read either
             got = await asyncio.wait_for(reader.readexactly(SIZE), 10)
             assert got == b"x" * SIZE
-
-            async def resumed() -> None:
-                while not transport.is_reading():
-                    await asyncio.sleep(0.005)
-
-            await asyncio.wait_for(resumed(), 5)
+            await asyncio.wait_for(called["resume_writing"].wait(), 5)
+            assert transport.is_reading() and calls == ["pause_writing", "resume_writing"]
             assert await echo(reader, writer, b"after") == b"after"
             writer.close()
 
@@ -537,8 +543,9 @@ def test_graceful_shutdown_waits_for_running_jobs_and_stops_accepting(loop_kind:
             assert await reader.readline() == b"OK\n"
             assert not server.broker.draining
             server.request_shutdown(graceful=True)
-            await asyncio.sleep(0)  # let the shutdown task close the listener
-            assert server.broker.draining  # the broker hands out nothing new from now on
+            # The shutdown task closes the listeners, then drains the broker: from now on it
+            # hands out nothing new.
+            await asyncio.wait_for(server.broker.events["drain"].wait(), 5)  # type: ignore[attr-defined]
             with pytest.raises(OSError):
                 await open_conn(server.port)
             # Still serving the existing connection while the job runs.
@@ -688,7 +695,8 @@ def test_immediate_request_cuts_a_graceful_shutdown_short() -> None:
             writer.write(b"run\n")
             assert await reader.readline() == b"OK\n"
             server.request_shutdown(graceful=True)
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(server.broker.events["drain"].wait(), 5)  # type: ignore[attr-defined]
+            assert await echo(reader, writer, b"alive") == b"alive"  # a loop pass later
             assert not server.closed  # waiting for the running job
             server.request_shutdown(graceful=False)  # e.g. SIGINT after SIGTERM
             await asyncio.wait_for(server.wait_closed(), 2)
