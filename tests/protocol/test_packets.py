@@ -268,3 +268,12 @@ def test_partial_packet_waits_for_more() -> None:
     assert decoder.feed_all(wire[11:-1]) == []
     assert decoder.buffered == len(wire) - 1
     assert decoder.feed_all(wire[-1:]) == [Frame(c.REQ, c.WORK_DATA, b"H:1\0abc")]
+
+
+def test_decoder_can_frame_types_it_does_not_know() -> None:
+    """For servers with packet types of their own (gear.Server.handlePacket overrides)."""
+    custom = b"\x00REQ" + (100).to_bytes(4, "big") + (3).to_bytes(4, "big") + b"a\x00b"
+    events = Decoder(unknown_types=True).feed_all(custom + request(c.ECHO_REQ, b"x"))
+    assert events == [Frame(c.REQ, 100, b"a\x00b"), Frame(c.REQ, c.ECHO_REQ, b"x")]
+    with pytest.raises(UnknownPacketTypeError):
+        Decoder().feed_all(custom)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import socket
 import ssl
 import threading
@@ -209,3 +210,70 @@ def test_missing_statsd_is_logged_like_gear(
         assert read_packet(sock) == (c.ECHO_RES, [b"still serving"])
     finally:
         srv.shutdown()
+
+
+MASS_DO = 100  # a packet type of the subclass's own: CAN_DO for many functions at once
+MASS_DONE = 101
+
+
+class MassDoServer(Server):
+    """A custom-packet server as gear users write them: handlePacket adds a type."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.seen: list[int] = []
+        super().__init__(*args, **kw)
+
+    def handlePacket(self, packet: Any) -> None:
+        self.seen.append(packet.ptype)
+        if packet.ptype == MASS_DO:
+            names = packet.data.split(b"\x00")
+            for name in names:
+                super().handlePacket(gear.Packet(c.REQ, c.CAN_DO, name, packet.connection))
+            reply = gear.Packet(c.RES, MASS_DONE, b"%d" % len(names))
+            packet.connection.sendPacket(reply)
+        elif packet.ptype == c.ECHO_REQ and packet.data == b"boom":
+            raise RuntimeError("a bug in the override")
+        else:
+            super().handlePacket(packet)
+
+
+def _raw(ptype: int, body: bytes) -> bytes:
+    return c.REQ + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
+
+
+def test_handlePacket_override_sees_every_packet_and_adds_its_own_types(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gear.Server")
+    srv = MassDoServer(0, host="127.0.0.1")
+    try:
+        worker = connect(srv.port)
+        worker.sendall(_raw(MASS_DO, b"a\x00b\x00c"))
+        assert read_packet(worker) == (MASS_DONE, [b"3"])
+        client = connect(srv.port)
+        client.sendall(request(c.SUBMIT_JOB, b"b", b"", b"x"))  # the plain path, hooked too
+        assert read_packet(client)[0] == c.JOB_CREATED
+        worker.sendall(request(c.GRAB_JOB))
+        ptype, args = read_packet(worker)
+        assert (ptype, args[1:]) == (c.JOB_ASSIGN, [b"b", b"x"])
+        worker.sendall(request(c.WORK_COMPLETE, args[0], b"done"))
+        assert read_packet(client) == (c.WORK_COMPLETE, [args[0], b"done"])
+        # An exception in the override is logged; the connection keeps being served.
+        worker.sendall(request(c.ECHO_REQ, b"boom") + request(c.ECHO_REQ, b"ok"))
+        assert read_packet(worker) == (c.ECHO_RES, [b"ok"])
+        # A type nobody handles is logged and ignored, as gear does, when an override exists.
+        worker.sendall(_raw(MASS_DO + 5, b"?") + request(c.ECHO_REQ, b"still"))
+        assert read_packet(worker) == (c.ECHO_RES, [b"still"])
+        assert srv.seen == [MASS_DO, c.SUBMIT_JOB, c.GRAB_JOB, c.WORK_COMPLETE, c.ECHO_REQ,
+                            c.ECHO_REQ, MASS_DO + 5, c.ECHO_REQ]
+        assert sorted(srv.functions) == [b"a", b"b", b"c"]
+    finally:
+        srv.shutdown()
+    logged = [(r.levelname, r.getMessage().split(" <")[0]) for r in caplog.records]
+    assert ("ERROR", "Exception handling packet") in logged
+    assert ("ERROR", "Received unknown packet:") in logged
+
+
+def test_without_an_override_an_unknown_type_closes_the_connection(server: Server) -> None:
+    sock = connect(server.port)
+    sock.sendall(_raw(MASS_DO, b"a"))
+    assert sock.recv(100) == b""  # as gearmand: closed without a reply

@@ -187,19 +187,23 @@ class Decoder:
     connection. After an error the decoder is unusable.
     """
 
-    __slots__ = ("_buf", "_failed", "max_line_size", "max_packet_size", "text")
+    __slots__ = ("_buf", "_failed", "max_line_size", "max_packet_size", "text", "unknown_types")
 
     def __init__(
         self,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
         text: bool = True,
+        unknown_types: bool = False,
     ) -> None:
         self._buf = bytearray()
         self._failed = False
         self.max_packet_size = max_packet_size
         self.max_line_size = max_line_size
         self.text = text
+        #: Frame packets of types the protocol does not define (their body whole) instead of
+        #: raising UnknownPacketTypeError: for servers with their own packet types.
+        self.unknown_types = unknown_types
 
     @property
     def buffered(self) -> int:
@@ -218,6 +222,7 @@ class Decoder:
         counts = _COUNTS
         ncounts = len(counts)
         max_packet = self.max_packet_size
+        known_only = not self.unknown_types
         try:
             while pos < n:
                 if buf[pos] == 0:
@@ -227,7 +232,7 @@ class Decoder:
                     if magic != REQ and magic != RES:
                         self._failed = True
                         raise BadMagicError(f"bad packet magic {bytes(magic)!r}")
-                    if ptype >= ncounts or counts[ptype] < 0:
+                    if known_only and (ptype >= ncounts or counts[ptype] < 0):
                         self._failed = True
                         raise UnknownPacketTypeError(f"unknown packet type {ptype}")
                     if size > max_packet:

@@ -94,7 +94,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gear import constants as c
 from gear.errors import ProtocolError
@@ -241,6 +241,11 @@ class BrokerConfig:
     store_batched: Callable[[list[StoredJob], list[Job]], None] | None = None
     #: Write-behind delete of a stored job that finished (completed, failed, cancelled...).
     remove: Callable[[int], None] | None = None
+    #: Extension (gear.Server.handlePacket): when set, every request packet goes to
+    #: ``packet_hook(peer, ptype, body)`` instead of the broker's own handler (the hook calls
+    #: ``broker.dispatch`` for that), including types the protocol does not define, which are
+    #: framed by their header instead of closing the connection. No fast path is taken.
+    packet_hook: Callable[[Peer, int, bytes], None] | None = None
     #: Extension: largest accepted packet body / admin line; larger input closes the connection.
     max_packet_size: int = 64 * 1024 * 1024
     max_line_size: int = 64 * 1024
@@ -255,6 +260,7 @@ class Peer:
 
     __slots__ = (
         "abilities",
+        "broker",
         "client_id",
         "client_jobs",
         "closing",
@@ -317,6 +323,18 @@ class Peer:
         self.held: deque[bytes | Job] | None = None
         self.pending = 0
         self.gone = False
+        #: The broker this connection belongs to (set by Broker.connect), for sendRaw.
+        self.broker: Broker | None = None
+
+    # gear ServerConnection compatibility, for gear.Server subclasses (broker thread only).
+    def sendRaw(self, data: bytes) -> None:
+        """Queue raw bytes for this connection, in order with everything else it is sent."""
+        if self.broker is not None and not self.gone:
+            self.broker.write(self, bytes(data))
+
+    def sendPacket(self, packet: Any) -> None:
+        """Queue a ``gear.Packet`` (anything with ``toBinary()``) for this connection."""
+        self.sendRaw(packet.toBinary())
 
     @property
     def related_jobs(self) -> dict[bytes, Job]:
@@ -644,6 +662,7 @@ class Broker:
         handlers[c.OPTION_REQ] = self._h_option
         handlers[c.SET_CLIENT_ID] = self._h_set_client_id
         self._handlers = handlers
+        self._packet_hook = config.packet_hook
 
     # ------------------------------------------------------------------ connections
 
@@ -651,8 +670,10 @@ class Broker:
         """A new connection; returns its :class:`Peer`."""
         config = self.config
         peer = Peer(host, port, fd, ssl_subject,
-                    Decoder(config.max_packet_size, config.max_line_size))
+                    Decoder(config.max_packet_size, config.max_line_size,
+                            unknown_types=self._packet_hook is not None))
         peer.exceptions = config.exceptions_default
+        peer.broker = self
         self.peers[peer] = None
         return peer
 
@@ -710,7 +731,8 @@ class Broker:
             return
         handlers = self._handlers
         decoder = peer.decoder
-        if not decoder.buffered:
+        hook = self._packet_hook
+        if not decoder.buffered and hook is None:
             # Fast path: complete request packets are dispatched in place, without the
             # Decoder's per-event objects, and a small partial packet at the end waits in
             # peer.rest. Anything else (text, RES magic, a bad header, a large partial packet)
@@ -752,11 +774,13 @@ class Broker:
         try:
             for event in decoder.feed(data):
                 if isinstance(event, Frame):
-                    if event.magic == REQ:
-                        handlers[event.ptype](peer, event.ptype, event.body)
-                    else:
+                    if event.magic != REQ:
                         # A valid type with RES magic: answer, keep the connection (1.1).
                         self._write(peer, ERR_INVALID_MAGIC)
+                    elif hook is None:
+                        handlers[event.ptype](peer, event.ptype, event.body)
+                    else:
+                        hook(peer, event.ptype, event.body)
                 else:
                     self._admin_line(peer, event.line)
                 if peer.closing:
@@ -765,6 +789,15 @@ class Broker:
             # Bad magic, unknown type, oversize: gearmand closes without a reply (1.6).
             peer.closing = True
             self.dirty.add(peer)
+
+    def dispatch(self, peer: Peer, ptype: int, body: bytes) -> bool:
+        """The broker's own handling of one request packet from ``peer``: what ``feed`` does
+        for it without a ``packet_hook`` (the default a hook delegates to). Returns False,
+        doing nothing, for a type the protocol does not define."""
+        if not 0 < ptype <= _MAX_TYPE:
+            return False
+        self._handlers[ptype](peer, ptype, body)
+        return True
 
     def _admin_line(self, peer: Peer, line: bytes) -> None:
         admin = self._admin

@@ -10,16 +10,17 @@ gear's internals that test suites and Zuul read (3.13 and 5.6) are exposed as re
 ``high_queue``, ``normal_queue``, ``low_queue``, ``jobs``, ``getQueue()``, ``active_connections``,
 ``functions``, ``running_jobs``, ``waiting_jobs``, ``total_jobs``. Read from another thread, they
 are taken on the loop thread (so they are consistent); read from the loop thread (inside an
-override), directly. ``getJobForConnection(connection, peek=False)`` is an override point: a
-subclass that overrides it is called by the broker whenever a worker asks for a job, and may
-delegate to ``super().getJobForConnection(...)``.
+override), directly. Two override points: ``getJobForConnection(connection, peek=False)`` is
+called by the broker whenever a worker asks for a job, and ``handlePacket(packet)`` for every
+request packet (custom packet types included); both may delegate to ``super()``.
 
 Differences from gear on purpose (design.md section 1: keep the API, not the bugs): the server
 speaks the full protocol like gearmand (GRAB_JOB, ECHO, OPTION_REQ, CAN_DO_TIMEOUT, epoch jobs,
 coalescing), ``listen()`` has a real backlog, the TLS handshake does not block accepts, and key +
 cert without a CA gives server-only TLS (gear silently served plaintext unless all three were set).
 
-gear-compatible camelCase method names (``getQueue``, ``getJobForConnection``) are kept on purpose.
+gear-compatible camelCase method names (``getQueue``, ``getJobForConnection``, ``handlePacket``)
+are kept on purpose.
 Must not import the CLI.
 """
 
@@ -94,8 +95,13 @@ class Server:
             queue="memory",
             shutdown_timeout=0.0,
         )
+        bconfig = BrokerConfig(acl=acl)
+        if type(self).handlePacket is not Server.handlePacket:
+            # An override sees every request packet (and may define its own types); without
+            # one the broker keeps its fast paths.
+            bconfig.packet_hook = self._packet_hook
         self._engine = JobServer(
-            config, BrokerConfig(acl=acl), broker_class=self._broker_class(), metrics=metrics
+            config, bconfig, broker_class=self._broker_class(), metrics=metrics
         )
         self._loop = asyncio.new_event_loop()
         self._stopped = threading.Event()
@@ -184,6 +190,30 @@ class Server:
                 pass
         if threading.current_thread() is not self._thread:
             self._thread.join(10)
+
+    def _packet_hook(self, peer: Any, ptype: int, body: bytes) -> None:
+        from gear.constants import REQ
+        from gear.packet import Packet
+
+        packet = Packet(REQ, ptype, body, connection=peer)
+        try:
+            self.handlePacket(packet)
+        except Exception:
+            # As gear's poll loop: log it and go on serving (the connection stays open).
+            self.log.exception("Exception handling packet %s:", packet)
+
+    def handlePacket(self, packet: Any) -> None:
+        """Handle one request packet (a ``gear.Packet``; ``packet.connection`` is the sending
+        connection, with gear's ``sendRaw`` / ``sendPacket``).
+
+        Override it to add packet types of your own, delegating every other packet to
+        ``super().handlePacket(packet)``; it runs on the server thread, one packet at a time,
+        in the order they arrived. A type the server does not know is logged and ignored (as
+        gear does) when an override lets it through; without an override, such a packet
+        closes its connection, as with gearmand.
+        """
+        if not self._broker.dispatch(packet.connection, packet.ptype, bytes(packet.data)):
+            self.log.error("Received unknown packet: %s", packet)
 
     def getJobForConnection(self, connection: Any, peek: bool = False) -> Any:
         """The next job for worker ``connection`` (None if none), assigned to it unless ``peek``.

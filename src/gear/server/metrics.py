@@ -69,7 +69,7 @@ class Metrics:
         elapsed = time.perf_counter() - start
         decoder = self._decoders.get(peer)
         if decoder is None:
-            decoder = self._decoders[peer] = Decoder()
+            decoder = self._decoders[peer] = Decoder(unknown_types=True)
         keys: list[str] = []
         try:
             for event in decoder.feed(data):
