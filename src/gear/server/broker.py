@@ -1443,6 +1443,7 @@ class Broker:
         # The last plain packet: its type and leading body bytes, and what they decide.
         lead_type = 0
         lead = b""
+        lead_size = 0
         skip = 0  # header and lead: where the data starts
         f = self._no_function
         priority = NORMAL
@@ -1460,7 +1461,9 @@ class Broker:
                 end = pos + 12 + size
                 if end > n or magic != REQ or size > limit:
                     break
-                if ptype == lead_type and data.startswith(lead, pos + 12, end):
+                # A slice compared, not bytes.startswith(lead, start, end): that parses its
+                # arguments the slow way (measured: 7% of a background submit).
+                if ptype == lead_type and size >= lead_size and data[pos + 12 : pos + skip] == lead:
                     arguments = data[pos + skip : end]
                 else:
                     if ptype > _MAX_TYPE or not _PLAIN_SUBMIT[ptype]:
@@ -1490,7 +1493,8 @@ class Broker:
                     f = known
                     lead_type = ptype
                     lead = name + b"\x00\x00"
-                    skip = 12 + len(lead)
+                    lead_size = len(lead)
+                    skip = 12 + lead_size
                     queue_append = f.queues[priority].append
                 pos = end
                 counter += 1
