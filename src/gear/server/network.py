@@ -64,7 +64,7 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_BACKLOG = 1024
 #: ``sys.setswitchinterval`` while a durable queue's writer thread runs (seconds): the writer
 #: gets the GIL back within this after each SQLite statement (storage/writer.py, "GIL").
-DURABLE_SWITCH_INTERVAL = 0.0005
+DURABLE_SWITCH_INTERVAL = 0.0001
 
 
 @dataclass
