@@ -515,8 +515,9 @@ _SUBMIT_KIND: list[tuple[int, bool]] = [(NORMAL, False)] * (c.MAX_TYPE + 1)
 for _ptype, _kind in _SUBMITS.items():
     _SUBMIT_KIND[_ptype] = _kind
 del _ptype, _kind
-#: Packet types Broker._submit_run takes (indexed by type).
-_PLAIN_SUBMIT: list[bool] = [ptype in _SUBMITS for ptype in range(c.MAX_TYPE + 1)]
+#: The SUBMIT_JOB* types Broker._submit_run takes (indexed by type): the six without epoch
+#: or reducer, plain (no unique) or not.
+_RUN_SUBMIT: list[bool] = [ptype in _SUBMITS for ptype in range(c.MAX_TYPE + 1)]
 #: The last three digits of a handle number >= 1000 (see Broker._submit_run).
 _DIGITS3: list[bytes] = [b"%03d" % i for i in range(1000)]
 
@@ -754,7 +755,7 @@ class Broker:
                         peer.rest = data[pos:]
                         return
                     break
-                if _PLAIN_SUBMIT[ptype]:
+                if _RUN_SUBMIT[ptype]:
                     # A pipelined client sends submissions back to back: take the whole run.
                     after = self._submit_run(peer, data, pos, n)
                     if after != pos:
@@ -1466,7 +1467,7 @@ class Broker:
                 if ptype == lead_type and size >= lead_size and data[pos + 12 : pos + skip] == lead:
                     arguments = data[pos + skip : end]
                 else:
-                    if ptype > _MAX_TYPE or not _PLAIN_SUBMIT[ptype]:
+                    if ptype > _MAX_TYPE or not _RUN_SUBMIT[ptype]:
                         break
                     parts = data[pos + 12 : end].split(b"\x00", 2)
                     if len(parts) != 3:
