@@ -159,3 +159,16 @@ def test_parse_prioritystatus_and_show_jobs() -> None:
 def test_function_names_with_tabs_keep_the_counts_right() -> None:
     # gearmand allows tabs in function names (1.2); the counts are the last three fields
     assert m.parse_status([b"a\tb\t1\t0\t2"]) == [m.FunctionStatus(b"a\tb", 1, 0, 2)]
+
+
+def test_priority_is_gearmands_order_and_converts_gears_precedence() -> None:
+    from gear.protocol.messages import HIGH, LOW, NORMAL, Priority
+
+    assert sorted(Priority) == [Priority.HIGH, Priority.NORMAL, Priority.LOW]
+    assert [int(p) for p in Priority] == [0, 1, 2]
+    pairs = ((NORMAL, Priority.NORMAL), (LOW, Priority.LOW), (HIGH, Priority.HIGH))
+    for precedence, priority in pairs:
+        assert Priority.from_precedence(precedence) is priority
+        assert priority.to_precedence() == precedence
+    with pytest.raises(ConfigurationError):
+        Priority.from_precedence(7)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import NamedTuple
 
 from gear import constants as c
@@ -24,6 +25,36 @@ from gear.protocol.packets import request
 NORMAL = 0
 LOW = 1
 HIGH = 2
+
+
+class Priority(IntEnum):
+    """A job's priority, numbered in gearmand's order: the order jobs are taken in.
+
+    This is the one numbering inside the package: the broker's queues, the stored record and
+    every new API use it. gear's ``PRECEDENCE_*`` numbers (NORMAL 0, LOW 1, HIGH 2) are a
+    different numbering of the same three values; convert them only at gear's boundary, with
+    :meth:`from_precedence` and :meth:`to_precedence`.
+    """
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+    @classmethod
+    def from_precedence(cls, precedence: int) -> Priority:
+        """The priority of gear's ``PRECEDENCE_*`` number; ConfigurationError for another."""
+        try:
+            return _FROM_PRECEDENCE[precedence]
+        except (KeyError, TypeError):
+            raise ConfigurationError("Invalid precedence value") from None
+
+    def to_precedence(self) -> int:
+        """gear's ``PRECEDENCE_*`` number for this priority."""
+        return _TO_PRECEDENCE[self]
+
+
+_FROM_PRECEDENCE = {NORMAL: Priority.NORMAL, LOW: Priority.LOW, HIGH: Priority.HIGH}
+_TO_PRECEDENCE = {v: k for k, v in _FROM_PRECEDENCE.items()}
 
 #: Uniques longer than this are rejected by gearmand (ARGUMENT_TOO_LARGE); exactly 64 bytes is
 #: accepted but never coalesces (reference 1.2), so 63 is the longest unique that behaves.
