@@ -4,9 +4,10 @@ This module only re-exports the public, gear-compatible names; nothing is define
 are resolved on first use, so ``import gear.protocol`` (or the server) does not load the threaded
 client, and a client does not load the server.
 
-Where things live: ``gear.protocol`` (sans-I/O wire core), ``gear.connection`` / ``gear.client`` /
-``gear.worker`` / ``gear.jobs`` / ``gear.admin_requests`` / ``gear.packet`` (the threaded API with
-gear's names), ``gear.aio`` (asyncio client, worker and admin), ``gear.server`` (the job server).
+Where things live: ``gear.protocol`` (sans-I/O wire core), ``gear.threaded`` (the threaded API
+with gear's names: connection, client, worker, jobs, admin_requests, packet), ``gear.aio``
+(asyncio client, worker and admin), ``gear.server`` (the job server). gear 0.16 was one module, so
+every gear import path is ``gear.<Name>``, and these submodules break none of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from gear import constants
+from gear._version import __version__ as __version__
 from gear.acl import ACL, ACLEntry, ACLError
 from gear.errors import (
     ConfigurationError,
@@ -31,8 +33,6 @@ from gear.errors import (
     UnknownJobError,
 )
 
-__version__ = "0.1.0"
-
 PRECEDENCE_NORMAL = 0
 PRECEDENCE_LOW = 1
 PRECEDENCE_HIGH = 2
@@ -40,54 +40,54 @@ PRECEDENCE_HIGH = 2
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     # threaded, gear-compatible API
-    "Packet": "gear.packet",
-    "Connection": "gear.connection",
-    "NonBlockingConnection": "gear.connection",
-    "ServerConnection": "gear.connection",
-    "convert_to_bytes": "gear.jobs",
-    "best_tls_version": "gear.connection",
-    "create_ssl_context": "gear.connection",
-    "AdminRequest": "gear.admin_requests",
-    "StatusAdminRequest": "gear.admin_requests",
-    "ShowJobsAdminRequest": "gear.admin_requests",
-    "ShowUniqueJobsAdminRequest": "gear.admin_requests",
-    "CancelJobAdminRequest": "gear.admin_requests",
-    "VersionAdminRequest": "gear.admin_requests",
-    "WorkersAdminRequest": "gear.admin_requests",
-    "ServerAdminRequest": "gear.admin_requests",
-    "Task": "gear.client",
-    "SubmitJobTask": "gear.client",
-    "OptionReqTask": "gear.client",
-    "BaseClientServer": "gear.client",
-    "BaseClient": "gear.client",
-    "Client": "gear.client",
-    "Worker": "gear.worker",
-    "TextWorker": "gear.worker",
-    "FunctionRecord": "gear.jobs",
-    "BaseJob": "gear.jobs",
-    "Job": "gear.jobs",
-    "WorkerJob": "gear.jobs",
-    "TextJobArguments": "gear.jobs",
-    "TextJobUnique": "gear.jobs",
-    "TextList": "gear.jobs",
-    "TextJob": "gear.jobs",
-    "TextWorkerJob": "gear.jobs",
-    "BaseBinaryJob": "gear.jobs",
-    "BinaryWorkerJob": "gear.jobs",
-    "BinaryJob": "gear.jobs",
-    "ServerJob": "gear.jobs",
+    "Packet": "gear.threaded.packet",
+    "Connection": "gear.threaded.connection",
+    "NonBlockingConnection": "gear.threaded.connection",
+    "ServerConnection": "gear.threaded.connection",
+    "convert_to_bytes": "gear.threaded.jobs",
+    "best_tls_version": "gear.threaded.connection",
+    "create_ssl_context": "gear.threaded.connection",
+    "AdminRequest": "gear.threaded.admin_requests",
+    "StatusAdminRequest": "gear.threaded.admin_requests",
+    "ShowJobsAdminRequest": "gear.threaded.admin_requests",
+    "ShowUniqueJobsAdminRequest": "gear.threaded.admin_requests",
+    "CancelJobAdminRequest": "gear.threaded.admin_requests",
+    "VersionAdminRequest": "gear.threaded.admin_requests",
+    "WorkersAdminRequest": "gear.threaded.admin_requests",
+    "ServerAdminRequest": "gear.threaded.admin_requests",
+    "Task": "gear.threaded.client",
+    "SubmitJobTask": "gear.threaded.client",
+    "OptionReqTask": "gear.threaded.client",
+    "BaseClientServer": "gear.threaded.client",
+    "BaseClient": "gear.threaded.client",
+    "Client": "gear.threaded.client",
+    "Worker": "gear.threaded.worker",
+    "TextWorker": "gear.threaded.worker",
+    "FunctionRecord": "gear.threaded.jobs",
+    "BaseJob": "gear.threaded.jobs",
+    "Job": "gear.threaded.jobs",
+    "WorkerJob": "gear.threaded.jobs",
+    "TextJobArguments": "gear.threaded.jobs",
+    "TextJobUnique": "gear.threaded.jobs",
+    "TextList": "gear.threaded.jobs",
+    "TextJob": "gear.threaded.jobs",
+    "TextWorkerJob": "gear.threaded.jobs",
+    "BaseBinaryJob": "gear.threaded.jobs",
+    "BinaryWorkerJob": "gear.threaded.jobs",
+    "BinaryJob": "gear.threaded.jobs",
+    "ServerJob": "gear.threaded.jobs",
     # the job server, embeddable as gear's Server
     "Server": "gear.server.compat",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from gear.admin_requests import *  # noqa: F403
-    from gear.client import *  # noqa: F403
-    from gear.connection import *  # noqa: F403
-    from gear.jobs import *  # noqa: F403
-    from gear.packet import *  # noqa: F403
     from gear.server.compat import Server  # noqa: F401
-    from gear.worker import *  # noqa: F403
+    from gear.threaded.admin_requests import *  # noqa: F403
+    from gear.threaded.client import *  # noqa: F403
+    from gear.threaded.connection import *  # noqa: F403
+    from gear.threaded.jobs import *  # noqa: F403
+    from gear.threaded.packet import *  # noqa: F403
+    from gear.threaded.worker import *  # noqa: F403
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from gear import aio
 from gear.errors import ServerError
-from gear.protocol.messages import FunctionStatus, JobInfo, PriorityStatus
+from gear.protocol.admin import FunctionStatus, JobInfo, PriorityStatus
 from tests.aio.helpers import ServerUnderTest, client_for, run, worker_for
 
 pytestmark = pytest.mark.interop

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import gear
-from gear.protocol import messages
+from gear.protocol import admin as admin_text
 from tests.support.peers import GearmandProcess, require_tool, wait_for
 
 pytestmark = pytest.mark.interop
@@ -124,7 +124,7 @@ def test_background_job_survives_client_and_is_shown(gearmand: GearmandProcess,
     assert any(line.startswith(job.handle + b"\t") for line in shown)
     uniques = admin(conn, gear.ShowUniqueJobsAdminRequest())
     assert b"bg-unique" in uniques
-    rows = messages.parse_status(admin(conn, gear.StatusAdminRequest()))
+    rows = admin_text.parse_status(admin(conn, gear.StatusAdminRequest()))
     status = {s.name: s for s in rows}
     assert status[b"bgfn"].total == 1
     assert client.getStatus(job).known is True and job.running is False
@@ -205,7 +205,7 @@ def test_echo_and_admin_requests(client: gear.Client,
     worker.registerFunction("adminfn")
     # An echo on the worker's own connection: gearmand answers in order, so CAN_DO is processed.
     worker.active_connections[0].echo(timeout=5)
-    workers = messages.parse_workers(admin(conn, gear.WorkersAdminRequest()))
+    workers = admin_text.parse_workers(admin(conn, gear.WorkersAdminRequest()))
     assert any(w.client_id == b"admin-worker" and b"adminfn" in w.functions for w in workers)
     version = gear.VersionAdminRequest()
     conn.sendAdminRequest(version, timeout=5)
@@ -247,7 +247,7 @@ def test_libgearman_worker_serves_our_client(gearmand: GearmandProcess,
         conn = client.active_connections[0]
         wait_for(
             lambda: any(s.name == b"upper" and s.workers for s in
-                        messages.parse_status(admin(conn, gear.StatusAdminRequest()))),
+                        admin_text.parse_status(admin(conn, gear.StatusAdminRequest()))),
             what="the gearman worker to register",
         )
         job = gear.Job("upper", b"hello gearman")

@@ -6,6 +6,7 @@ import pytest
 
 from gear import constants as c
 from gear.errors import ConfigurationError, InvalidDataError
+from gear.protocol import admin as text
 from gear.protocol import messages as m
 from gear.protocol.packets import Decoder, Frame
 
@@ -92,9 +93,9 @@ def test_parse_status_res_and_unique() -> None:
 
 
 def test_admin_command_encoding() -> None:
-    assert m.admin_command("cancel job", b"H:x:1") == b"cancel job H:x:1\n"
+    assert text.admin_command("cancel job", b"H:x:1") == b"cancel job H:x:1\n"
     with pytest.raises(InvalidDataError):
-        m.admin_command("maxqueue", "fn\nshutdown")
+        text.admin_command("maxqueue", "fn\nshutdown")
 
 
 @pytest.mark.parametrize(
@@ -115,50 +116,51 @@ def test_admin_command_encoding() -> None:
     ],
 )
 def test_is_multiline(command: bytes, multiline: bool) -> None:
-    assert m.is_multiline(command) is multiline
+    assert text.is_multiline(command) is multiline
 
 
 def test_admin_reply_collects_until_dot() -> None:
-    reply = m.AdminReply(b"status\n")
+    reply = text.AdminReply(b"status\n")
     assert not reply.add(b"fn\t2\t1\t1")
     assert not reply.add(b"other\t0\t0\t3")
     assert reply.add(b".")
     assert reply.error is None
-    assert m.parse_status(reply.lines) == [
-        m.FunctionStatus(b"fn", 2, 1, 1),
-        m.FunctionStatus(b"other", 0, 0, 3),
+    assert text.parse_status(reply.lines) == [
+        text.FunctionStatus(b"fn", 2, 1, 1),
+        text.FunctionStatus(b"other", 0, 0, 3),
     ]
-    assert m.parse_status(reply.lines)[0].queued == 1
+    assert text.parse_status(reply.lines)[0].queued == 1
 
 
 def test_admin_reply_error_on_a_list_command_is_one_line() -> None:
-    reply = m.AdminReply(b"acl list")
+    reply = text.AdminReply(b"acl list")
     assert reply.add(b"ERR ACL_DISABLED")
     assert reply.error == b"ACL_DISABLED"
 
 
 def test_admin_reply_single_line() -> None:
-    reply = m.AdminReply(b"version")
+    reply = text.AdminReply(b"version")
     assert reply.add(b"OK 1.1.20+ds")
     assert reply.lines == [b"OK 1.1.20+ds"] and reply.error is None
 
 
 def test_parse_workers_with_spaces_in_client_id_and_no_functions() -> None:
     lines = [b"39 127.0.0.1 my worker id with spaces : idfn other", b"38 127.0.0.1 - :"]
-    assert m.parse_workers(lines) == [
-        m.WorkerInfo(39, b"127.0.0.1", b"my worker id with spaces", (b"idfn", b"other")),
-        m.WorkerInfo(38, b"127.0.0.1", b"-", ()),
+    assert text.parse_workers(lines) == [
+        text.WorkerInfo(39, b"127.0.0.1", b"my worker id with spaces", (b"idfn", b"other")),
+        text.WorkerInfo(38, b"127.0.0.1", b"-", ()),
     ]
 
 
 def test_parse_prioritystatus_and_show_jobs() -> None:
-    assert m.parse_prioritystatus([b"pq\t1\t2\t3\t0"]) == [m.PriorityStatus(b"pq", 1, 2, 3, 0)]
-    assert m.parse_show_jobs([b"H:vm:7\t0\t0\t1"]) == [m.JobInfo(b"H:vm:7", 0, False, True)]
+    expected = [text.PriorityStatus(b"pq", 1, 2, 3, 0)]
+    assert text.parse_prioritystatus([b"pq\t1\t2\t3\t0"]) == expected
+    assert text.parse_show_jobs([b"H:vm:7\t0\t0\t1"]) == [text.JobInfo(b"H:vm:7", 0, False, True)]
 
 
 def test_function_names_with_tabs_keep_the_counts_right() -> None:
     # gearmand allows tabs in function names (1.2); the counts are the last three fields
-    assert m.parse_status([b"a\tb\t1\t0\t2"]) == [m.FunctionStatus(b"a\tb", 1, 0, 2)]
+    assert text.parse_status([b"a\tb\t1\t0\t2"]) == [text.FunctionStatus(b"a\tb", 1, 0, 2)]
 
 
 def test_priority_is_gearmands_order_and_converts_gears_precedence() -> None:

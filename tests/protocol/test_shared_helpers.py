@@ -8,15 +8,16 @@ import pytest
 
 from gear import constants as c
 from gear.errors import InvalidDataError
+from gear.protocol import admin as text
 from gear.protocol import messages as m
 from gear.protocol.packets import AdminLine, Decoder, Frame, response
 
 # --- admin replies ----------------------------------------------------------------------------
 
 
-def _reply(command: bytes, wire: bytes) -> m.AdminReply:
+def _reply(command: bytes, wire: bytes) -> text.AdminReply:
     """Feed ``wire`` (as a server sends it) through the Decoder into an AdminReply."""
-    reply = m.AdminReply(command)
+    reply = text.AdminReply(command)
     done = False
     for event in Decoder().feed(wire):
         assert isinstance(event, AdminLine) and not done
@@ -28,8 +29,8 @@ def _reply(command: bytes, wire: bytes) -> m.AdminReply:
 def test_show_unique_jobs_keeps_empty_uniques() -> None:
     # 2.2: one unique per line; a job without a unique is an empty line.
     reply = _reply(b"show unique jobs", b"u-1\n\nbatch 7\r\n.\n")
-    assert m.parse_show_unique_jobs(reply.lines) == [b"u-1", b"", b"batch 7"]
-    assert m.parse_show_unique_jobs(_reply(b"show unique jobs", b".\n").lines) == []
+    assert text.parse_show_unique_jobs(reply.lines) == [b"u-1", b"", b"batch 7"]
+    assert text.parse_show_unique_jobs(_reply(b"show unique jobs", b".\n").lines) == []
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_show_unique_jobs_keeps_empty_uniques() -> None:
     ],
 )
 def test_parse_admin_error(line: bytes, parsed: tuple[bytes, bytes] | None) -> None:
-    assert m.parse_admin_error(line) == parsed
+    assert text.parse_admin_error(line) == parsed
 
 
 def test_admin_reply_failure_only_for_a_refusal() -> None:
@@ -66,24 +67,24 @@ def test_admin_reply_failure_only_for_a_refusal() -> None:
     [(b"OK", b""), (b"OK 1.1.20+ds", b"1.1.20+ds"), (b"OK 4242", b"4242"), (b"OK  x", b" x")],
 )
 def test_parse_admin_ok(line: bytes, value: bytes) -> None:
-    assert m.parse_admin_ok(line) == value
+    assert text.parse_admin_ok(line) == value
 
 
 @pytest.mark.parametrize("line", [b"ERR UNKNOWN_JOB", b"OKAY", b"", b"ok"])
 def test_parse_admin_ok_refuses_other_lines(line: bytes) -> None:
     with pytest.raises(InvalidDataError, match="expected an OK reply"):
-        m.parse_admin_ok(line)
+        text.parse_admin_ok(line)
 
 
 def test_admin_command_crlf() -> None:
     # 2.2: with a bare LF gearmand's `create function fnB` creates "fn"; gearadmin sends CRLF.
-    line = m.admin_command("create function", b"fnB", crlf=True)
+    line = text.admin_command("create function", b"fnB", crlf=True)
     assert line == b"create function fnB\r\n"
-    assert m.admin_command("create function", b"fnB") == b"create function fnB\n"
+    assert text.admin_command("create function", b"fnB") == b"create function fnB\n"
     # the server side reads both forms as the same line (2.1)
     assert Decoder().feed_all(line) == [AdminLine(b"create function fnB")]
     with pytest.raises(InvalidDataError):
-        m.admin_command("create function", "a\r", crlf=True)
+        text.admin_command("create function", "a\r", crlf=True)
 
 
 # --- worker: job assignments -------------------------------------------------------------------

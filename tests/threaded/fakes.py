@@ -13,8 +13,8 @@ import socket
 from typing import Any
 
 from gear import constants
-from gear.connection import Connection
 from gear.protocol.packets import AdminLine, Decoder, Frame, response
+from gear.threaded.connection import Connection
 
 
 class ScriptedSocket:

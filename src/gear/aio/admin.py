@@ -3,7 +3,7 @@
 Owns :class:`Admin`, one text-protocol connection to one server (admin state is per server).
 Commands may be issued concurrently: they are pipelined and replies are matched in order, which
 gearmand guarantees (reference/gearman-protocol.md 2.1). Reply framing and parsing come from
-``gear.protocol.messages`` (:class:`~gear.protocol.messages.AdminReply` and the ``parse_*``
+``gear.protocol.admin`` (:class:`~gear.protocol.admin.AdminReply` and the ``parse_*``
 functions); this module only moves lines and maps ``ERR`` replies to
 :class:`~gear.errors.ServerError`.
 
@@ -21,8 +21,8 @@ from gear.aio.client import to_bytes
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, describe
 from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
 from gear.errors import TimeoutError as GearTimeoutError
-from gear.protocol import messages
-from gear.protocol.messages import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from gear.protocol import admin as admin_text
+from gear.protocol.admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from gear.protocol.packets import AdminLine
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Admin(AsyncContext):
         self.endpoint = Endpoint.build(host, port, **options)
         self.timeout = timeout
         self._link: Link | None = None
-        self._pending: deque[tuple[messages.AdminReply, asyncio.Future[list[bytes]]]] = deque()
+        self._pending: deque[tuple[admin_text.AdminReply, asyncio.Future[list[bytes]]]] = deque()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -100,7 +100,7 @@ class Admin(AsyncContext):
         if self._closed:
             raise ConfigurationError("the admin connection is closed")
         # CRLF as gearadmin sends it: `create function` loses a character after a bare LF (2.2).
-        line = messages.admin_command(command, *args, crlf=True)
+        line = admin_text.admin_command(command, *args, crlf=True)
         if self._link is None:
             self._link = Link(self.endpoint, self, text=True, connect_timeout=self.timeout)
             self._link.start()
@@ -111,7 +111,7 @@ class Admin(AsyncContext):
             raise ConnectionError(
                 f"cannot connect to {self.endpoint}: {describe(link.last_error)}"
             ) from None
-        reply = messages.AdminReply(line)
+        reply = admin_text.AdminReply(line)
         fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         if not link.send(line):
             raise ConnectionError(f"not connected to {self.endpoint}")
@@ -132,29 +132,29 @@ class Admin(AsyncContext):
         lines = await self.command(command, *args)
         line = lines[0] if lines else b""
         try:
-            return messages.parse_admin_ok(line)
+            return admin_text.parse_admin_ok(line)
         except InvalidDataError:
             raise InvalidDataError(f"unexpected reply to {command!r}: {line[:80]!r}") from None
 
     async def status(self) -> list[FunctionStatus]:
         """``status``: per function, queued+running total, running, and workers."""
-        return messages.parse_status(await self.command("status"))
+        return admin_text.parse_status(await self.command("status"))
 
     async def prioritystatus(self) -> list[PriorityStatus]:
         """``prioritystatus``: queued jobs per priority, per function."""
-        return messages.parse_prioritystatus(await self.command("prioritystatus"))
+        return admin_text.parse_prioritystatus(await self.command("prioritystatus"))
 
     async def workers(self) -> list[WorkerInfo]:
         """``workers``: every connection with its fd, address, client id and functions."""
-        return messages.parse_workers(await self.command("workers"))
+        return admin_text.parse_workers(await self.command("workers"))
 
     async def show_jobs(self) -> list[JobInfo]:
         """``show jobs``: every job in the server's memory."""
-        return messages.parse_show_jobs(await self.command("show", "jobs"))
+        return admin_text.parse_show_jobs(await self.command("show", "jobs"))
 
     async def show_unique_jobs(self) -> list[bytes]:
         """``show unique jobs``: the unique of every job (empty for jobs without one)."""
-        return messages.parse_show_unique_jobs(await self.command("show", "unique", "jobs"))
+        return admin_text.parse_show_unique_jobs(await self.command("show", "unique", "jobs"))
 
     async def cancel_job(self, handle: str | bytes) -> None:
         """``cancel job``: the server fails a queued job; ServerError ``UNKNOWN_JOB`` if unknown."""

@@ -11,7 +11,7 @@ exponential backoff, and tells its :class:`LinkHandler` about every connect, eve
 :meth:`Link.for_owner` applies a Client's or Worker's :class:`ReconnectSettings`).
 
 It knows nothing about clients, workers or jobs: those live in ``gear.aio.client``/``worker``/
-``admin``. Must not import the threaded API (``gear.connection`` and friends) or the server.
+``admin``. Must not import the threaded API (``gear.threaded``) or the server.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class Server:
 
     def _packet_hook(self, peer: Any, ptype: int, body: bytes) -> None:
         from gear.constants import REQ
-        from gear.packet import Packet
+        from gear.threaded.packet import Packet
 
         packet = Packet(REQ, ptype, body, connection=peer)
         try:

@@ -5,7 +5,7 @@ Owns ``AdminRequest`` and its subclasses (reference/gear-0.16-api.md 3.5) and
 the connection's reader relies on: called repeatedly with the *whole* accumulated buffer, it
 returns ``(False, None)`` until the reply is complete, then ``(True, remainder)`` and sets
 ``response``. Command encoding and which commands reply with a "."-terminated list come from
-:mod:`gear.protocol.messages` (reference/gearman-protocol.md 2.2).
+:mod:`gear.protocol.admin` (docs/protocol.md §2.2).
 
 Names are gear's camelCase on purpose. Must not import the connection, client or server modules.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from gear.jobs import convert_to_bytes
-from gear.protocol import messages
+from gear.protocol import admin as admin_text
+from gear.threaded.jobs import convert_to_bytes
 
 __all__ = [
     "AdminRequest",
@@ -45,7 +45,7 @@ class AdminRequest:
     single_line = False
     #: isComplete's progress through a list reply: the start of the first line not yet read.
     _complete_position = 0
-    _reply: messages.AdminReply | None = None
+    _reply: admin_text.AdminReply | None = None
 
     def __init__(self, *arguments: bytes) -> None:
         self.wait_event = threading.Event()
@@ -61,18 +61,18 @@ class AdminRequest:
     def getCommand(self) -> bytes:
         """The command line to send, ``\\n``-terminated."""
         assert self.command is not None
-        return messages.admin_command(self.command, *self.arguments)
+        return admin_text.admin_command(self.command, *self.arguments)
 
     def isComplete(self, data: bytes) -> tuple[bool, bytes | None]:
         """Whether ``data`` (everything received since the reply began) holds the whole reply."""
         if self.single_line:
             return self._completeLine(data)
         # When a list reply ends (a "." line, or one "ERR ..." line instead of the list) is
-        # decided by messages.AdminReply, line by line (reference 2.2). The buffer only grows
+        # decided by admin_text.AdminReply, line by line (reference 2.2). The buffer only grows
         # between calls, so each call resumes after the last complete line it saw.
         reply = self._reply
         if reply is None:
-            reply = self._reply = messages.AdminReply(self.command or b"")
+            reply = self._reply = admin_text.AdminReply(self.command or b"")
             reply.multiline = True  # single_line, not the command name, decides (subclasses)
         pos = self._complete_position
         while True:

@@ -29,8 +29,6 @@ import time
 from typing import Any
 
 from gear import constants
-from gear.admin_requests import AdminRequest
-from gear.connection import Connection
 from gear.errors import (
     ConfigurationError,
     ConnectionError,
@@ -40,10 +38,12 @@ from gear.errors import (
     TimeoutError,
     UnknownJobError,
 )
-from gear.jobs import Job, convert_to_bytes
-from gear.packet import Packet
 from gear.protocol import messages
 from gear.protocol.packets import request, split_args
+from gear.threaded.admin_requests import AdminRequest
+from gear.threaded.connection import Connection
+from gear.threaded.jobs import Job, convert_to_bytes
+from gear.threaded.packet import Packet
 
 __all__ = [
     "BaseClient",

@@ -30,13 +30,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from gear import constants
-from gear.client import BaseClient
 from gear.errors import ConfigurationError, InterruptedError, InvalidDataError
-from gear.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
-from gear.packet import Packet
 from gear.protocol import messages
 from gear.protocol.packets import request
 from gear.protocol.packets import split_args as _split_args
+from gear.threaded.client import BaseClient
+from gear.threaded.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
+from gear.threaded.packet import Packet
 
 __all__ = [
     "TextWorker",

@@ -35,7 +35,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from gear import constants
-from gear.admin_requests import AdminRequest, ServerAdminRequest
 from gear.errors import (
     BadMagicError,
     ConnectionError,
@@ -44,7 +43,6 @@ from gear.errors import (
     RetryIOError,
     TimeoutError,
 )
-from gear.packet import Packet
 from gear.protocol.packets import (
     DEFAULT_MAX_PACKET_SIZE,
     HEADER,
@@ -53,6 +51,8 @@ from gear.protocol.packets import (
     RES,
     request,
 )
+from gear.threaded.admin_requests import AdminRequest, ServerAdminRequest
+from gear.threaded.packet import Packet
 
 __all__ = [
     "Connection",
