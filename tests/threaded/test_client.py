@@ -80,25 +80,29 @@ def test_error_reply_raises_server_error(client: gear.Client) -> None:
 def test_coalesced_jobs_all_receive_every_update(client: gear.Client) -> None:
     peer = Peer(client)
     jobs = [gear.Job("fn", b"x", unique="same") for _ in range(2)]
-    for job in jobs:
-        t, _ = _in_thread(lambda job=job: client.submitJob(job))
-        peer.expect(constants.SUBMIT_JOB)
-        peer.send(constants.JOB_CREATED, b"H:7")
-        t.join(5)
+    t, _ = _in_thread(lambda: client.submitJob(jobs[0]))
+    peer.expect(constants.SUBMIT_JOB)
+    peer.send(constants.JOB_CREATED, b"H:7")
+    t.join(5)
+    # The same (function, unique) while the first is live: attached locally, not submitted
+    # again (one coalescing rule, gear.protocol.client), so it has the handle at once.
+    client.submitJob(jobs[1], timeout=5)
+    assert jobs[1].handle == b"H:7" and jobs[1].connection is peer.conn
+    t, _ = _in_thread(lambda: client.submitJob(gear.Job("fn", b"y", unique="other")))
+    assert peer.expect(constants.SUBMIT_JOB).args() == [b"fn", b"other", b"y"]  # the next one
+    peer.send(constants.JOB_CREATED, b"H:8")
+    t.join(5)
     assert peer.conn.related_jobs[b"H:7"] is jobs[0]  # gear-compatible: the first job
-    # Like gearmand, the server sends each packet once per submission (reference 3.2).
-    for _ in jobs:
-        peer.send(constants.WORK_DATA, b"H:7", b"d")
-    for _ in jobs:
-        peer.send(constants.WORK_STATUS, b"H:7", b"1", b"2")
+    # One packet stream per handle: every job gets each packet once (docs/protocol.md §3.2).
+    peer.send(constants.WORK_DATA, b"H:7", b"d")
+    peer.send(constants.WORK_STATUS, b"H:7", b"1", b"2")
     assert not jobs[1].complete
-    for _ in jobs:
-        peer.send(constants.WORK_COMPLETE, b"H:7", b"r")
+    peer.send(constants.WORK_COMPLETE, b"H:7", b"r")
     for job in jobs:
         assert job.wait(5)
         assert job.data == [b"d", b"r"] and job.fraction_complete == 0.5
         assert not job.failure
-    assert peer.conn.related_jobs == {} and peer.conn.coalesced_jobs == {}
+    assert b"H:7" not in peer.conn.related_jobs and peer.conn.session.followers == {}
 
 
 def test_fail_with_trailing_nul_and_exception(client: gear.Client) -> None:

@@ -1,8 +1,8 @@
 """gear's connection classes: one TCP (optionally TLS) connection to a Gearman server.
 
-Owns ``Connection`` (the blocking client/worker side, reference/gear-0.16-api.md 3.4),
-``NonBlockingConnection`` and ``ServerConnection`` (3.12), ``best_tls_version`` and
-``create_ssl_context`` (3.2). It keeps gear's public contract:
+Owns ``Connection`` (the blocking client/worker side, docs/gear-compat.md §3.4),
+``NonBlockingConnection`` and ``ServerConnection`` (§3.12), ``best_tls_version`` and
+``create_ssl_context`` (§3.2). It keeps gear's public contract:
 
 * ``readPacket()`` returns one Packet or one completed AdminRequest, never calls ``recv`` while a
   complete item is already buffered, keeps leftover and partial bytes in ``input_buffer``
@@ -18,7 +18,7 @@ TLS 1.3 "readable but no application data" hang (CPython gh-87788) that made gea
 and keeps OpenSSL from being entered by two threads at once.
 
 Names are gear's camelCase on purpose. Must not import the client, worker or server modules;
-framing comes from :mod:`gear.protocol.packets` (reference/gearman-protocol.md 1.1).
+framing comes from :mod:`gear.protocol.packets` (docs/protocol.md §1.1).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from gear.errors import (
     RetryIOError,
     TimeoutError,
 )
+from gear.protocol.client import ClientSession
+from gear.protocol.messages import id_text
 from gear.protocol.packets import (
     DEFAULT_MAX_PACKET_SIZE,
     HEADER,
@@ -53,6 +55,7 @@ from gear.protocol.packets import (
 )
 from gear.threaded.admin_requests import AdminRequest, ServerAdminRequest
 from gear.threaded.packet import Packet
+from gear.threaded.tasks import JobUpdater
 
 __all__ = [
     "Connection",
@@ -82,19 +85,13 @@ def best_tls_version() -> int:
 def create_ssl_context(server_side: bool = False) -> ssl.SSLContext:
     """A TLS context (TLS 1.2 or newer, TLS 1.3 enabled).
 
-    gear disabled TLS 1.3 to dodge a poll/recv hang (reference 3.2); this module reads TLS
-    sockets without blocking instead, so the newest version stays available.
+    gear disabled TLS 1.3 to dodge a poll/recv hang (docs/gear-compat.md §3.2); this module reads
+    TLS sockets without blocking instead, so the newest version stays available.
     """
     protocol = ssl.PROTOCOL_TLS_SERVER if server_side else best_tls_version()
     context = ssl.SSLContext(protocol)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
-
-
-def _client_id_text(client_id: Any) -> str:
-    if isinstance(client_id, bytes):
-        return client_id.decode("utf-8", "replace")
-    return str(client_id)
 
 
 def set_nodelay(sock: Any) -> None:
@@ -146,7 +143,7 @@ class Connection:
         tcp_keepintvl: int = 75,
         tcp_keepcnt: int = 9,
     ) -> None:
-        self.log = logging.getLogger(f"gear.Connection.{_client_id_text(client_id)}")
+        self.log = logging.getLogger(f"gear.Connection.{id_text(client_id)}")
         self.host = host
         self.port = port
         self.ssl_key = ssl_key
@@ -179,13 +176,13 @@ class Connection:
         self.conn: Any = None
         self.connected = False
         self.connect_time: float | None = None
-        #: handle -> the first Job submitted on this connection that got this handle.
-        self.related_jobs: dict[bytes, Any] = {}
-        #: handle -> further Jobs the server coalesced onto the same handle (reference 3.2).
-        self.coalesced_jobs: dict[bytes, list[Any]] = {}
-        #: handle -> [next job index, finished jobs] for coalesced handles (see Client).
-        self.coalesced_cursor: dict[bytes, list[int]] = {}
-        self.pending_tasks: list[Any] = []
+        #: The client state of this connection: replies, handles, coalescing, WORK_* meaning.
+        self.session = ClientSession(JobUpdater(self))
+        #: handle -> the first Job submitted on this connection that got this handle (the
+        #: session's own map; jobs attached to it locally are in ``session.followers``).
+        self.related_jobs: dict[bytes, Any] = self.session.jobs
+        #: Requests waiting for JOB_CREATED/OPTION_RES/ERROR, oldest first (the session's FIFO).
+        self.pending_tasks: Any = self.session.pending
         self.admin_requests: list[AdminRequest] = []
         self.echo_conditions: dict[bytes, _Waiter] = {}
         self.status_waiters: dict[bytes, list[_Waiter]] = {}
@@ -194,7 +191,8 @@ class Connection:
         self.changeState("INIT")
 
     def changeState(self, state: str) -> None:
-        # The worker state machine strings: INIT, IDLE, GRAB_WAIT, SLEEP (reference 3.11).
+        # The worker state machine strings: INIT, IDLE, GRAB_WAIT, SLEEP
+        # (docs/gear-compat.md §3.11).
         self.state = state
         self.state_time = time.time()
 
@@ -298,7 +296,7 @@ class Connection:
 
     def _wrapSocket(self, s: Any) -> Any:
         # Mutual TLS as gear does it: the server must present a certificate signed by ssl_ca,
-        # its host name is not checked, and SNI carries the host (reference 3.4).
+        # its host name is not checked, and SNI carries the host (docs/gear-compat.md §3.4).
         context = create_ssl_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_REQUIRED
@@ -324,12 +322,10 @@ class Connection:
         self.disconnect()
         self.connect()
 
-    def _failWaiters(self, error: BaseException) -> None:
-        """Wake everyone waiting on a reply from this connection with ``error``."""
-        tasks, self.pending_tasks = self.pending_tasks, []
-        for task in tasks:
-            task.error = error
-            task.setComplete()
+    def _failWaiters(self, error: BaseException) -> list[Any]:
+        """Wake everyone waiting on a reply from this connection with ``error``; returns the
+        jobs that were running on it (for the client's ``handleDisconnect`` hook)."""
+        jobs = self.session.connection_lost(error)
         requests, self.admin_requests = self.admin_requests, []
         for req in requests:
             req.error = error
@@ -345,6 +341,7 @@ class Connection:
         for w in waiters:
             w.error = error
             w.set()
+        return jobs
 
     # --- output ---------------------------------------------------------------------------
 
@@ -393,15 +390,14 @@ class Connection:
         """Queue ``task`` for the next JOB_CREATED/OPTION_RES/ERROR and send ``data``.
 
         Both happen under ``send_lock`` so that the order of ``pending_tasks`` is the order
-        of the requests on the wire (replies are matched FIFO, reference 1.3).
+        of the requests on the wire (replies are matched FIFO, docs/protocol.md §1.3).
         """
         with self.send_lock:
-            self.pending_tasks.append(task)
+            self.session.expect(task)
             try:
                 self._sendall(data)
             except BaseException:
-                if task in self.pending_tasks:
-                    self.pending_tasks.remove(task)
+                self.session.unexpect(task)
                 raise
 
     # --- input ----------------------------------------------------------------------------
@@ -447,7 +443,7 @@ class Connection:
         if pos >= n:
             return None
         if buf[pos] == 0:
-            # A binary packet: NUL starts the magic (reference 1.1, "Text versus binary").
+            # A binary packet: NUL starts the magic (docs/protocol.md §1.1, "Text versus binary").
             if n - pos < HEADER_SIZE:
                 return None
             magic, ptype, size = HEADER.unpack_from(buf, pos)
@@ -624,7 +620,7 @@ class NonBlockingConnection(Connection):
             raise RetryIOError()
         except OSError as e:
             # gear's test double raises a plain OSError carrying errno EAGAIN, so the errno
-            # is checked rather than relying on BlockingIOError (reference 3.12).
+            # is checked rather than relying on BlockingIOError (docs/gear-compat.md §3.12).
             if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise RetryIOError()
             raise
@@ -671,7 +667,7 @@ class ServerConnection(NonBlockingConnection):
         # gear does not call Connection.__init__ here: a server connection has no pending
         # tasks, options or TLS settings of its own.
         if client_id:
-            self.log = logging.getLogger(f"gear.ServerConnection.{_client_id_text(client_id)}")
+            self.log = logging.getLogger(f"gear.ServerConnection.{id_text(client_id)}")
         else:
             self.log = logging.getLogger("gear.ServerConnection")
         self.send_queue = []
