@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -235,3 +239,49 @@ def test_too_long_unique_is_refused_before_anything_is_sent(client: gear.Client)
     peer.send(constants.JOB_CREATED, b"H:1")
     t.join(5)
     assert out == [None] and job.handle == b"H:1"
+
+
+def test_error_reply_is_raised_and_logged_not_printed(
+    client: gear.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 15: the refused submit raises; the ERROR is a log record below WARNING, which
+    # logging's last-resort handler (no logging configured) would print on stderr.
+    peer = Peer(client)
+    with caplog.at_level(logging.DEBUG, logger="gear"):
+        t, out = _in_thread(lambda: client.submitJob(gear.Job("fn", b"")))
+        peer.expect(constants.SUBMIT_JOB)
+        peer.send(constants.ERROR, b"QUEUE_ERROR", b"queue full")
+        t.join(5)
+    assert isinstance(out[0], gear.ServerError)
+    (record,) = [r for r in caplog.records if "Received ERROR packet" in r.getMessage()]
+    assert record.levelno < logging.lastResort.level
+    assert "QUEUE_ERROR" in record.getMessage()
+
+
+def test_error_reply_prints_nothing_without_logging_configured() -> None:
+    # A fresh interpreter with no logging set up, so the last-resort handler is in play.
+    script = textwrap.dedent(
+        """
+        import socket, gear
+        server = gear.Server(0, host="127.0.0.1")
+        client = gear.Client("c")
+        client.addServer("127.0.0.1", server.port)
+        client.waitForServer(10)
+        client.submitJob(gear.Job("limited", b"1"), timeout=10)
+        with socket.create_connection(("127.0.0.1", server.port), 10) as admin:
+            admin.sendall(b"maxqueue limited 1\\n")
+            assert admin.recv(100).startswith(b"OK")
+        try:
+            client.submitJob(gear.Job("limited", b"2"), timeout=10)
+        except gear.ServerError as e:
+            print("raised", e.code.decode())
+        client.shutdown()
+        server.shutdown()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "raised QUEUE_ERROR"
+    assert "Received ERROR packet" not in proc.stderr

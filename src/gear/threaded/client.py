@@ -439,15 +439,25 @@ class BaseClient(BaseClientServer):
         (docs/protocol.md §1.3).
 
         An ERROR with nothing pending (gearmand answers e.g. a worker's report for a job it
-        no longer knows with ERROR JOB_NOT_FOUND) is logged; the connection stays up.
+        no longer knows with ERROR JOB_NOT_FOUND) is logged as a warning; the connection stays
+        up.
         """
         session = packet.connection.session
+        answered = bool(session.pending)
         if session.live:  # the refused SUBMIT may be a live job that others attach to
             with self.session_lock:
                 error = session.error(packet.data)
         else:
             error = session.error(packet.data)
-        self.log.error("Received ERROR packet: %r: %r", error.code, error.text)
+        # Logged only: below WARNING when it fails a request (the caller gets the ServerError),
+        # so an application without logging set up sees no second report on stderr (logging's
+        # last-resort handler prints WARNING and above).
+        self.log.log(
+            logging.INFO if answered else logging.WARNING,
+            "Received ERROR packet: %r: %r",
+            error.code,
+            error.text,
+        )
         return None
 
 
