@@ -224,7 +224,7 @@ def test_submit_jobs_pipelines_in_one_write(client: gear.Client) -> None:
 
 
 def test_too_long_unique_is_refused_before_anything_is_sent(client: gear.Client) -> None:
-    # reference 1.2: gearmand refuses >64 bytes and never coalesces exactly 64 (truncated)
+    # docs/protocol.md §1.2: gearmand refuses >64 bytes and never coalesces exactly 64 (truncated)
     peer = Peer(client)
     with pytest.raises(gear.InvalidDataError, match="unique is 64 bytes; at most 63"):
         client.submitJob(gear.Job("fn", b"", unique="u" * 64))

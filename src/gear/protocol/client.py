@@ -108,13 +108,11 @@ class Unsolicited(NamedTuple):
 class _Follower:
     """A local attachment made before the live job's JOB_CREATED arrived."""
 
-    __slots__ = ("background", "expect", "job", "request")
+    __slots__ = ("job", "request")
 
     def __init__(self, request: Any) -> None:
         self.request = request
-        self.job = getattr(request, "job", None)
-        self.expect = c.JOB_CREATED
-        self.background = False
+        self.job = request.job
 
 
 class ClientSession:
