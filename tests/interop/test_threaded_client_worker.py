@@ -214,7 +214,7 @@ def test_echo_and_admin_requests(client: gear.Client,
     client.submitJob(job, background=True)
     cancel = gear.CancelJobAdminRequest(job.handle)  # type: ignore[arg-type]
     conn.sendAdminRequest(cancel, timeout=5)
-    # a queued background job is cancelled (reference 2.2: "OK\r\n")
+    # a queued background job is cancelled (docs/protocol.md §2.2: "OK\r\n")
     assert cancel.response == b"OK\r\n"
     conn.echo(timeout=5)  # the stream is still in sync after the one-line reply
 
