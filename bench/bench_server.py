@@ -3,7 +3,7 @@
 Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 200000]
 [--only geard,gearmand,gear016] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
 
-Loads (bench/loadgen.py; design.md section 4):
+Loads (bench/loadgen.py; docs/benchmarks.md):
 
 1. ``bg``   background submits, 1 connection, 500 in flight (JOB_CREATED/s);
 2. ``fg``   foreground end to end, 2 clients x 100 in flight, 4 raw workers

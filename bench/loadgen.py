@@ -14,7 +14,7 @@ single-threaded one does):
 * ``worker``: CAN_DO, then GRAB_JOB_UNIQ; JOB_ASSIGN_UNIQ -> WORK_COMPLETE + the next GRAB_JOB_UNIQ
   in one write; NO_JOB -> PRE_SLEEP; NOOP -> GRAB_JOB_UNIQ.
 
-Loads (the numbers design.md section 4 was measured with):
+Loads (the loads of docs/benchmarks.md):
 
 * ``bg``: background submits, 1 connection, 500 in flight.
 * ``fg``: foreground end to end, 2 clients x 100 in flight, 4 workers.

@@ -1,13 +1,14 @@
 """Access control lists keyed on the TLS client certificate's common name (gear-compatible).
 
-Owns ``ACLError``, ``ACLEntry`` and ``ACL`` (reference/gear-0.16-api.md section 2): deny by
+Owns ``ACLError``, ``ACLEntry`` and ``ACL`` (docs/gear-compat.md §2): deny by
 default; an entry grants a subject the right to register functions and/or invoke functions
 whose names match a regular expression (``re.match``: anchored at the start only), and/or to
 grant rights to others.
 
-Fixed gear bugs (section 6.5): ``ACLError`` is a :class:`~gear.errors.GearmanError`; a bad
-regular expression raises ``ACLError`` (gear raised AttributeError on Python 3); function names
-may be str or bytes (gear matched str patterns against bytes names and raised TypeError).
+Fixed gear bugs (docs/gear-compat.md §6.5): ``ACLError`` is a
+:class:`~gear.errors.GearmanError`; a bad regular expression raises ``ACLError`` (gear raised
+AttributeError on Python 3); function names may be str or bytes (gear matched str patterns
+against bytes names and raised TypeError).
 
 Names are gear's camelCase on purpose. Imports only :mod:`gear.errors`.
 """

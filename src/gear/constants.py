@@ -1,6 +1,6 @@
 """Gearman packet type numbers and names, and the two packet magics.
 
-This module owns the numbers only (reference/gearman-protocol.md section 1.4). It keeps gear
+This module owns the numbers only (docs/protocol.md §1.4). It keeps gear
 0.16's public names and values (``gear.constants.SUBMIT_JOB`` and friends, the ``types`` dict,
 ``REQ``/``RES``) and adds the types gear never had (37-42). It imports nothing from the package.
 """

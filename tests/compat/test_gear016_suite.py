@@ -32,7 +32,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geartr
 #: test id suffix -> why it cannot pass without one of gear's bugs.
 EXCLUDED: dict[str, str] = {
     # gear's Server forwarded WORK_EXCEPTION to every client. Ours behaves like gearmand
-    # (design.md section 3, reference/gearman-protocol.md 3.9): only clients that sent
+    # (docs/semantics.md, Failures and exceptions; docs/protocol.md §3.9): only clients that sent
     # OPTION_REQ "exceptions" get it, others get WORK_FAIL; the test never sets the option.
     # tests/interop/test_threaded_client_worker.py covers exceptions with setOption.
     "TestFunctionalText.test_text_job_exception": "needs exceptions without OPTION_REQ",

@@ -1,7 +1,7 @@
 """The storage contract (base.py), one suite run against memory, sqlite and postgres.
 
 Every backend must: round-trip every field byte for byte, never let jobs with the same empty
-unique overwrite each other (gearmand's sqlite bug, reference/gearman-protocol.md 4.1), store a
+unique overwrite each other (gearmand's sqlite bug, docs/protocol.md §4.1), store a
 batch all-or-nothing, ignore unknown keys on remove, return jobs oldest (lowest key) first, and,
 for the persistent ones, keep everything across close and reopen. The last tests drive each
 backend through the group-commit StorageWriter, as the server does.
@@ -67,7 +67,7 @@ def test_round_trip_every_field_binary_safe(backend: Backend, storage: Storage) 
 
 def test_empty_uniques_never_collide(backend: Backend, storage: Storage) -> None:
     # gearmand's sqlite queue keyed rows on (unique, function) with INSERT OR REPLACE, so the
-    # second background job with an empty unique replaced the first (reference 4.1).
+    # second background job with an empty unique replaced the first (docs/protocol.md §4.1).
     same = [job(k, unique=b"", data=b"payload %d" % k) for k in (1, 2, 3)]
     dash = [job(k, unique=b"-", data=b"dash %d" % k) for k in (4, 5)]
     storage.add(same[:2])

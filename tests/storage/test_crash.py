@@ -2,12 +2,13 @@
 check that every job the server acknowledged (JOB_CREATED reached the client) survived and runs
 exactly as submitted.
 
-The acknowledgement is the promise (design.md section 3, "durability": stored before JOB_CREATED).
-The flood uses several raw-socket connections, each with a window of pipelined submits, a mix of
-priorities, empty uniques (gearmand's sqlite queue lost those: reference 4.1), epoch jobs and
-binary data. After the kill we read the database as it was left on disk, then restart the server
-on it and drain with a raw worker (GRAB_JOB_ALL -> JOB_ASSIGN_UNIQ gives function, unique and
-data), and finally check that completed jobs are deleted from the store.
+The acknowledgement is the promise: stored before JOB_CREATED (docs/semantics.md, Background
+jobs and durability). The flood uses several raw-socket connections, each with a window of
+pipelined submits, a mix of priorities, empty uniques (gearmand's sqlite queue lost those:
+docs/protocol.md §4.1), epoch jobs and binary data. After the kill we read the database as it
+was left on disk, then restart the server on it and drain with a raw worker (GRAB_JOB_ALL ->
+JOB_ASSIGN_UNIQ gives function, unique and data), and finally check that completed jobs are
+deleted from the store.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ WINDOW = 64              # submits in flight per connection
 KILL_AFTER = 1500        # acknowledged jobs before the SIGKILL
 PER_CONNECTION = 20000   # far more than will ever be acknowledged: the kill is mid-flood
 FUNCTION = b"crash"
-#: wire submit type -> stored priority (0 high, 1 normal, 2 low: reference 4.2)
+#: wire submit type -> stored priority (0 high, 1 normal, 2 low: docs/protocol.md §4.2)
 SUBMITS = ((c.SUBMIT_JOB_BG, 1), (c.SUBMIT_JOB_HIGH_BG, 0), (c.SUBMIT_JOB_LOW_BG, 2))
 EPOCH = int(time.time()) - 3600  # in the past: runnable at once, but stored as given
 

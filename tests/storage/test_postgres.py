@@ -119,7 +119,7 @@ def test_network_cut_leaves_a_stale_session_that_is_taken_over(
 def test_foreign_table_is_refused_and_left_alone(pg_url: str) -> None:
     store = open_pg(pg_url)
     with psycopg.connect(store.conninfo, autocommit=True) as conn:
-        # gearmand's postgres queue table (reference 4.2)
+        # gearmand's postgres queue table (docs/protocol.md §4.2)
         conn.execute(sql.SQL(
             "CREATE TABLE {} (unique_key VARCHAR(64), function_name VARCHAR(255), "
             "priority INTEGER, data BYTEA, when_to_run INTEGER)").format(

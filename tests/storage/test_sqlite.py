@@ -112,7 +112,7 @@ def test_a_directory_is_not_a_queue(tmp_path: Path) -> None:
 
 def test_gearmand_queue_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gearmand.db"
-    with sqlite3.connect(path) as conn:  # gearmand 1.1's exact schema (reference 4.2)
+    with sqlite3.connect(path) as conn:  # gearmand 1.1's exact schema (docs/protocol.md §4.2)
         conn.execute("CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, "
                      "priority INTEGER, data BLOB, when_to_run INTEGER, "
                      "PRIMARY KEY (unique_key, function_name))")

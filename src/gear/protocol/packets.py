@@ -1,6 +1,6 @@
 """Framing of the Gearman wire protocol: binary packets and admin text lines on one stream.
 
-Owns: the 12-byte header (reference/gearman-protocol.md 1.1), the per-type field counts (1.4),
+Owns: the 12-byte header (docs/protocol.md §1.1), the per-type field counts (§1.4),
 encoding a packet from its arguments, splitting a body into its arguments with validation, and an
 incremental :class:`Decoder` that takes bytes in any chunking and yields :class:`Frame` (binary
 packet) and :class:`AdminLine` (one admin text line) events in stream order.
@@ -9,7 +9,7 @@ Must not import sockets, threads, asyncio or anything above ``gear.protocol``.
 
 Field counts: every argument but the last is NUL-terminated, and the last one takes the rest of
 the body, so a body with ``n`` fields is split with ``body.split(b"\\0", n - 1)`` and must yield
-exactly ``n`` parts. gearmand's parser is not bounded by the declared size (1.1, ⚠); ours is, and
+exactly ``n`` parts. gearmand's parser is not bounded by the declared size (§1.1); ours is, and
 a body with too few separators is a :class:`~gear.errors.MalformedPacketError`.
 """
 
@@ -35,14 +35,15 @@ RES = c.RES
 HEADER = struct.Struct("!4sII")
 HEADER_SIZE = HEADER.size
 
-#: Default cap on one packet body. gearmand has none (a memory-DoS vector, 1.1); ours is
+#: Default cap on one packet body. gearmand has none (memory DoS, docs/protocol.md §1.1); ours is
 #: configurable and generous.
 DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
-#: Default cap on one admin text line (gearmand stalls past 8192 bytes, 2.1).
+#: Default cap on one admin text line (gearmand stalls past 8192 bytes, docs/protocol.md §2.1).
 DEFAULT_MAX_LINE_SIZE = 64 * 1024
 
-#: Number of fields in the body of each packet type (reference 1.4, "argc/data" column: argc
-#: NUL-terminated arguments plus one opaque tail when ``data`` is set). 0 means the body is ignored.
+#: Number of fields in the body of each packet type (docs/protocol.md §1.4, "fields" column:
+#: the NUL-terminated arguments plus the opaque tail of the types whose last field is data).
+#: 0 means the body is ignored.
 FIELD_COUNTS: dict[int, int] = {
     c.CAN_DO: 1,
     c.CANT_DO: 1,
@@ -180,7 +181,8 @@ class Decoder:
 
     Feed it whatever ``recv`` returned; iterate the result to get the complete events in order.
     At the start of every item a NUL byte means a binary packet and anything else an admin text
-    line (reference 1.1, "Text versus binary"), so the two can be mixed on one connection.
+    line (docs/protocol.md §1.1, "Text and binary on one stream"), so the two can be mixed on one
+    connection.
 
     Errors (bad magic, unknown type, oversize) are raised *while iterating*, after every event that
     preceded the bad bytes was yielded, so a server can answer those before it closes the
@@ -262,7 +264,8 @@ class Decoder:
                             )
                         break
                     end = nl
-                    if end > pos and buf[end - 1] == 13:  # one "\r" directly before "\n" (2.1)
+                    # one "\r" directly before "\n" (docs/protocol.md §2.1)
+                    if end > pos and buf[end - 1] == 13:
                         end -= 1
                     line = AdminLine(bytes(buf[pos:end]))
                     pos = nl + 1

@@ -3,8 +3,8 @@
 Owns option parsing, logging setup, the ACL file, daemonizing (our own double fork and pidfile;
 no python-daemon dependency) and turning the options into a ``ServerConfig`` + ``BrokerConfig``.
 
-Options: every option of gear 0.16's ``geard`` (gear-0.16-api.md section 4, same names, same
-defaults except where noted) plus the gearmand options users reach for (reference 5.1):
+Options: every option of gear 0.16's ``geard`` (docs/gear-compat.md §4, same names, same
+defaults except where noted) plus the gearmand options users reach for (docs/protocol.md §5.1):
 ``-j/--job-retries``, ``--job-handle-prefix``, ``-w/--worker-wakeup``, ``--exceptions``,
 ``-t/--threads`` (accepted for drop-in command lines; one event loop serves everything),
 ``--verbose``, ``-l/--log-file``, ``-L/--listen``, ``-P/--pid-file``, and our own ``--queue``,

@@ -1,4 +1,4 @@
-"""statsd metrics of the job server, with gear 0.16's keys (gear-0.16-api.md 3.13.3).
+"""statsd metrics of the job server, with gear 0.16's keys (docs/gear-compat.md §3.13.3).
 
 Owns: per packet a timer and a counter named ``packet.<TYPE NAME>`` (``packet.UNKNOWN`` for a type
 outside the table), and the gauges ``queue.total``, ``queue.running`` and ``queue.waiting``.

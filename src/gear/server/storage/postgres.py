@@ -8,12 +8,12 @@ dependency, imported when a ``postgres://`` queue is configured, with an error n
 What it guarantees, and how:
 
 * Parameterised SQL only; the table name is composed with ``psycopg.sql.Identifier`` (gearmand
-  1.1 built its DELETE by string concatenation: reference/gearman-protocol.md 4.2).
+  1.1 built its DELETE by string concatenation: docs/protocol.md §4.2).
 * One transaction per batch (``executemany``, which psycopg pipelines into one round trip) and
   PostgreSQL's ``synchronous_commit`` default: COMMIT returns after the WAL is flushed. Deletes
   are write-behind, so their transaction runs with ``synchronous_commit = off``.
 * Our own ``key BIGINT PRIMARY KEY``; function, unique and data are ``BYTEA`` (binary-safe), so
-  empty uniques never collide (reference 4.1).
+  empty uniques never collide (docs/protocol.md §4.1).
 * A lost connection (server restart, network cut) is reconnected on the next batch. gearmand 1.1
   never reconnected (#390). If a stale connection fails *before* COMMIT was sent, nothing was
   written, so the batch is retried once on a fresh connection; if that fails too, or the failure

@@ -21,7 +21,7 @@ Durability choices (the point of this backend):
   at-least-once, exactly what the contract allows.
 * Our own ``key INTEGER PRIMARY KEY``: gearmand keyed its table on (unique, function) and used
   ``INSERT OR REPLACE``, so two background jobs with an empty unique overwrote each other
-  (reference/gearman-protocol.md 4.1). A plain ``INSERT`` on our key can never overwrite.
+  (docs/protocol.md §4.1). A plain ``INSERT`` on our key can never overwrite.
 * Function, unique and data are BLOBs: Gearman fields are bytes, never text.
 * The file is identified by ``PRAGMA application_id`` and versioned by ``PRAGMA user_version``.
   Anything else (a gearmand queue, another application's database, a newer schema, a corrupt or

@@ -1,9 +1,9 @@
 """Group commit: drives a blocking :class:`Storage` from the event loop without ever blocking it.
 
 Owns :class:`StorageWriter`, the only object the network layer talks to about durability
-(notes/broker_iface.md): ``BrokerConfig(store=writer.add, remove=writer.remove)`` and
-``after_batch`` = "flush every dirty peer". Must not import the broker or the network layer; it
-uses asyncio only to hand results back to the loop.
+(through ``gear.server.broker.BrokerConfig``): ``BrokerConfig(store=writer.add,
+remove=writer.remove)`` and ``after_batch`` = "flush every dirty peer". Must not import the
+broker or the network layer; it uses asyncio only to hand results back to the loop.
 
 How it works:
 
@@ -26,8 +26,8 @@ How it works:
   database does.
 * ``remove()`` is write-behind: keys are batched and deleted after pending adds, without making
   anyone wait. A crash can therefore lose the last deletes and the server replays jobs that had
-  already completed: **delivery of stored jobs is at-least-once**, as in gearmand (reference
-  4.1). A failed delete batch is retried after ``remove_retry_delay`` seconds.
+  already completed: **delivery of stored jobs is at-least-once**, as in gearmand (docs/protocol.md
+  §4.1). A failed delete batch is retried after ``remove_retry_delay`` seconds.
 * GIL: the writer thread gives the GIL up inside every SQLite statement and socket write, and
   while the event loop is busy it gets it back only when the loop blocks or the interpreter's
   switch interval (5 ms by default) forces a switch; with two or three such waits per batch the
