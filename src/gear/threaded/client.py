@@ -39,6 +39,7 @@ from gear.errors import (
     UnknownJobError,
 )
 from gear.protocol import messages
+from gear.protocol.backoff import RECONNECT_MAX, RECONNECT_MIN, Backoff
 from gear.protocol.packets import request, split_args
 from gear.threaded.admin_requests import AdminRequest
 from gear.threaded.connection import Connection
@@ -58,9 +59,10 @@ PRECEDENCE_NORMAL = messages.NORMAL
 PRECEDENCE_LOW = messages.LOW
 PRECEDENCE_HIGH = messages.HIGH
 
-#: Reconnect back-off bounds, seconds (gear retried every 2 s).
-RECONNECT_MIN_DELAY = 0.05
-RECONNECT_MAX_DELAY = 2.0
+#: Reconnect back-off bounds, seconds: the one policy of gear.protocol.backoff (jittered; gear
+#: retried every 2 s without jitter).
+RECONNECT_MIN_DELAY = RECONNECT_MIN
+RECONNECT_MAX_DELAY = RECONNECT_MAX
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_MASK = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -255,7 +257,7 @@ class BaseClientServer:
             return self.running
 
     def _doConnectLoop(self) -> None:
-        delay = RECONNECT_MIN_DELAY
+        backoff = Backoff(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
         while self._waitForConnections(inactive=True):
             try:
                 success = self._connectLoop()
@@ -263,12 +265,12 @@ class BaseClientServer:
                 self.log.exception("Exception in connect loop:")
                 success = False
             if success:
-                delay = RECONNECT_MIN_DELAY
+                backoff.reset()
                 continue
             with self.connections_condition:
                 if self.running:
-                    self.connections_condition.wait(delay)
-            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                    # A lost connection notifies the condition: it is retried at once.
+                    self.connections_condition.wait(backoff.next_delay())
 
     def _connectLoop(self) -> bool:
         success = False

@@ -1,8 +1,8 @@
 """gear's connection classes: one TCP (optionally TLS) connection to a Gearman server.
 
-Owns ``Connection`` (the blocking client/worker side, reference/gear-0.16-api.md 3.4),
-``NonBlockingConnection`` and ``ServerConnection`` (3.12), ``best_tls_version`` and
-``create_ssl_context`` (3.2). It keeps gear's public contract:
+Owns ``Connection`` (the blocking client/worker side, docs/gear-compat.md §3.4),
+``NonBlockingConnection`` and ``ServerConnection`` (§3.12), ``best_tls_version`` and
+``create_ssl_context`` (§3.2). It keeps gear's public contract:
 
 * ``readPacket()`` returns one Packet or one completed AdminRequest, never calls ``recv`` while a
   complete item is already buffered, keeps leftover and partial bytes in ``input_buffer``
@@ -18,7 +18,8 @@ TLS 1.3 "readable but no application data" hang (CPython gh-87788) that made gea
 and keeps OpenSSL from being entered by two threads at once.
 
 Names are gear's camelCase on purpose. Must not import the client, worker or server modules;
-framing comes from :mod:`gear.protocol.packets` (reference/gearman-protocol.md 1.1).
+framing comes from :mod:`gear.protocol.packets` (docs/protocol.md §1.1).
+Socket options and TLS contexts come from :mod:`gear.net`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from gear import constants
+from gear import constants, net
 from gear.errors import (
     BadMagicError,
     ConnectionError,
@@ -82,30 +83,16 @@ def best_tls_version() -> int:
 def create_ssl_context(server_side: bool = False) -> ssl.SSLContext:
     """A TLS context (TLS 1.2 or newer, TLS 1.3 enabled).
 
-    gear disabled TLS 1.3 to dodge a poll/recv hang (reference 3.2); this module reads TLS
-    sockets without blocking instead, so the newest version stays available.
+    gear disabled TLS 1.3 to dodge a poll/recv hang (docs/gear-compat.md §3.2); this module
+    reads TLS sockets without blocking instead, so the newest version stays available.
     """
-    protocol = ssl.PROTOCOL_TLS_SERVER if server_side else best_tls_version()
-    context = ssl.SSLContext(protocol)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return net.tls_context(server_side)
 
 
 def _client_id_text(client_id: Any) -> str:
     if isinstance(client_id, bytes):
         return client_id.decode("utf-8", "replace")
     return str(client_id)
-
-
-def set_nodelay(sock: Any) -> None:
-    """Disable Nagle on a TCP socket (small request/response packets must not wait)."""
-    setsockopt = getattr(sock, "setsockopt", None)  # test doubles may lack it
-    if setsockopt is None:
-        return
-    try:
-        setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass  # not a TCP socket (e.g. AF_UNIX)
 
 
 class _Waiter(threading.Event):
@@ -181,7 +168,7 @@ class Connection:
         self.connect_time: float | None = None
         #: handle -> the first Job submitted on this connection that got this handle.
         self.related_jobs: dict[bytes, Any] = {}
-        #: handle -> further Jobs the server coalesced onto the same handle (reference 3.2).
+        #: handle -> further Jobs the server coalesced onto the same handle (docs/protocol.md §3.2).
         self.coalesced_jobs: dict[bytes, list[Any]] = {}
         #: handle -> [next job index, finished jobs] for coalesced handles (see Client).
         self.coalesced_cursor: dict[bytes, list[int]] = {}
@@ -194,7 +181,7 @@ class Connection:
         self.changeState("INIT")
 
     def changeState(self, state: str) -> None:
-        # The worker state machine strings: INIT, IDLE, GRAB_WAIT, SLEEP (reference 3.11).
+        # The worker state strings: INIT, IDLE, GRAB_WAIT, SLEEP (docs/gear-compat.md §3.11).
         self.state = state
         self.state_time = time.time()
 
@@ -251,9 +238,7 @@ class Connection:
             af, socktype, proto, _canonname, sa = res
             try:
                 s = socket.socket(af, socktype, proto)
-                set_nodelay(s)
-                if self.keepalive:
-                    self._setKeepalive(s)
+                net.apply_tcp_options(s, self._tcpOptions())
             except OSError:
                 s = None
                 continue
@@ -287,24 +272,16 @@ class Connection:
         self.input_buffer = b""
         self.need_bytes = False
 
-    def _setKeepalive(self, s: Any) -> None:
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, self.tcp_keepidle)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, self.tcp_keepintvl)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, self.tcp_keepcnt)
-        else:
-            self.log.warning("Keepalive requested but not available on this platform")
+    def _tcpOptions(self) -> list[net.SocketOption]:
+        return net.tcp_options(
+            self.keepalive, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt
+        )
 
     def _wrapSocket(self, s: Any) -> Any:
         # Mutual TLS as gear does it: the server must present a certificate signed by ssl_ca,
-        # its host name is not checked, and SNI carries the host (reference 3.4).
-        context = create_ssl_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_REQUIRED
+        # its host name is not checked, and SNI carries the host (docs/gear-compat.md §3.4).
         assert self.ssl_cert and self.ssl_ca
-        context.load_cert_chain(self.ssl_cert, self.ssl_key)
-        context.load_verify_locations(self.ssl_ca)
+        context = net.client_tls_context(self.ssl_key, self.ssl_cert, self.ssl_ca)
         return context.wrap_socket(s, server_hostname=self.host)
 
     def disconnect(self) -> None:
@@ -393,7 +370,7 @@ class Connection:
         """Queue ``task`` for the next JOB_CREATED/OPTION_RES/ERROR and send ``data``.
 
         Both happen under ``send_lock`` so that the order of ``pending_tasks`` is the order
-        of the requests on the wire (replies are matched FIFO, reference 1.3).
+        of the requests on the wire (replies are matched FIFO, docs/protocol.md §1.3).
         """
         with self.send_lock:
             self.pending_tasks.append(task)
@@ -447,7 +424,7 @@ class Connection:
         if pos >= n:
             return None
         if buf[pos] == 0:
-            # A binary packet: NUL starts the magic (reference 1.1, "Text versus binary").
+            # A binary packet: NUL starts the magic (docs/protocol.md §1.1, "Text versus binary").
             if n - pos < HEADER_SIZE:
                 return None
             magic, ptype, size = HEADER.unpack_from(buf, pos)
@@ -624,7 +601,7 @@ class NonBlockingConnection(Connection):
             raise RetryIOError()
         except OSError as e:
             # gear's test double raises a plain OSError carrying errno EAGAIN, so the errno
-            # is checked rather than relying on BlockingIOError (reference 3.12).
+            # is checked rather than relying on BlockingIOError (docs/gear-compat.md §3.12).
             if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise RetryIOError()
             raise
@@ -680,7 +657,7 @@ class ServerConnection(NonBlockingConnection):
         self.port = addr[1]
         self.conn = conn
         self.conn.setblocking(0)
-        set_nodelay(conn)
+        net.set_nodelay(conn)
         self._buf = b""
         self._pos = 0
         self.need_bytes = False
