@@ -1,6 +1,6 @@
 """The aio Worker's GRAB / PRE_SLEEP / NOOP state machine, packet by packet, against a scripted
 in-process fake server: registration, no busy loop, no missed wakeup, pipelined GRABs bounded by
-free slots (reference/gearman-protocol.md 1.3 and 3.5)."""
+free slots (docs/protocol.md §1.3 and §3.5)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_registration_sleep_and_wakeup() -> None:
             worker.add_server("127.0.0.1", server.port)
             await worker.start(concurrency=2)
             assert (await server.expect(c.SET_CLIENT_ID)).body == b"w1"
-            # seconds -> milliseconds (3.8)
+            # seconds -> milliseconds (docs/protocol.md §3.8)
             assert (await server.expect(c.CAN_DO_TIMEOUT)).args() == [b"fn", b"2500"]
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.NO_JOB)
@@ -138,7 +138,8 @@ def test_registering_while_asleep_asks_for_jobs() -> None:
             async def late(job: aio.WorkerJob) -> bytes:
                 return b"late"
 
-            # jobs of a new function may already be queued, and CAN_DO wakes nobody (3.4)
+            # jobs of a new function may already be queued, and CAN_DO wakes nobody
+            # (docs/protocol.md §3.4)
             worker.register("late", late)
             assert (await server.expect(c.CAN_DO)).body == b"late"
             await server.expect(c.GRAB_JOB_UNIQ)
