@@ -71,11 +71,13 @@ class Proxy:
         decoder = Decoder()
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                # Recorded before it is forwarded, so a packet sent in answer to this one is
+                # always recorded after it.
                 frames = [f for f in decoder.feed(data) if isinstance(f, Frame)]
                 with self.cond:
                     log.extend(frames)
                     self.cond.notify_all()
+                dst.sendall(data)
         except OSError:
             pass
         finally:

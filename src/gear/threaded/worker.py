@@ -246,7 +246,11 @@ class Worker(BaseClient):
             self.waiting_for_jobs += 1
             # empty() first: raising queue.Empty on the common path costs more than the check.
             job = None if self.job_queue.empty() else self.job_queue.get(False)
-            if job is None:
+            # waiting_for_jobs counts waiters minus queued jobs. A job taken here may have been
+            # counted for a thread already waiting, which then still needs a grab: grab
+            # whenever the count is positive, not only when nothing was queued (issue 15 a: a
+            # thread pool sharing one Worker stalled with a job waiting on the server).
+            if self.waiting_for_jobs > 0:
                 self._updateStateMachines()
         if job is None:
             job = self.job_queue.get()
