@@ -17,6 +17,10 @@ The grab/sleep cycle of each connection is :class:`gear.protocol.worker.WorkerSe
   as a job finishes; NO_JOB gives its slot back.
 * Jobs that were running on a lost connection finish locally but their results go nowhere:
   the server has already re-queued them (docs/protocol.md §3.6).
+* A job still running when its function's CAN_DO_TIMEOUT has passed has been failed by the
+  server (docs/protocol.md §3.8): nothing of it is sent any more, an ``async def`` handler is
+  cancelled and its slot takes the next job (a ``def`` handler's thread cannot be interrupted:
+  it keeps its slot until it returns).
 * A handler exception becomes WORK_EXCEPTION with ``"ExcType: message"``. That packet ends the
   job on gearmand, and a WORK_FAIL after it is answered with ERROR JOB_NOT_FOUND
   (docs/protocol.md §1.4, #25), so no WORK_FAIL follows unless ``fail_after_exception=True``
@@ -96,6 +100,7 @@ class WorkerJob:
 
     __slots__ = (
         "_conn",
+        "_expired",
         "_protocol",
         "_worker",
         "arguments",
@@ -121,6 +126,8 @@ class WorkerJob:
         # The connection the job was assigned on: after a reconnect the server has re-queued
         # the job (docs/protocol.md §3.6), so nothing of it may go out on the new connection.
         self._protocol = conn.link.protocol
+        #: Ran past its function's CAN_DO_TIMEOUT: the server has failed it (Worker._expire).
+        self._expired = False
         self.handle = handle
         self.name = name
         self.unique = unique
@@ -513,9 +520,15 @@ class Worker(AsyncContext):
         function = self._functions.get(job.name)
         result: Result = None
         error: Exception | None = None
+        timer: asyncio.TimerHandle | None = None
         try:
             if function is None:
                 raise LookupError(f"no handler registered for {job.name!r}")
+            if function.timeout:
+                assert self._loop is not None
+                timer = self._loop.call_later(
+                    function.timeout, self._expire, job, function, asyncio.current_task()
+                )
             if function.is_async:
                 result = await function.handler(job)  # type: ignore[misc]
             else:
@@ -531,10 +544,18 @@ class Worker(AsyncContext):
                     result = await result
         except asyncio.CancelledError:
             self._job_finished(job)
+            if job._expired:
+                return  # cancelled by _expire: nothing is sent, the worker goes on
             raise  # stop(): nothing is sent; the server re-queues the job on disconnect
         except Exception as exc:
-            log.exception("job %r failed", job)
+            if job._expired:
+                log.info("job %r failed after its CAN_DO_TIMEOUT: %s", job, exc)
+            else:
+                log.exception("job %r failed", job)
             error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
         # The job's last packet and the GRAB for the slot it frees leave in one write, now,
         # rather than one loop iteration (and one syscall) apart.
         protocol = job._protocol
@@ -547,6 +568,25 @@ class Worker(AsyncContext):
         finally:
             if protocol is not None:
                 protocol.uncork()
+
+    def _expire(
+        self, job: WorkerJob, function: Function, task: asyncio.Task[Any] | None
+    ) -> None:
+        """The job ran past its function's CAN_DO_TIMEOUT, so the server has failed it
+        (docs/protocol.md §3.8; it started its timer when it sent the job, before ours).
+
+        Nothing of the job may be sent any more. An ``async def`` handler is cancelled (it
+        sees CancelledError) and its slot goes to the next job; a ``def`` handler cannot be
+        interrupted: its thread runs on, keeping the slot, and its result is dropped.
+        """
+        if job.finished or self._running.get(job) is not task:
+            return
+        log.warning("job %r ran past its CAN_DO_TIMEOUT of %ss; the server has failed it%s",
+                    job, function.timeout, ", cancelling it" if function.is_async else "")
+        job._expired = True
+        job._protocol = None  # WorkerJob._send drops whatever the handler still sends
+        if function.is_async and task is not None:
+            task.cancel()
 
     def _job_finished(self, job: WorkerJob) -> None:
         job._conn.jobs.pop(job.handle, None)
