@@ -30,3 +30,16 @@ def test_tcp_options_and_their_application() -> None:
         net.apply_tcp_options(a, options)
         net.set_nodelay(a)
     net.set_nodelay(object())  # a test double without setsockopt
+
+
+def test_tls_refusal_reasons() -> None:
+    alert = ssl.SSLError(1, "alert")
+    alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"  # type: ignore[misc]
+    assert "the server said TLSV13_ALERT_CERTIFICATE_REQUIRED" in str(
+        net.tls_refusal(alert, handshake_done=True))
+    assert "during the handshake" in str(net.tls_refusal(ssl.SSLEOFError(), handshake_done=False))
+    assert "right after the handshake" in str(net.tls_refusal(None, handshake_done=True))
+    # Not a refusal: our own check of the server's certificate, or a plain network error.
+    assert net.tls_refusal(ssl.SSLCertVerificationError(), handshake_done=False) is None
+    assert net.tls_refusal(ConnectionRefusedError(), handshake_done=False) is None
+    assert net.tls_refusal(TimeoutError(), handshake_done=True) is None

@@ -8,7 +8,8 @@ Owns what the threaded API (``gear.threaded.connection``) and ``gear.aio``
   checked, since Gearman deployments address servers by IP; TLS 1.2 or newer, TLS 1.3 enabled);
 * :func:`tcp_options` / :func:`apply_tcp_options` / :func:`set_nodelay`: TCP_NODELAY on every
   connection (small request/response packets: without it Nagle plus delayed ACK cost ~40 ms per
-  round trip, docs/benchmarks.md) and TCP keepalive tuning.
+  round trip, docs/benchmarks.md) and TCP keepalive tuning;
+* :func:`tls_refusal`: the reason to give when a mutual-TLS server refuses this client.
 
 The job server keeps its own TLS and TCP option code in ``gear.server`` for now (the server-side
 context, the peer certificate's CN); the option lists here are what it can share later.
@@ -30,6 +31,7 @@ __all__ = [
     "set_nodelay",
     "tcp_options",
     "tls_context",
+    "tls_refusal",
 ]
 
 log = logging.getLogger("gear.net")
@@ -116,3 +118,45 @@ def set_nodelay(sock: Any) -> None:
         setsockopt(*NODELAY)
     except OSError:
         pass  # not a TCP socket (e.g. AF_UNIX)
+
+
+#: OpenSSL reasons of the alerts a server sends when it refuses the client's certificate.
+_REFUSAL_ALERTS = frozenset({
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV1_ALERT_ACCESS_DENIED",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+})
+
+_REFUSED = (
+    "the server refused this client's TLS certificate: it wants mutual TLS and got no "
+    "certificate, or one it does not trust (give ssl_key and ssl_cert signed by a CA the "
+    "server trusts, with ssl_ca)"
+)
+
+
+def tls_refusal(exc: BaseException | None, *, handshake_done: bool) -> str | None:
+    """The reason to give when ``exc`` ended a TLS connection because the server refused our
+    certificate (none sent, or one it does not trust); None when it looks like anything else.
+
+    Servers that send an alert name the refusal (certificate required, bad certificate, unknown
+    CA). Others just close: during the handshake with TLS 1.2 (an EOF there), or, with TLS
+    1.3, right after it, where the client has already finished its side: so an end with
+    nothing received soon after the handshake (``handshake_done``; the caller decides what
+    "soon" is) counts as a refusal too.
+    """
+    reason = getattr(exc, "reason", None)
+    if reason in _REFUSAL_ALERTS:
+        return f"{_REFUSED}; the server said {reason}"
+    if handshake_done:
+        if exc is None or isinstance(exc, (ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            return f"{_REFUSED}; it closed the connection right after the handshake"
+        return None
+    if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError)) or (
+        isinstance(exc, ssl.SSLError) and reason == "UNEXPECTED_EOF_WHILE_READING"
+    ):
+        return f"{_REFUSED}; it closed the connection during the handshake"
+    return None

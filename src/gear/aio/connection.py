@@ -42,6 +42,9 @@ Event = Frame | AdminLine
 
 #: Seconds :meth:`Link.close` waits for an orderly close before aborting the connection.
 CLOSE_TIMEOUT = 2.0
+#: A TLS connection the server ends this soon after the handshake, having sent nothing, was
+#: refused (mutual TLS, TLS 1.3: the server checks our certificate after we finished).
+TLS_VERDICT_TIME = 2.0
 
 
 #: gear's mutual-TLS client context (public as ``gear.aio.make_ssl_context``).
@@ -194,12 +197,16 @@ class PacketProtocol(asyncio.BufferedProtocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.closed: asyncio.Future[BaseException | None] = self._loop.create_future()
+        #: Whether any byte came from the server, and when the connection was made.
+        self.received = False
+        self.made_at = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.made_at = self._loop.time()
         net.apply_tcp_options(transport.get_extra_info("socket"), self.endpoint.tcp_options)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -214,6 +221,7 @@ class PacketProtocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         # Replies produced while handling this chunk (GRAB after NOOP, PRE_SLEEP after NO_JOB,
         # ...) are written in one go at the end instead of one loop iteration later.
+        self.received = True
         self._corked += 1
         try:
             for event in self.decoder.feed(data):
@@ -431,8 +439,13 @@ class Link:
             try:
                 protocol = await self._connect()
             except Exception as exc:  # OSError, TimeoutError, SSLError, ...: retry all of them
-                self.last_error = exc
-                log.debug("cannot connect to %s: %s", self.endpoint, describe(exc))
+                refusal = self._tls_refusal(exc, None)
+                if refusal is not None:
+                    self.last_error = refusal
+                    log.warning("cannot connect to %s: %s", self.endpoint, refusal)
+                else:
+                    self.last_error = exc
+                    log.debug("cannot connect to %s: %s", self.endpoint, describe(exc))
             else:
                 backoff.reset()
                 self.protocol = protocol
@@ -446,15 +459,34 @@ class Link:
                     self._up.clear()
                     self.protocol = None
                     protocol.close()
+                refusal = None if self._closing else self._tls_refusal(reason, protocol)
+                if refusal is not None:
+                    reason = refusal
                 self.last_error = reason
                 detail = describe(reason)
                 error = ConnectionError(f"connection to {self.endpoint} lost: {detail}")
                 if not self._closing:
-                    log.info("connection to %s lost: %s", self.endpoint, detail)
+                    log.log(logging.INFO if refusal is None else logging.WARNING,
+                            "connection to %s lost: %s", self.endpoint, detail)
                 self.handler.link_down(self, error)
             if self._closing or not self.reconnect:
                 break
             await asyncio.sleep(backoff.next_delay())
+
+    def _tls_refusal(
+        self, exc: BaseException | None, protocol: PacketProtocol | None
+    ) -> ConnectionError | None:
+        """A ConnectionError naming the certificate problem, if a mutual-TLS server refused us
+        (during the connect, or with ``protocol`` right after it); else None."""
+        if self.endpoint.ssl_context is None:
+            return None
+        if protocol is None:
+            reason = net.tls_refusal(exc, handshake_done=False)
+        elif protocol.received or protocol._loop.time() - protocol.made_at > TLS_VERDICT_TIME:
+            return None
+        else:
+            reason = net.tls_refusal(exc, handshake_done=True)
+        return None if reason is None else ConnectionError(reason)
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; waits until the link task has ended."""

@@ -67,6 +67,9 @@ __all__ = [
 RECV_SIZE = 65536
 #: Seconds a TCP connect may take before the next address (gear had no limit).
 CONNECT_TIMEOUT = 10.0
+#: A TLS connection the server ends this soon after the handshake, having sent nothing, was
+#: refused (mutual TLS: see Connection._checkTlsRefusal).
+TLS_VERDICT_TIME = 2.0
 
 
 def best_tls_version() -> int:
@@ -160,6 +163,8 @@ class Connection:
         self.echo_lock = threading.Lock()
         self.send_lock = threading.Lock()
         self._ssl_lock = threading.Lock()
+        #: Whether the server has sent anything since the TLS connection was made.
+        self._tls_answered = False
         self._init()
 
     def _init(self) -> None:
@@ -234,6 +239,7 @@ class Connection:
             )
         except OSError as e:  # unknown host: the reconnect loop retries quietly
             raise ConnectionError(f"Unable to resolve {self.host}: {e}") from e
+        refusal: str | None = None
         for res in addresses:
             af, socktype, proto, _canonname, sa = res
             try:
@@ -254,7 +260,11 @@ class Connection:
                     # Reads happen without blocking under _ssl_lock (module docstring).
                     s.setblocking(False)
             except (OSError, ssl.SSLError) as e:
-                self.log.debug("Unable to connect to %s: %s", sa, e)
+                refusal = net.tls_refusal(e, handshake_done=False) if self.use_ssl else None
+                if refusal is not None:
+                    self.log.warning("Unable to connect to %s: %s", sa, refusal)
+                else:
+                    self.log.debug("Unable to connect to %s: %s", sa, e)
                 try:
                     s.close()
                 except Exception:
@@ -264,11 +274,14 @@ class Connection:
             break
         if s is None:
             self.log.debug("Error connecting to %s port %s", self.host, self.port)
+            if refusal is not None:
+                raise ConnectionError(refusal)
             raise ConnectionError("Unable to open socket")
         self.log.info("Connected to %s port %s", self.host, self.port)
         self.conn = s
         self.connected = True
         self.connect_time = time.time()
+        self._tls_answered = False
         self.input_buffer = b""
         self.need_bytes = False
 
@@ -483,13 +496,33 @@ class Connection:
                     data = conn.recv(RECV_SIZE)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     return got
+                except (OSError, ssl.SSLError) as e:
+                    self._checkTlsRefusal(e)
+                    raise
                 pending = conn.pending()
             if not data:
+                if not got:
+                    self._checkTlsRefusal(None)
                 return got if got else None
+            self._tls_answered = True
             self._append(data)
             got += data
             if not pending:
                 return got
+
+    def _checkTlsRefusal(self, error: BaseException | None) -> None:
+        """The server ended a TLS connection: if it did so right after the handshake, before
+        sending anything, it refused our certificate (mutual TLS 1.3 checks it after the
+        client finished): say so, and fail the waiters with that reason."""
+        connect_time = getattr(self, "connect_time", None)  # a ServerConnection has none
+        if connect_time is None or self._tls_answered:
+            return
+        if time.time() - connect_time > TLS_VERDICT_TIME:
+            return
+        refusal = net.tls_refusal(error, handshake_done=True)
+        if refusal is not None:
+            self.log.warning("Connection to %s port %s: %s", self.host, self.port, refusal)
+            self._failWaiters(ConnectionError(refusal))
 
     # --- request/response helpers -------------------------------------------------------------
 
