@@ -154,19 +154,29 @@ def test_priorities_high_normal_low(client: gear.Client,
 
 
 def test_coalesced_unique_completes_both_jobs(client: gear.Client,
-                                              make_worker: Callable[..., gear.Worker]) -> None:
+                                              make_worker: Callable[..., gear.Worker],
+                                              gearmand: GearmandProcess) -> None:
     first = gear.Job("coal", b"x", unique="same-unique")
     second = gear.Job("coal", b"x", unique="same-unique")
     client.submitJob(first)
-    client.submitJob(second)
+    client.submitJob(second)  # attached to `first` on this client: not submitted again
     assert first.handle == second.handle
-    unique_status = client.getStatusUnique("same-unique")
-    assert unique_status.known and unique_status.client_count == 2
-    worker = make_worker()
-    worker.registerFunction("coal")
-    serve(worker, lambda j: (j.sendWorkData(b"partial"), j.sendWorkComplete(b"done")))
-    assert first.wait(10) and second.wait(10)
-    assert first.data == second.data == [b"partial", b"done"]
+    other = gear.Client("interop-other")  # another client: gearmand coalesces it
+    other.addServer(gearmand.host, gearmand.port)
+    other.waitForServer(10)
+    try:
+        third = gear.Job("coal", b"x", unique="same-unique")
+        other.submitJob(third)
+        assert third.handle == first.handle
+        unique_status = client.getStatusUnique("same-unique")
+        assert unique_status.known and unique_status.client_count == 2
+        worker = make_worker()
+        worker.registerFunction("coal")
+        serve(worker, lambda j: (j.sendWorkData(b"partial"), j.sendWorkComplete(b"done")))
+        assert first.wait(10) and second.wait(10) and third.wait(10)
+        assert first.data == second.data == third.data == [b"partial", b"done"]
+    finally:
+        other.shutdown()
 
 
 def test_get_status_of_running_job(client: gear.Client,
@@ -214,7 +224,7 @@ def test_echo_and_admin_requests(client: gear.Client,
     client.submitJob(job, background=True)
     cancel = gear.CancelJobAdminRequest(job.handle)  # type: ignore[arg-type]
     conn.sendAdminRequest(cancel, timeout=5)
-    # a queued background job is cancelled (reference 2.2: "OK\r\n")
+    # a queued background job is cancelled (docs/protocol.md §2.2: "OK\r\n")
     assert cancel.response == b"OK\r\n"
     conn.echo(timeout=5)  # the stream is still in sync after the one-line reply
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -80,25 +84,29 @@ def test_error_reply_raises_server_error(client: gear.Client) -> None:
 def test_coalesced_jobs_all_receive_every_update(client: gear.Client) -> None:
     peer = Peer(client)
     jobs = [gear.Job("fn", b"x", unique="same") for _ in range(2)]
-    for job in jobs:
-        t, _ = _in_thread(lambda job=job: client.submitJob(job))
-        peer.expect(constants.SUBMIT_JOB)
-        peer.send(constants.JOB_CREATED, b"H:7")
-        t.join(5)
+    t, _ = _in_thread(lambda: client.submitJob(jobs[0]))
+    peer.expect(constants.SUBMIT_JOB)
+    peer.send(constants.JOB_CREATED, b"H:7")
+    t.join(5)
+    # The same (function, unique) while the first is live: attached locally, not submitted
+    # again (one coalescing rule, gear.protocol.client), so it has the handle at once.
+    client.submitJob(jobs[1], timeout=5)
+    assert jobs[1].handle == b"H:7" and jobs[1].connection is peer.conn
+    t, _ = _in_thread(lambda: client.submitJob(gear.Job("fn", b"y", unique="other")))
+    assert peer.expect(constants.SUBMIT_JOB).args() == [b"fn", b"other", b"y"]  # the next one
+    peer.send(constants.JOB_CREATED, b"H:8")
+    t.join(5)
     assert peer.conn.related_jobs[b"H:7"] is jobs[0]  # gear-compatible: the first job
-    # Like gearmand, the server sends each packet once per submission (reference 3.2).
-    for _ in jobs:
-        peer.send(constants.WORK_DATA, b"H:7", b"d")
-    for _ in jobs:
-        peer.send(constants.WORK_STATUS, b"H:7", b"1", b"2")
+    # One packet stream per handle: every job gets each packet once (docs/protocol.md §3.2).
+    peer.send(constants.WORK_DATA, b"H:7", b"d")
+    peer.send(constants.WORK_STATUS, b"H:7", b"1", b"2")
     assert not jobs[1].complete
-    for _ in jobs:
-        peer.send(constants.WORK_COMPLETE, b"H:7", b"r")
+    peer.send(constants.WORK_COMPLETE, b"H:7", b"r")
     for job in jobs:
         assert job.wait(5)
         assert job.data == [b"d", b"r"] and job.fraction_complete == 0.5
         assert not job.failure
-    assert peer.conn.related_jobs == {} and peer.conn.coalesced_jobs == {}
+    assert b"H:7" not in peer.conn.related_jobs and peer.conn.session.followers == {}
 
 
 def test_fail_with_trailing_nul_and_exception(client: gear.Client) -> None:
@@ -216,7 +224,7 @@ def test_submit_jobs_pipelines_in_one_write(client: gear.Client) -> None:
 
 
 def test_too_long_unique_is_refused_before_anything_is_sent(client: gear.Client) -> None:
-    # reference 1.2: gearmand refuses >64 bytes and never coalesces exactly 64 (truncated)
+    # docs/protocol.md §1.2: gearmand refuses >64 bytes and never coalesces exactly 64 (truncated)
     peer = Peer(client)
     with pytest.raises(gear.InvalidDataError, match="unique is 64 bytes; at most 63"):
         client.submitJob(gear.Job("fn", b"", unique="u" * 64))
@@ -231,3 +239,49 @@ def test_too_long_unique_is_refused_before_anything_is_sent(client: gear.Client)
     peer.send(constants.JOB_CREATED, b"H:1")
     t.join(5)
     assert out == [None] and job.handle == b"H:1"
+
+
+def test_error_reply_is_raised_and_logged_not_printed(
+    client: gear.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 15: the refused submit raises; the ERROR is a log record below WARNING, which
+    # logging's last-resort handler (no logging configured) would print on stderr.
+    peer = Peer(client)
+    with caplog.at_level(logging.DEBUG, logger="gear"):
+        t, out = _in_thread(lambda: client.submitJob(gear.Job("fn", b"")))
+        peer.expect(constants.SUBMIT_JOB)
+        peer.send(constants.ERROR, b"QUEUE_ERROR", b"queue full")
+        t.join(5)
+    assert isinstance(out[0], gear.ServerError)
+    (record,) = [r for r in caplog.records if "Received ERROR packet" in r.getMessage()]
+    assert record.levelno < logging.lastResort.level
+    assert "QUEUE_ERROR" in record.getMessage()
+
+
+def test_error_reply_prints_nothing_without_logging_configured() -> None:
+    # A fresh interpreter with no logging set up, so the last-resort handler is in play.
+    script = textwrap.dedent(
+        """
+        import socket, gear
+        server = gear.Server(0, host="127.0.0.1")
+        client = gear.Client("c")
+        client.addServer("127.0.0.1", server.port)
+        client.waitForServer(10)
+        client.submitJob(gear.Job("limited", b"1"), timeout=10)
+        with socket.create_connection(("127.0.0.1", server.port), 10) as admin:
+            admin.sendall(b"maxqueue limited 1\\n")
+            assert admin.recv(100).startswith(b"OK")
+        try:
+            client.submitJob(gear.Job("limited", b"2"), timeout=10)
+        except gear.ServerError as e:
+            print("raised", e.code.decode())
+        client.shutdown()
+        server.shutdown()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "raised QUEUE_ERROR"
+    assert "Received ERROR packet" not in proc.stderr

@@ -17,12 +17,12 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from gear.aio.client import to_bytes
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, describe
 from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
 from gear.errors import TimeoutError as GearTimeoutError
 from gear.protocol import admin as admin_text
 from gear.protocol.admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from gear.protocol.messages import to_bytes
 from gear.protocol.packets import AdminLine
 
 if TYPE_CHECKING:

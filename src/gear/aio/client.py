@@ -2,29 +2,28 @@
 
 Owns :class:`Client` (several servers, round robin with failover, reconnects), :class:`Job` (one
 submission as the caller sees it) and :class:`Update` (a WORK_DATA / WORK_WARNING / WORK_STATUS
-as it arrived). Packets are built and parsed only by ``gear.protocol``; this module keeps the
-per-connection state (which reply answers which request, which jobs a handle feeds).
+as it arrived). What a reply or a WORK_* packet means, which request it answers and which jobs a
+handle feeds is decided by :class:`gear.protocol.client.ClientSession` (one per connection);
+this module is the glue that turns the session's calls into Job state and futures.
 
 Must not import the threaded API, the worker or the server.
 
-Semantics (reference/gearman-protocol.md):
+Semantics (docs/protocol.md):
 
 * Replies to requests (JOB_CREATED or ERROR to a SUBMIT, STATUS_RES*, OPTION_RES, ECHO_RES) are
-  matched strictly in send order per connection, as libgearman does (1.3): gearmand answers one
-  connection's packets in order.
+  matched strictly in send order per connection, as libgearman does (§1.3): gearmand answers
+  one connection's packets in order.
 * ``OPTION_REQ exceptions`` is sent on every (re)connect before anything else, so failed jobs
-  arrive as WORK_EXCEPTION with their data instead of a bare WORK_FAIL (3.9).
+  arrive as WORK_EXCEPTION with their data instead of a bare WORK_FAIL (§3.9).
 * Background jobs always carry a unique (uuid4 hex when the caller gives none): an empty unique is
-  lost or refused by persistent queues (4.1). Foreground jobs send the caller's unique or an empty
-  one, which never coalesces (3.2).
-* Coalescing: the server gives every submission of the same (function, unique) the same handle,
-  and sends each WORK_* packet once per attachment, i.e. *twice* to a connection that submitted
-  twice (3.2). So a foreground job whose (function, unique) is already live on this client's
-  connection is attached to it locally instead of being submitted again: one packet stream per
-  handle, every :class:`Job` of that handle gets every update and the result. The unique ``-``
-  coalesces on (function, workload), as gearmand does.
+  lost or refused by persistent queues (§4.1). Foreground jobs send the caller's unique or an
+  empty one, which never coalesces (§3.2).
+* Coalescing is the session's one rule: a foreground job whose (function, unique) is already live
+  on one of this client's connections is attached to it locally instead of being submitted
+  again, so every :class:`Job` of that handle gets every update and the result once. The unique
+  ``-`` coalesces on (function, workload), as gearmand does.
 * A lost connection fails every job in flight on it with :class:`~gear.errors.ConnectionError`
-  (the server forgets foreground jobs whose client left, 3.7), so the caller can resubmit.
+  (the server forgets foreground jobs whose client left, §3.7), so the caller can resubmit.
 """
 
 from __future__ import annotations
@@ -33,9 +32,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from gear import constants as c
 from gear.aio.connection import (
@@ -50,7 +48,6 @@ from gear.aio.connection import (
 from gear.errors import (
     ConfigurationError,
     ConnectionError,
-    InvalidDataError,
     JobExceptionError,
     JobFailedError,
     NoConnectedServersError,
@@ -59,8 +56,11 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.protocol import messages
-from gear.protocol.messages import NORMAL, JobStatus, coalescing_key
+from gear.protocol.client import ClientSession
+from gear.protocol.messages import NORMAL, JobStatus, coalescing_key, int_or_zero, to_bytes
 from gear.protocol.packets import Frame, request
+
+__all__ = ["Client", "Job", "Update", "to_bytes"]
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -69,30 +69,8 @@ log = logging.getLogger("gear.aio.client")
 
 UpdateKind = Literal["data", "warning", "status"]
 
-_WORK_PACKETS = frozenset(
-    {c.WORK_DATA, c.WORK_WARNING, c.WORK_STATUS, c.WORK_COMPLETE, c.WORK_FAIL, c.WORK_EXCEPTION}
-)
-_REPLY_PACKETS = frozenset(
-    {c.JOB_CREATED, c.ERROR, c.STATUS_RES, c.STATUS_RES_UNIQUE, c.OPTION_RES, c.ECHO_RES}
-)
-
-
-def to_bytes(value: bytes | bytearray | memoryview | str, what: str = "value") -> bytes:
-    """Accept bytes-like or text (UTF-8) for names, arguments and uniques."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidDataError(f"{what} must be bytes or str, not {type(value).__name__}")
-
-
-def _int(value: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0  # gearmand forwards whatever the worker sent (atoi semantics, 1.2)
+#: Replies that may leave an :class:`~gear.protocol.client.Unsolicited` event to log.
+_REPLY_PACKETS = frozenset({c.ERROR, c.STATUS_RES, c.STATUS_RES_UNIQUE, c.ECHO_RES})
 
 
 class Update(NamedTuple):
@@ -121,7 +99,6 @@ class Job:
         "_done_waiters",
         "_error",
         "_finished",
-        "_followers",
         "_result",
         "_update_waiters",
         "_updates",
@@ -164,7 +141,6 @@ class Job:
         self._done_waiters: list[asyncio.Future[None]] | None = None
         self._update_waiters: list[asyncio.Future[None]] | None = None
         self._updates: list[Update] | None = None
-        self._followers: list[Job] | None = None  # local coalescing before JOB_CREATED
 
     def __repr__(self) -> str:
         state = "done" if self._finished else ("running" if self._created else "submitting")
@@ -293,55 +269,47 @@ def _wake(waiters: list[asyncio.Future[None]] | None) -> None:
 
 
 class _Request:
-    """A reply the connection is waiting for: a Job (SUBMIT) or a future (everything else)."""
+    """A request in the session's FIFO: a SUBMIT (``job``) or a call awaiting ``future``; with
+    neither, our own OPTION_REQ."""
 
-    __slots__ = ("expect", "future", "job")
+    __slots__ = ("background", "expect", "future", "job")
 
     def __init__(
         self,
         expect: int,
         job: Job | None = None,
-        future: asyncio.Future[Frame] | None = None,
+        future: asyncio.Future[Any] | None = None,
     ) -> None:
         self.expect = expect
         self.job = job
         self.future = future
+        self.background = job is not None and job.background
 
 
 class _ClientConnection:
-    """Per-connection client state; the :class:`Link`'s handler."""
+    """One server connection: the :class:`Link`'s handler and the session's
+    :class:`~gear.protocol.client.SessionHandler` (what a packet does to an aio Job)."""
 
     def __init__(self, client: Client, endpoint: Endpoint) -> None:
         self.client = client
         self.endpoint = endpoint
         self.link = Link.for_owner(endpoint, self, client)
-        self.pending: deque[_Request] = deque()
-        self.jobs: dict[bytes, list[Job]] = {}
-        self.live_uniques: dict[tuple[bytes, bytes, bytes], Job] = {}
+        self.session = ClientSession(self)
 
     # -- LinkHandler -------------------------------------------------------------------------
 
     def link_up(self, link: Link) -> None:
         if self.client.client_id:
             link.send(request(c.SET_CLIENT_ID, self.client.client_id))
-        # 3.9: without this option gearmand turns WORK_EXCEPTION into a bare WORK_FAIL. It is
-        # answered in order like any request, so submissions may follow it immediately.
+        # docs/protocol.md §3.9: without this option gearmand turns WORK_EXCEPTION into a bare
+        # WORK_FAIL. It is answered in order like any request, so submissions may follow it
+        # immediately.
         link.send(request(c.OPTION_REQ, b"exceptions"))
-        self.pending.append(_Request(c.OPTION_RES))
+        self.session.expect(_Request(c.OPTION_RES))
         self.client._connection_changed()
 
     def link_down(self, link: Link, error: ConnectionError) -> None:
-        pending, self.pending = self.pending, deque()
-        jobs, self.jobs = self.jobs, {}
-        self.live_uniques.clear()
-        for req in pending:
-            if req.job is not None:
-                self._fail_submission(req.job, error)
-            elif req.future is not None and not req.future.done():
-                req.future.set_exception(error)
-        for group in jobs.values():
-            for job in group:
-                job._finish(None, error)
+        self.session.connection_lost(error)
         self.client._connection_changed()
 
     def link_event(self, link: Link, event: Event) -> None:
@@ -351,158 +319,85 @@ class _ClientConnection:
             log.warning("unexpected text line from %s: %r", self.endpoint, event.line[:80])
             return
         ptype = event.ptype
-        if ptype in _WORK_PACKETS:
-            self._work_packet(ptype, event)
-        elif ptype in _REPLY_PACKETS:
-            self._reply(ptype, event)
-        else:
-            # NOOP and friends mean nothing to a client (1.4).
+        try:
+            known = self.session.receive_frame(ptype, event.body)
+        except ProtocolError as e:
+            # The stream no longer lines up with our requests: nothing later can be trusted.
+            if self.link.protocol is not None:
+                self.link.protocol.abort(e)
+            return
+        if not known:
+            # NOOP and friends mean nothing to a client (docs/protocol.md §1.4).
             log.debug("ignoring %r from %s", event, self.endpoint)
+        elif ptype in _REPLY_PACKETS:
+            for unsolicited in self.session.events_received():
+                log.warning("unsolicited %s from %s: %r", c.types[unsolicited.ptype],
+                            self.endpoint, unsolicited.reply)
 
     # -- requests ----------------------------------------------------------------------------
 
     def submit(self, job: Job, packet: bytes) -> bool:
         if not self.link.send(packet):
             return False
-        self.pending.append(_Request(c.JOB_CREATED, job=job))
+        key = None
         if job.unique and not job.background:
-            self.live_uniques[coalescing_key(job.name, job.unique, job.arguments)] = job
+            key = coalescing_key(job.name, job.unique, job.arguments)
+        self.session.expect(_Request(c.JOB_CREATED, job=job), key)
         return True
 
-    def attach(self, primary: Job, job: Job) -> None:
-        """Local coalescing: ``job`` shares ``primary``'s handle and every packet it gets."""
-        if primary.handle is None:
-            if primary._followers is None:
-                primary._followers = []
-            primary._followers.append(job)
-        else:
-            self.jobs[primary.handle].append(job)
-            job._set_created(primary.handle, self.endpoint)
-
-    def call(self, packet: bytes, expect: int) -> asyncio.Future[Frame]:
-        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+    def call(self, packet: bytes, expect: int) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.link.send(packet):
             raise ConnectionError(f"not connected to {self.endpoint}")
-        self.pending.append(_Request(expect, future=fut))
+        self.session.expect(_Request(expect, future=fut))
         return fut
 
-    # -- replies -----------------------------------------------------------------------------
+    # -- SessionHandler ----------------------------------------------------------------------
 
-    def _reply(self, ptype: int, frame: Frame) -> None:
-        if not self.pending:
-            if ptype == c.ERROR:
-                code, text = frame.args()
-                log.warning("unsolicited ERROR from %s: %s %s", self.endpoint, code, text)
-            else:
-                log.warning("unexpected %r from %s", frame, self.endpoint)
-            return
-        req = self.pending.popleft()
-        error: ServerError | None = None
-        if ptype == c.ERROR:
-            code, text = frame.args()
-            error = ServerError(code, text)
-        elif ptype != req.expect:
-            # The stream no longer lines up with our requests: nothing later can be trusted.
-            self.pending.appendleft(req)
-            if self.link.protocol is not None:
-                self.link.protocol.abort(
-                    ProtocolError(f"expected {c.types[req.expect]}, got {frame!r}")
-                )
-            return
+    def created(self, req: _Request, handle: bytes) -> None:
+        assert req.job is not None
+        req.job._set_created(handle, self.endpoint)
+
+    def refused(self, req: _Request, error: BaseException) -> None:
         if req.job is not None:
-            if error is None:
-                self._created(req.job, frame.body)
-            else:
-                self._fail_submission(req.job, error)
+            req.job._finish(None, error)
         elif req.future is not None:
             if not req.future.done():
-                if error is None:
-                    req.future.set_result(frame)
-                else:
-                    req.future.set_exception(error)
-        elif error is not None:
+                req.future.set_exception(error)
+        elif isinstance(error, ServerError):
             # Our own OPTION_REQ: an older or different server; jobs then fail with WORK_FAIL.
             log.info("%s refused OPTION_REQ exceptions: %s", self.endpoint, error)
 
-    def _created(self, job: Job, handle: bytes) -> None:
-        followers = job._followers
-        job._followers = None
-        if job.background:
-            job._set_created(handle, self.endpoint)
-            return
-        group = self.jobs.get(handle)
-        if group is None:
-            self.jobs[handle] = group = [job]
-        else:
-            # Defensive: local coalescing keeps a connection from attaching twice to one job,
-            # so this only happens with a server that coalesces on something else.
-            group.append(job)
-        job._set_created(handle, self.endpoint)
-        if followers:
-            for follower in followers:
-                group.append(follower)
-                follower._set_created(handle, self.endpoint)
+    def replied(self, req: _Request, reply: Any) -> None:
+        if req.future is not None and not req.future.done():
+            req.future.set_result(reply)
 
-    def _fail_submission(self, job: Job, error: BaseException) -> None:
-        key = coalescing_key(job.name, job.unique, job.arguments)
-        if self.live_uniques.get(key) is job:
-            del self.live_uniques[key]
-        for member in (job, *(job._followers or ())):
-            member._finish(None, error)
-        job._followers = None
+    def data(self, job: Job, data: bytes) -> None:
+        job._add_update(Update("data", data))
 
-    def _work_packet(self, ptype: int, frame: Frame) -> None:
-        if ptype == c.WORK_FAIL:
-            # gearmand converts WORK_EXCEPTION for clients without the option into `handle\0`
-            # (1.5); accept both forms.
-            handle = messages.work_handle(frame.body)
-            group = self.jobs.pop(handle, None)
-            if group is None:
-                return self._unknown(frame)
-            self._forget(group)
-            for job in group:
-                job._finish(None, JobFailedError(handle))
-            return
-        args = frame.args()
-        handle = args[0]
-        if ptype == c.WORK_COMPLETE or ptype == c.WORK_EXCEPTION:
-            group = self.jobs.pop(handle, None)
-            if group is None:
-                return self._unknown(frame)
-            self._forget(group)
-            if ptype == c.WORK_COMPLETE:
-                for job in group:
-                    job._finish(args[1], None)
-            else:
-                for job in group:
-                    job._finish(None, JobExceptionError(handle, args[1]))
-            return
-        group = self.jobs.get(handle)
-        if group is None:
-            return self._unknown(frame)
-        if ptype == c.WORK_STATUS:
-            numerator, denominator = _int(args[1]), _int(args[2])
-            update = Update("status", b"", numerator, denominator)
-            for job in group:
-                job.numerator = numerator
-                job.denominator = denominator
-                job._add_update(update)
-        else:
-            update = Update("data" if ptype == c.WORK_DATA else "warning", args[1])
-            for job in group:
-                job._add_update(update)
+    def warning(self, job: Job, data: bytes) -> None:
+        job._add_update(Update("warning", data))
 
-    def _forget(self, group: list[Job]) -> None:
-        for job in group:
-            if job.unique:
-                key = coalescing_key(job.name, job.unique, job.arguments)
-                if self.live_uniques.get(key) is job:
-                    del self.live_uniques[key]
+    def status(self, job: Job, numerator: bytes, denominator: bytes) -> None:
+        # gearmand forwards whatever the worker sent (atoi semantics, docs/protocol.md §1.2).
+        job.numerator = n = int_or_zero(numerator)
+        job.denominator = d = int_or_zero(denominator)
+        job._add_update(Update("status", b"", n, d))
 
-    def _unknown(self, frame: Frame) -> None:
-        # A job whose waiter gave up still gets its packets (it was not cancelled on the
-        # server); anything else is a server bug. Neither affects the connection.
-        log.debug("%r for a handle this connection does not track", frame)
+    def complete(self, job: Job, data: bytes) -> None:
+        job._finish(data, None)
+
+    def fail(self, job: Job) -> None:
+        job._finish(None, JobFailedError(job.handle or b""))
+
+    def exception(self, job: Job, data: bytes) -> None:
+        job._finish(None, JobExceptionError(job.handle or b"", data))
+
+    def status_res(self, job: Job, status: JobStatus, fields: list[bytes]) -> None:
+        pass  # get_status returns the JobStatus; the Job keeps its WORK_STATUS values
+
+    def lost(self, job: Job, error: BaseException) -> None:
+        job._finish(None, error)
 
 
 class Client(AsyncContext):
@@ -672,10 +567,9 @@ class Client(AsyncContext):
         packet = messages.submit_job(name_b, unique_b, data, background, priority, when_i)
         job = Job(name_b, data, unique_b, background, priority, when_i)
         if unique_b and not background:
+            key = coalescing_key(name_b, unique_b, data)
             for conn in self._connections:
-                primary = conn.live_uniques.get(coalescing_key(name_b, unique_b, data))
-                if primary is not None and conn.link.connected:
-                    conn.attach(primary, job)
+                if conn.link.connected and conn.session.attach(key, _Request(c.JOB_CREATED, job)):
                     return job
         while not self._pick().submit(job, packet):
             pass  # that connection closed just now: _pick() skips it next time
@@ -735,7 +629,7 @@ class Client(AsyncContext):
             frames = await asyncio.wait_for(asyncio.gather(*futures), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no status reply within {timeout}s") from None
-        statuses = [messages.parse_status_res(frame.args()) for frame in frames]
+        statuses: list[JobStatus] = frames
         return next((s for s in statuses if s.known), statuses[0])
 
     async def echo(self, data: bytes = b"ping", timeout: float | None = None) -> float:
@@ -750,9 +644,9 @@ class Client(AsyncContext):
             frames = await asyncio.wait_for(asyncio.gather(*futures), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no echo reply within {timeout}s") from None
-        for frame in frames:
-            if frame.body != data:
-                raise ProtocolError(f"echo returned {frame.body[:64]!r}")
+        for echoed in frames:
+            if echoed != data:
+                raise ProtocolError(f"echo returned {echoed[:64]!r}")
         return time.perf_counter() - start
 
     async def close(self) -> None:

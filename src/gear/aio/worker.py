@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from gear import constants as c
-from gear.aio.client import to_bytes
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, new_endpoint
 from gear.errors import (
     ConfigurationError,
@@ -52,6 +51,7 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.protocol import messages
+from gear.protocol.messages import to_bytes
 from gear.protocol.packets import Frame, request
 from gear.protocol.worker import GRAB_TYPES, WorkerSession
 

@@ -58,7 +58,7 @@ _FROM_PRECEDENCE = {NORMAL: Priority.NORMAL, LOW: Priority.LOW, HIGH: Priority.H
 _TO_PRECEDENCE = {v: k for k, v in _FROM_PRECEDENCE.items()}
 
 #: Uniques longer than this are rejected by gearmand (ARGUMENT_TOO_LARGE); exactly 64 bytes is
-#: accepted but never coalesces (reference 1.2), so 63 is the longest unique that behaves.
+#: accepted but never coalesces (docs/protocol.md §1.2), so 63 is the longest unique that behaves.
 MAX_UNIQUE_SIZE = 63
 
 _SUBMIT_TYPES: dict[tuple[bool, int], int] = {
@@ -70,20 +70,36 @@ _SUBMIT_TYPES: dict[tuple[bool, int], int] = {
     (True, HIGH): c.SUBMIT_JOB_HIGH_BG,
 }
 
-#: Packet types that answer a submission on the submitting connection (JOB_CREATED or ERROR).
-SUBMIT_TYPES = frozenset(_SUBMIT_TYPES.values()) | {
-    c.SUBMIT_JOB_EPOCH,
-    c.SUBMIT_JOB_SCHED,
-    c.SUBMIT_REDUCE_JOB,
-    c.SUBMIT_REDUCE_JOB_BACKGROUND,
-}
+
+def to_bytes(value: bytes | bytearray | memoryview | str, what: str = "value") -> bytes:
+    """Names, arguments, uniques and ids as bytes: bytes-like as is, text as UTF-8.
+
+    Anything else is :class:`~gear.errors.InvalidDataError` naming ``what``. The one
+    conversion of the package; gear's lenient ``convert_to_bytes`` is built on it.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidDataError(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+def id_text(client_id: object) -> str:
+    """A client id for log names: bytes decoded (bad UTF-8 replaced), None as ``""``."""
+    if client_id is None:
+        return ""
+    if isinstance(client_id, bytes):
+        return client_id.decode("utf-8", "replace")
+    return str(client_id)
 
 
 def submit_type(background: bool, priority: int, when: int | None = None) -> int:
     """The SUBMIT packet type for a job.
 
     ``when`` (Unix seconds) asks for SUBMIT_JOB_EPOCH, which the protocol only has as a
-    background job of normal priority (reference 1.4, #36); other combinations are refused
+    background job of normal priority (docs/protocol.md §1.4, #36); other combinations are refused
     rather than silently changed.
     """
     if when is not None:
@@ -118,26 +134,26 @@ def check_unique(unique: bytes) -> bytes:
 
     Both APIs call this before sending a SUBMIT: gearmand answers a longer unique with
     ``ERROR ARGUMENT_TOO_LARGE`` (>64 bytes) or silently truncates it and never coalesces it
-    (exactly 64), so failing here gives the caller the reason instead (reference 1.2).
+    (exactly 64), so failing here gives the caller the reason instead (docs/protocol.md §1.2).
     """
     if len(unique) > MAX_UNIQUE_SIZE:
         raise InvalidDataError(
             f"unique is {len(unique)} bytes; at most {MAX_UNIQUE_SIZE} are allowed (gearmand "
-            f"refuses longer uniques or never coalesces them, reference 1.2)"
+            f"refuses longer uniques or never coalesces them, docs/protocol.md §1.2)"
         )
     return unique
 
 
 def coalescing_key(name: bytes, unique: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
     """What makes two submissions one job on gearmand: (function, unique), or for the unique
-    ``-`` (function, workload) (reference 3.2). Only meaningful for a non-empty unique."""
+    ``-`` (function, workload) (docs/protocol.md §3.2). Only meaningful for a non-empty unique."""
     return (name, unique, data if unique == b"-" else b"")
 
 
 def timeout_ms(timeout: float | int | str | bytes) -> int:
     """A CAN_DO_TIMEOUT value: ``timeout`` in seconds (gear's unit) as whole milliseconds.
 
-    gearmand 1.1.19+ and our server read the wire value as milliseconds (reference 3.8).
+    gearmand 1.1.19+ and our server read the wire value as milliseconds (docs/protocol.md §3.8).
     """
     if isinstance(timeout, bytes):
         timeout = timeout.decode("ascii")
@@ -212,7 +228,8 @@ class JobAssignment(NamedTuple):
 
 
 def parse_job_assign(ptype: int, args: Sequence[bytes]) -> JobAssignment:
-    """Read the fields of a job assignment (``args`` as split by ``split_args``, reference 1.4).
+    """Read the fields of a job assignment (``args`` as split by ``split_args``,
+    docs/protocol.md §1.4).
 
     JOB_ASSIGN has no unique and no reducer; JOB_ASSIGN_UNIQ has no reducer.
     """
@@ -231,7 +248,7 @@ def work_handle(body: bytes) -> bytes:
 
     This also normalises WORK_FAIL, whose only field gearmand sends as ``handle\\0`` when it
     turns a WORK_EXCEPTION into a WORK_FAIL for a client without the ``exceptions`` option
-    (reference 1.3, 1.5, 3.9). Handles never contain NUL (3.1), so nothing is lost.
+    (docs/protocol.md §1.3, §1.5, §3.9). Handles never contain NUL (§3.1), so nothing is lost.
     """
     return body.partition(b"\x00")[0]
 

@@ -5,8 +5,13 @@ re-exports these lazily. The files:
 
 * ``connection.py``: ``Connection`` (one blocking socket to one server), ``ServerConnection``,
   ``NonBlockingConnection`` (for gear's own tests), TLS setup.
-* ``client.py``: ``BaseClientServer`` (the connect and poll threads), ``BaseClient``, ``Client``
-  and the ``Task`` latches that wait for a reply.
+* ``client.py``: ``BaseClientServer`` (the connect and poll threads), ``BaseClient``, ``Client``:
+  glue over :class:`gear.protocol.client.ClientSession`, one per connection.
+* ``tasks.py``: the ``Task`` latches that wait for a reply, and ``JobUpdater`` (what the session
+  decided, applied to gear's Jobs).
+* ``client_packets.py``: ``Client``'s reply hooks (JOB_CREATED, WORK_*, STATUS_RES*), each a call
+  into the session.
+* ``dispatch.py``: packet type -> ``handleXxx`` hook, and the default hooks.
 * ``worker.py``: ``Worker`` and ``TextWorker``: registration and the grab/sleep cycle.
 * ``jobs.py``: ``Job``, ``WorkerJob`` and their Text/Binary kinds.
 * ``admin_requests.py``: the admin text requests (``StatusAdminRequest``, ...).

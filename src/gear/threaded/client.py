@@ -1,22 +1,28 @@
 """gear's threaded client: the poll/connect thread skeleton, ``BaseClient`` and ``Client``.
 
-Owns ``Task``/``SubmitJobTask``/``OptionReqTask``, ``BaseClientServer`` (two daemon threads per
-object: one polls every connected socket and dispatches packets to ``handleXxx`` hooks, one
-(re)connects servers in the background), ``BaseClient`` (servers, round-robin, broadcast) and
-``Client`` (submit jobs, options, status), per reference/gear-0.16-api.md 3.3 and 3.7-3.9.
+Owns ``BaseClientServer`` (two daemon threads per object: one polls every connected socket and
+dispatches packets to ``handleXxx`` hooks, one (re)connects servers in the background),
+``BaseClient`` (servers, round-robin, broadcast) and ``Client`` (submit jobs, options, status),
+per docs/gear-compat.md §3.3 and §3.7-3.9. The tasks it waits on are in
+:mod:`gear.threaded.tasks`, the dispatch table and default hooks in
+:mod:`gear.threaded.dispatch`.
 
-Kept from gear: names, signatures, ``handleXxx(packet)`` hooks that return the Job, FIFO matching
-of JOB_CREATED/OPTION_RES/ERROR to ``pending_tasks``, ``related_jobs`` (handle -> Job),
-``active_connections``/``inactive_connections``. Fixed (section 6): ``submitJob`` with no server
-raises NoConnectedServersError; an ERROR reply raises ServerError; coalesced submissions (one
-handle, several Jobs) all receive every WORK_* packet; a lost connection wakes the poll loop and
+What a reply or WORK_* packet means is decided by each connection's
+:class:`gear.protocol.client.ClientSession`: the ``handleXxx(packet)`` hooks stay the dispatch
+points users override, and their base bodies only call the session. Kept from gear: names,
+signatures, hooks that return the Job, FIFO matching of JOB_CREATED/OPTION_RES/ERROR to
+``pending_tasks``, ``related_jobs`` (handle -> Job), ``active_connections``/
+``inactive_connections``. Fixed (docs/gear-compat.md §6): ``submitJob`` with no server raises
+NoConnectedServersError; an ERROR reply raises ServerError; a foreground job whose (function,
+unique) is already live is attached to it locally instead of being submitted again, so every
+Job of the handle receives every WORK_* packet once; a lost connection wakes the poll loop and
 fails its waiters at once; reconnects back off from 50 ms to 2 s without sleep-polling. Added:
 ``getStatus``, ``getStatusUnique``, ``submitJob(..., when=...)`` (SUBMIT_JOB_EPOCH),
 ``submitJobs`` (many submissions pipelined in one write) and ``Job.wait``. Packets are
 logged at DEBUG only, behind a level check.
 
-Names are gear's camelCase on purpose. Must not import the worker or server modules; requests
-are built with :mod:`gear.protocol.messages` / :mod:`gear.protocol.packets`.
+Names are gear's camelCase on purpose. Must not import the worker or server modules, nor
+``gear.aio``; requests are built with :mod:`gear.protocol.messages` / :mod:`gear.protocol.packets`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Hashable
 from typing import Any
 
 from gear import constants
@@ -40,11 +47,21 @@ from gear.errors import (
 )
 from gear.protocol import messages
 from gear.protocol.backoff import RECONNECT_MAX, RECONNECT_MIN, Backoff
-from gear.protocol.packets import request, split_args
+from gear.protocol.messages import id_text
+from gear.protocol.packets import request
 from gear.threaded.admin_requests import AdminRequest
+from gear.threaded.client_packets import ClientPacketHandlers
 from gear.threaded.connection import Connection
+from gear.threaded.dispatch import PacketDispatch
 from gear.threaded.jobs import Job, convert_to_bytes
 from gear.threaded.packet import Packet
+from gear.threaded.tasks import (
+    Batch,
+    BatchSubmitTask,
+    OptionReqTask,
+    SubmitJobTask,
+    Task,
+)
 
 __all__ = [
     "BaseClient",
@@ -67,141 +84,8 @@ RECONNECT_MAX_DELAY = RECONNECT_MAX
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_MASK = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
-#: Packet type -> name of the BaseClientServer method that handles it (gear's dispatch table,
-#: plus the types gear lacked).
-HANDLERS: dict[int, str] = {
-    constants.JOB_CREATED: "handleJobCreated",
-    constants.WORK_COMPLETE: "handleWorkComplete",
-    constants.WORK_FAIL: "handleWorkFail",
-    constants.WORK_EXCEPTION: "handleWorkException",
-    constants.WORK_DATA: "handleWorkData",
-    constants.WORK_WARNING: "handleWorkWarning",
-    constants.WORK_STATUS: "handleWorkStatus",
-    constants.STATUS_RES: "handleStatusRes",
-    constants.STATUS_RES_UNIQUE: "handleStatusResUnique",
-    constants.GET_STATUS: "handleGetStatus",
-    constants.GET_STATUS_UNIQUE: "handleGetStatusUnique",
-    constants.JOB_ASSIGN_UNIQ: "handleJobAssignUnique",
-    constants.JOB_ASSIGN: "handleJobAssign",
-    constants.JOB_ASSIGN_ALL: "handleJobAssignAll",
-    constants.NO_JOB: "handleNoJob",
-    constants.NOOP: "handleNoop",
-    constants.SUBMIT_JOB: "handleSubmitJob",
-    constants.SUBMIT_JOB_BG: "handleSubmitJobBg",
-    constants.SUBMIT_JOB_HIGH: "handleSubmitJobHigh",
-    constants.SUBMIT_JOB_HIGH_BG: "handleSubmitJobHighBg",
-    constants.SUBMIT_JOB_LOW: "handleSubmitJobLow",
-    constants.SUBMIT_JOB_LOW_BG: "handleSubmitJobLowBg",
-    constants.SUBMIT_JOB_SCHED: "handleSubmitJobSched",
-    constants.SUBMIT_JOB_EPOCH: "handleSubmitJobEpoch",
-    constants.GRAB_JOB_UNIQ: "handleGrabJobUniq",
-    constants.GRAB_JOB: "handleGrabJob",
-    constants.GRAB_JOB_ALL: "handleGrabJobAll",
-    constants.PRE_SLEEP: "handlePreSleep",
-    constants.SET_CLIENT_ID: "handleSetClientID",
-    constants.CAN_DO: "handleCanDo",
-    constants.CAN_DO_TIMEOUT: "handleCanDoTimeout",
-    constants.CANT_DO: "handleCantDo",
-    constants.RESET_ABILITIES: "handleResetAbilities",
-    constants.ECHO_REQ: "handleEchoReq",
-    constants.ECHO_RES: "handleEchoRes",
-    constants.ERROR: "handleError",
-    constants.ALL_YOURS: "handleAllYours",
-    constants.OPTION_REQ: "handleOptionReq",
-    constants.OPTION_RES: "handleOptionRes",
-}
 
-
-def _id_text(client_id: bytes | None) -> str:
-    return client_id.decode("utf-8", "replace") if client_id else ""
-
-
-class Task:
-    """Something a caller waits for until the poll thread completes it.
-
-    A held lock is the latch: setComplete releases it. Waking a thread blocked on a bare lock
-    costs about half of what a threading.Event handoff costs, and every synchronous submit
-    pays one such handoff.
-    """
-
-    def __init__(self) -> None:
-        self._latch = threading.Lock()
-        self._latch.acquire()
-        self._complete = False
-        #: Set when the request failed (ServerError for an ERROR reply, ConnectionError).
-        self.error: BaseException | None = None
-
-    def setComplete(self) -> None:
-        if self._complete:
-            return
-        self._complete = True
-        try:
-            self._latch.release()
-        except RuntimeError:
-            pass  # completed concurrently from another thread
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for completion; True if completed within ``timeout``."""
-        if self._complete:
-            return True
-        if self._latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-            self._latch.release()  # let any other waiter through too
-        return self._complete
-
-
-class SubmitJobTask(Task):
-    """A submission waiting for its JOB_CREATED (or ERROR)."""
-
-    def __init__(self, job: Any, background: bool = False) -> None:
-        super().__init__()
-        self.job = job
-        self.background = background
-
-
-class _Batch:
-    """Completion of a group of submissions, with one event for the whole group."""
-
-    __slots__ = ("event", "lock", "remaining")
-
-    def __init__(self, count: int) -> None:
-        self.remaining = count
-        self.lock = threading.Lock()
-        self.event = threading.Event()
-
-    def one_done(self) -> None:
-        with self.lock:
-            self.remaining -= 1
-            last = self.remaining == 0
-        if last:
-            self.event.set()
-
-
-class _BatchSubmitTask(SubmitJobTask):
-    """A SubmitJobTask of submitJobs: completes into its batch instead of its own event."""
-
-    def __init__(self, job: Any, background: bool, batch: _Batch) -> None:
-        # No per-task event: the caller waits once for the whole batch.
-        self.job = job
-        self.background = background
-        self.error = None
-        self.batch = batch
-        self.done = False
-
-    def setComplete(self) -> None:
-        if not self.done:
-            self.done = True
-            self.batch.one_done()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.batch.event.wait(timeout)
-        return self.done
-
-
-class OptionReqTask(Task):
-    """An OPTION_REQ waiting for its OPTION_RES (or ERROR)."""
-
-
-class BaseClientServer:
+class BaseClientServer(PacketDispatch):
     """The threads and connection lists shared by Client and Worker (and gear's Server).
 
     Two daemon threads start in the constructor: "Gearman client poll" reads every active
@@ -213,7 +97,7 @@ class BaseClientServer:
     def __init__(self, client_id: Any = None) -> None:
         if client_id:
             self.client_id: bytes | None = convert_to_bytes(client_id)
-            self.log = logging.getLogger(f"gear.BaseClientServer.{_id_text(self.client_id)}")
+            self.log = logging.getLogger(f"gear.BaseClientServer.{id_text(self.client_id)}")
         else:
             self.client_id = None
             self.log = logging.getLogger("gear.BaseClientServer")
@@ -224,8 +108,11 @@ class BaseClientServer:
         # Guards the two lists; notified whenever a connection changes list or on shutdown.
         self.connections_condition = threading.Condition()
         # Held across _onConnect and activation, and by whoever broadcasts registration
-        # state, so a connecting socket never misses a CAN_DO or option (reference 3.8).
+        # state, so a connecting socket never misses a CAN_DO or option (docs/gear-compat.md §3.8).
         self.broadcast_lock = threading.RLock()
+        # Serialises ClientSession.attach (a submitting thread) against the packets that create
+        # or end a live job (the poll thread), and against a connection's loss.
+        self.session_lock = threading.Lock()
         # A pipe that makes the poll loop rebuild its poll set.
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
@@ -317,15 +204,13 @@ class BaseClientServer:
         """Mark a connection lost: the connect thread reconnects it; its waiters fail now."""
         self.log.debug("Marking %s as disconnected", conn)
         with self.connections_condition:
-            jobs = list(conn.related_jobs.values())
-            for extra in conn.coalesced_jobs.values():
-                jobs.extend(extra)
             if conn in self.active_connections:
                 self.active_connections.remove(conn)
             if conn not in self.inactive_connections:
                 self.inactive_connections.append(conn)
             self.connections_condition.notify_all()
-        conn._failWaiters(ConnectionError(f"Connection to {conn.host}:{conn.port} lost"))
+        with self.session_lock:
+            jobs = conn._failWaiters(ConnectionError(f"Connection to {conn.host}:{conn.port} lost"))
         self._wake()
         for job in jobs:
             self.handleDisconnect(job)
@@ -403,158 +288,6 @@ class BaseClientServer:
             if conn.conn is not sock:
                 return False  # a handler dropped the connection
 
-    # --- dispatch ----------------------------------------------------------------------------
-
-    def handlePacket(self, packet: Packet) -> Any:
-        """Dispatch a received packet to its ``handleXxx`` method (by type)."""
-        if self.log.isEnabledFor(logging.DEBUG):
-            self.log.debug("Received packet from %s: %s", packet.connection, packet)
-        timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
-        start = time.perf_counter() if timed else 0.0
-        name = HANDLERS.get(packet.ptype)
-        if name is None:
-            self.log.error("Received unknown packet: %s", packet)
-            result = None
-        else:
-            result = getattr(self, name)(packet)
-        if timed:  # only subclasses that override the hook pay for the clock
-            self.reportTimingStats(packet.ptype, time.perf_counter() - start)
-        return result
-
-    def reportTimingStats(self, ptype: int, duration: float) -> None:
-        """Hook: called with each packet type and its handling time (seconds)."""
-
-    def _defaultPacketHandler(self, packet: Packet) -> Any:
-        self.log.error("Received unhandled packet: %s", packet)
-        return None
-
-    def handleJobCreated(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkComplete(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkFail(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkException(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkData(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkWarning(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleWorkStatus(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleStatusRes(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleStatusResUnique(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleGetStatus(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleGetStatusUnique(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleJobAssignUnique(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleJobAssign(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleJobAssignAll(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleNoJob(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleNoop(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJob(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobBg(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobHigh(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobHighBg(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobLow(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobLowBg(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobSched(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSubmitJobEpoch(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleGrabJobUniq(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleGrabJob(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleGrabJobAll(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handlePreSleep(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleSetClientID(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleCanDo(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleCanDoTimeout(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleCantDo(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleResetAbilities(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleEchoReq(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleEchoRes(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleError(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleAllYours(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleOptionReq(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleOptionRes(self, packet: Packet) -> Any:
-        return self._defaultPacketHandler(packet)
-
-    def handleAdminRequest(self, request: AdminRequest) -> None:
-        """Called with each completed admin reply; wakes whoever waits on it."""
-        if self.log.isEnabledFor(logging.DEBUG):
-            self.log.debug("Received admin data %s", request)
-        request.setComplete()
-
-    def handleDisconnect(self, job: Any) -> Any:
-        """Hook: called for each job whose connection was lost; returns the job."""
-        return job
-
     # --- shutdown ----------------------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -597,7 +330,7 @@ class BaseClient(BaseClientServer):
 
     def __init__(self, client_id: Any = "unknown") -> None:
         super().__init__(client_id)
-        self.log = logging.getLogger(f"gear.BaseClient.{_id_text(self.client_id)}")
+        self.log = logging.getLogger(f"gear.BaseClient.{id_text(self.client_id)}")
 
     def addServer(
         self,
@@ -704,23 +437,33 @@ class BaseClient(BaseClientServer):
         return packet.connection.handleEchoRes(packet.getArgument(0, True))
 
     def handleError(self, packet: Packet) -> Any:
-        """An ERROR reply fails the oldest pending request on that connection (reference 1.3).
+        """An ERROR reply fails the oldest pending request on that connection
+        (docs/protocol.md §1.3).
 
         An ERROR with nothing pending (gearmand answers e.g. a worker's report for a job it
-        no longer knows with ERROR JOB_NOT_FOUND) is logged; the connection stays up.
+        no longer knows with ERROR JOB_NOT_FOUND) is logged as a warning; the connection stays
+        up.
         """
-        code, text = packet.getArgument(0), packet.getArgument(1, True).rstrip(b"\x00")
-        self.log.error("Received ERROR packet: %r: %r", code, text)
-        conn = packet.connection
-        if not conn.pending_tasks:
-            return None
-        task = conn.pending_tasks.pop(0)
-        task.error = ServerError(code, text)
-        task.setComplete()
+        session = packet.connection.session
+        answered = bool(session.pending)
+        if session.live:  # the refused SUBMIT may be a live job that others attach to
+            with self.session_lock:
+                error = session.error(packet.data)
+        else:
+            error = session.error(packet.data)
+        # Logged only: below WARNING when it fails a request (the caller gets the ServerError),
+        # so an application without logging set up sees no second report on stderr (logging's
+        # last-resort handler prints WARNING and above).
+        self.log.log(
+            logging.INFO if answered else logging.WARNING,
+            "Received ERROR packet: %r: %r",
+            error.code,
+            error.text,
+        )
         return None
 
 
-class Client(BaseClient):
+class Client(ClientPacketHandlers, BaseClient):
     """A Gearman client: submits jobs and receives their results.
 
     :arg str client_id: the client ID (used in log messages).
@@ -729,7 +472,7 @@ class Client(BaseClient):
     def __init__(self, client_id: Any = "unknown") -> None:
         self.options: set[bytes] = set()
         super().__init__(client_id)
-        self.log = logging.getLogger(f"gear.Client.{_id_text(self.client_id)}")
+        self.log = logging.getLogger(f"gear.Client.{id_text(self.client_id)}")
 
     def __repr__(self) -> str:
         return f"<gear.Client 0x{id(self):x}>"
@@ -801,17 +544,14 @@ class Client(BaseClient):
         :raises NoConnectedServersError: if no server is connected.
         :raises ServerError: if the server answered ERROR (e.g. a full queue).
         :raises ConfigurationError: for an invalid precedence/when combination.
-        :raises InvalidDataError: if the unique is longer than 63 bytes (reference 1.2).
+        :raises InvalidDataError: if the unique is longer than 63 bytes (docs/protocol.md §1.2).
         """
         unique = messages.check_unique(bytes(job.binary_unique or b""))
+        name, arguments = bytes(job.binary_name), bytes(job.binary_arguments)
         data = messages.submit_job(
-            bytes(job.binary_name),
-            unique,
-            bytes(job.binary_arguments),
-            background,
-            precedence,
-            None if when is None else int(when),
+            name, unique, arguments, background, precedence, None if when is None else int(when)
         )
+        key = None if background or not unique else messages.coalescing_key(name, unique, arguments)
         attempted: set[Any] = set()
         last_error: BaseException | None = None
         while True:
@@ -827,7 +567,7 @@ class Client(BaseClient):
             attempted.add(conn)
             task = SubmitJobTask(job, background)
             try:
-                conn.sendTask(task, data)
+                sent = self._sendSubmit(conn, task, data, key)
             except Exception as e:
                 self.log.debug("Unable to submit job to %s: %s", conn, e)
                 self._lostConnection(conn)
@@ -836,7 +576,8 @@ class Client(BaseClient):
             if not task.wait(timeout):
                 self.log.error("Connection %s timed out waiting for a response to a submit "
                                "job request: %s", conn, job)
-                self._lostConnection(conn)
+                if sent:  # an attached job waits on another submission's connection
+                    self._lostConnection(conn)
                 last_error = TimeoutError()
                 continue
             if task.error is not None:
@@ -851,6 +592,34 @@ class Client(BaseClient):
         if not attempted:
             raise NoConnectedServersError("No connected Gearman servers")
         raise GearmanError("Unable to submit job to any connected servers")
+
+    def _attach(self, key: Hashable, task: SubmitJobTask) -> bool:
+        """Attach ``task.job`` to a job live under ``key`` on any connection (local
+        coalescing, see :mod:`gear.protocol.client`); the caller holds ``session_lock``."""
+        return any(conn.session.attach(key, task) for conn in list(self.active_connections))
+
+    def _sendSubmit(
+        self, conn: Any, task: SubmitJobTask, data: bytes, key: Hashable | None
+    ) -> bool:
+        """Queue ``task`` on ``conn`` and send its SUBMIT; False if it was attached instead.
+
+        Both happen under ``send_lock``, so that the FIFO order is the wire order.
+        """
+        with conn.send_lock:
+            if key is None:
+                conn.session.expect(task)
+            else:
+                with self.session_lock:
+                    if self._attach(key, task):
+                        return False
+                    conn.session.expect(task, key)
+            try:
+                conn._sendall(data)
+            except BaseException:
+                with self.session_lock:
+                    conn.session.unexpect(task)
+                raise
+        return True
 
     def submitJobs(
         self,
@@ -868,23 +637,27 @@ class Client(BaseClient):
         """
         if not jobs:
             return
-        data = b"".join(
-            messages.submit_job(
-                bytes(job.binary_name),
-                messages.check_unique(bytes(job.binary_unique or b"")),
-                bytes(job.binary_arguments),
-                background,
-                precedence,
+        requests = []
+        for job in jobs:
+            name, arguments = bytes(job.binary_name), bytes(job.binary_arguments)
+            unique = messages.check_unique(bytes(job.binary_unique or b""))
+            key = None if background or not unique else messages.coalescing_key(
+                name, unique, arguments
             )
-            for job in jobs
-        )
+            packet = messages.submit_job(name, unique, arguments, background, precedence)
+            requests.append((key, packet))
         conn = self.getConnection()
-        batch = _Batch(len(jobs))
-        tasks = [_BatchSubmitTask(job, background, batch) for job in jobs]
+        batch = Batch(len(jobs))
+        tasks = [BatchSubmitTask(job, background, batch) for job in jobs]
         try:
             with conn.send_lock:
-                conn.pending_tasks.extend(tasks)
-                conn._sendall(data)
+                packets = []
+                with self.session_lock:
+                    for task, (key, packet) in zip(tasks, requests, strict=True):
+                        if key is None or not self._attach(key, task):
+                            conn.session.expect(task, key)
+                            packets.append(packet)
+                conn._sendall(b"".join(packets))
         except Exception:
             self._lostConnection(conn)  # fails the tasks; they are retried below
         if not batch.event.wait(timeout):
@@ -912,16 +685,7 @@ class Client(BaseClient):
         conn = job.connection
         if conn is None or not job.handle:
             raise UnknownJobError("the job has not been submitted")
-        handle = bytes(job.handle)
-        waiter = conn.addStatusWaiter(handle, job)
-        try:
-            self._sendRaw(request(constants.GET_STATUS, handle), conn)
-        except Exception:
-            conn.removeStatusWaiter(handle, waiter)
-            raise
-        if not waiter.wait(timeout):
-            conn.removeStatusWaiter(handle, waiter)
-            raise TimeoutError()
+        waiter = self._askStatus(conn, constants.GET_STATUS, bytes(job.handle), timeout, job)
         if waiter.error is not None:
             raise waiter.error
         return job
@@ -941,15 +705,12 @@ class Client(BaseClient):
             raise NoConnectedServersError("No connected Gearman servers")
         status = None
         for conn in conns:
-            waiter = conn.addStatusWaiter(key, unique=True)
             try:
-                self._sendRaw(request(constants.GET_STATUS_UNIQUE, key), conn)
+                waiter = self._askStatus(conn, constants.GET_STATUS_UNIQUE, key, timeout)
+            except TimeoutError:
+                raise
             except Exception:
-                conn.removeStatusWaiter(key, waiter, unique=True)
                 continue
-            if not waiter.wait(timeout):
-                conn.removeStatusWaiter(key, waiter, unique=True)
-                raise TimeoutError()
             if waiter.error is not None:
                 continue
             status = waiter.result
@@ -959,180 +720,19 @@ class Client(BaseClient):
             raise NoConnectedServersError("No connected Gearman server answered")
         return status
 
-    # --- packet handlers (poll thread) -------------------------------------------------------
-
-    def _replyTask(self, packet: Packet, kind: type[Task], request: str) -> Any:
-        """The oldest pending task on the packet's connection, which ``packet`` answers.
-
-        Replies come in request order (reference 1.3), so anything but a ``kind`` task there
-        means the stream and our bookkeeping disagree: the connection is dropped.
-        """
-        conn = packet.connection
-        task = conn.pending_tasks.pop(0) if conn.pending_tasks else None
-        if not isinstance(task, kind):
-            msg = f"Unexpected response received to {request} request: {packet}"
-            self.log.error(msg)
-            self._lostConnection(conn)
-            raise GearmanError(msg)
-        return task
-
-    def handleJobCreated(self, packet: Packet) -> Any:
-        conn = packet.connection
-        task = self._replyTask(packet, SubmitJobTask, "submit job")
-        job = task.job
-        handle = packet.data
-        job.handle = handle
-        job.connection = conn
-        if not task.background:
-            first = conn.related_jobs.get(handle)
-            if first is None:
-                conn.related_jobs[handle] = job
-            elif first is not job:
-                # The server coalesced this submission onto a job we already track
-                # (same function and unique, reference 3.2): see _workTarget.
-                conn.coalesced_jobs.setdefault(handle, []).append(job)
-        task.setComplete()
-        return job
-
-    def _jobsFor(self, packet: Packet) -> tuple[Any, list[Any]]:
-        """The first job with this packet's handle, and every job sharing the handle."""
-        job = packet.getJob()
-        conn = packet.connection
-        coalesced = getattr(conn, "coalesced_jobs", None) if conn is not None else None
-        extra = coalesced.get(messages.work_handle(packet.data)) if coalesced else None
-        if not extra:
-            return job, [job]
-        return job, [job, *extra]
-
-    def _workTarget(self, packet: Packet, final: bool) -> Any:
-        """The job one WORK_* packet is for.
-
-        When the server coalesced k submissions from this connection onto one handle, gearmand
-        (and our server) send every WORK_* packet once per submission, back to back (reference
-        3.2). The i-th copy goes to the i-th job, so each Job sees every update exactly once;
-        the handle is forgotten once every job got its final packet. ``related_jobs`` keeps
-        mapping the handle to the first job, as in gear.
-        """
-        job = packet.getJob()
-        conn = packet.connection
-        coalesced = getattr(conn, "coalesced_jobs", None) if conn is not None else None
-        handle = messages.work_handle(packet.data)
-        extra = coalesced.get(handle) if coalesced else None
-        if not extra:
-            if final:
-                self._forgetJob(packet)
-            return job
-        jobs = [job, *extra]
-        state = conn.coalesced_cursor.setdefault(handle, [0, 0])
-        target = jobs[state[0] % len(jobs)]
-        state[0] += 1
-        if final:
-            state[1] += 1
-            if state[1] >= len(jobs):
-                self._forgetJob(packet)
-        return target
-
-    def _forgetJob(self, packet: Packet) -> None:
-        conn = packet.connection
-        if conn is None:
-            return
-        handle = messages.work_handle(packet.data)
-        conn.related_jobs.pop(handle, None)
-        coalesced = getattr(conn, "coalesced_jobs", None)
-        if coalesced:
-            coalesced.pop(handle, None)
-            conn.coalesced_cursor.pop(handle, None)
-
-    def _workData(self, packet: Packet, final: bool) -> Any:
-        """The packet's job, with the packet's data (if any) appended to ``job.data``."""
-        job = self._workTarget(packet, final)
-        data = packet.getArgument(1, True)
-        if data:
-            job.data.append(data)
-        return job
-
-    def handleWorkComplete(self, packet: Packet) -> Any:
-        job = self._workData(packet, final=True)
-        job.failure = False
-        job.complete = True
-        return job
-
-    def handleWorkFail(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=True)
-        job.failure = True
-        job.complete = True
-        return job
-
-    def handleWorkException(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=True)
-        job.exception = packet.getArgument(1, True)
-        job.failure = True
-        job.complete = True
-        return job
-
-    def handleWorkData(self, packet: Packet) -> Any:
-        return self._workData(packet, final=False)
-
-    def handleWorkWarning(self, packet: Packet) -> Any:
-        job = self._workData(packet, final=False)
-        job.warning = True
-        return job
-
-    @staticmethod
-    def _fraction(numerator: bytes, denominator: bytes) -> float | None:
+    def _askStatus(
+        self, conn: Any, ptype: int, key: bytes, timeout: float, job: Job | None = None
+    ) -> Any:
+        """Send GET_STATUS(_UNIQUE) for ``key`` and wait for the reply (matched by key, so a
+        STATUS_RES gear code asked for itself still updates its job)."""
+        unique = ptype == constants.GET_STATUS_UNIQUE
+        waiter = conn.addStatusWaiter(key, job, unique)
         try:
-            return float(numerator) / float(denominator)
+            self._sendRaw(request(ptype, key), conn)
         except Exception:
-            return None
-
-    def handleWorkStatus(self, packet: Packet) -> Any:
-        job = self._workTarget(packet, final=False)
-        job.numerator = packet.getArgument(1)
-        job.denominator = packet.getArgument(2)
-        job.fraction_complete = self._fraction(job.numerator, job.denominator)
-        return job
-
-    def handleStatusRes(self, packet: Packet) -> Any:
-        """STATUS_RES: update the job (and wake getStatus callers waiting on its handle)."""
-        conn = packet.connection
-        handle = packet.getArgument(0)
-        try:
-            job, jobs = self._jobsFor(packet)
-        except UnknownJobError:
-            job, jobs = None, []
-        waiters = conn.popStatusWaiters(handle) if conn is not None else []
-        for w in waiters:
-            if w.job is not None and all(w.job is not j for j in jobs):
-                jobs.append(w.job)
-        if job is None:
-            if not jobs:
-                raise UnknownJobError()
-            job = jobs[0]
-        known = packet.getArgument(1) == b"1"
-        running = packet.getArgument(2) == b"1"
-        numerator = packet.getArgument(3)
-        denominator = packet.getArgument(4)
-        fraction = self._fraction(numerator, denominator)
-        for j in jobs:
-            j.known = known
-            j.running = running
-            j.numerator = numerator
-            j.denominator = denominator
-            j.fraction_complete = fraction
-        for w in waiters:
-            w.set()
-        return job
-
-    def handleStatusResUnique(self, packet: Packet) -> Any:
-        """STATUS_RES_UNIQUE: wake getStatusUnique callers; returns the JobStatus."""
-        status = messages.parse_status_res(split_args(constants.STATUS_RES_UNIQUE, packet.data))
-        for w in packet.connection.popStatusWaiters(status.handle, unique=True):
-            w.result = status
-            w.set()
-        return status
-
-    def handleOptionRes(self, packet: Packet) -> Any:
-        task = self._replyTask(packet, OptionReqTask, "option")
-        packet.connection.handleOptionRes(packet.getArgument(0))
-        task.setComplete()
-        return None
+            conn.removeStatusWaiter(key, waiter, unique)
+            raise
+        if not waiter.wait(timeout):
+            conn.removeStatusWaiter(key, waiter, unique)
+            raise TimeoutError()
+        return waiter

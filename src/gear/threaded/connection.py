@@ -44,6 +44,8 @@ from gear.errors import (
     RetryIOError,
     TimeoutError,
 )
+from gear.protocol.client import ClientSession
+from gear.protocol.messages import id_text
 from gear.protocol.packets import (
     DEFAULT_MAX_PACKET_SIZE,
     HEADER,
@@ -54,6 +56,7 @@ from gear.protocol.packets import (
 )
 from gear.threaded.admin_requests import AdminRequest, ServerAdminRequest
 from gear.threaded.packet import Packet
+from gear.threaded.tasks import JobUpdater
 
 __all__ = [
     "Connection",
@@ -90,12 +93,6 @@ def create_ssl_context(server_side: bool = False) -> ssl.SSLContext:
     reads TLS sockets without blocking instead, so the newest version stays available.
     """
     return net.tls_context(server_side)
-
-
-def _client_id_text(client_id: Any) -> str:
-    if isinstance(client_id, bytes):
-        return client_id.decode("utf-8", "replace")
-    return str(client_id)
 
 
 class _Waiter(threading.Event):
@@ -136,7 +133,7 @@ class Connection:
         tcp_keepintvl: int = 75,
         tcp_keepcnt: int = 9,
     ) -> None:
-        self.log = logging.getLogger(f"gear.Connection.{_client_id_text(client_id)}")
+        self.log = logging.getLogger(f"gear.Connection.{id_text(client_id)}")
         self.host = host
         self.port = port
         self.ssl_key = ssl_key
@@ -171,13 +168,13 @@ class Connection:
         self.conn: Any = None
         self.connected = False
         self.connect_time: float | None = None
-        #: handle -> the first Job submitted on this connection that got this handle.
-        self.related_jobs: dict[bytes, Any] = {}
-        #: handle -> further Jobs the server coalesced onto the same handle (docs/protocol.md §3.2).
-        self.coalesced_jobs: dict[bytes, list[Any]] = {}
-        #: handle -> [next job index, finished jobs] for coalesced handles (see Client).
-        self.coalesced_cursor: dict[bytes, list[int]] = {}
-        self.pending_tasks: list[Any] = []
+        #: The client state of this connection: replies, handles, coalescing, WORK_* meaning.
+        self.session = ClientSession(JobUpdater(self))
+        #: handle -> the first Job submitted on this connection that got this handle (the
+        #: session's own map; jobs attached to it locally are in ``session.followers``).
+        self.related_jobs: dict[bytes, Any] = self.session.jobs
+        #: Requests waiting for JOB_CREATED/OPTION_RES/ERROR, oldest first (the session's FIFO).
+        self.pending_tasks: Any = self.session.pending
         self.admin_requests: list[AdminRequest] = []
         self.echo_conditions: dict[bytes, _Waiter] = {}
         self.status_waiters: dict[bytes, list[_Waiter]] = {}
@@ -314,12 +311,10 @@ class Connection:
         self.disconnect()
         self.connect()
 
-    def _failWaiters(self, error: BaseException) -> None:
-        """Wake everyone waiting on a reply from this connection with ``error``."""
-        tasks, self.pending_tasks = self.pending_tasks, []
-        for task in tasks:
-            task.error = error
-            task.setComplete()
+    def _failWaiters(self, error: BaseException) -> list[Any]:
+        """Wake everyone waiting on a reply from this connection with ``error``; returns the
+        jobs that were running on it (for the client's ``handleDisconnect`` hook)."""
+        jobs = self.session.connection_lost(error)
         requests, self.admin_requests = self.admin_requests, []
         for req in requests:
             req.error = error
@@ -335,6 +330,7 @@ class Connection:
         for w in waiters:
             w.error = error
             w.set()
+        return jobs
 
     # --- output ---------------------------------------------------------------------------
 
@@ -386,12 +382,11 @@ class Connection:
         of the requests on the wire (replies are matched FIFO, docs/protocol.md §1.3).
         """
         with self.send_lock:
-            self.pending_tasks.append(task)
+            self.session.expect(task)
             try:
                 self._sendall(data)
             except BaseException:
-                if task in self.pending_tasks:
-                    self.pending_tasks.remove(task)
+                self.session.unexpect(task)
                 raise
 
     # --- input ----------------------------------------------------------------------------
@@ -681,7 +676,7 @@ class ServerConnection(NonBlockingConnection):
         # gear does not call Connection.__init__ here: a server connection has no pending
         # tasks, options or TLS settings of its own.
         if client_id:
-            self.log = logging.getLogger(f"gear.ServerConnection.{_client_id_text(client_id)}")
+            self.log = logging.getLogger(f"gear.ServerConnection.{id_text(client_id)}")
         else:
             self.log = logging.getLogger("gear.ServerConnection")
         self.send_queue = []

@@ -1,12 +1,12 @@
 """gear's job classes: what a client submits, what a worker receives, and their text variants.
 
 Owns ``convert_to_bytes``, ``FunctionRecord``, ``BaseJob``, ``Job``, ``WorkerJob``, the
-``Text*``/``Binary*`` variants and ``ServerJob`` (reference/gear-0.16-api.md 3.10), with gear's
+``Text*``/``Binary*`` variants and ``ServerJob`` (docs/gear-compat.md §3.10), with gear's
 attribute names and types (names bytes on the wire, ``name`` decoded for display).
 
-Fixed gear bugs (section 6): ``TextList.extend`` works; ``TextJob.exception = None`` and
-``unique = None`` are allowed. Added: ``Job.wait(timeout)``, backed by an event that is set
-whenever ``complete`` becomes true.
+Fixed gear bugs (docs/gear-compat.md §6): ``TextList.extend`` works; ``TextJob.exception =
+None`` and ``unique = None`` are allowed. Added: ``Job.wait(timeout)``, backed by an event that
+is set whenever ``complete`` becomes true.
 
 Names are gear's camelCase on purpose. Must not import the connection, client, worker or
 server modules (a WorkerJob only calls ``self.connection.sendPacket``/``sendRaw``).
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, SupportsIndex
 
 from gear import constants
+from gear.protocol.messages import to_bytes
 from gear.protocol.packets import request
 
 __all__ = [
@@ -43,9 +44,12 @@ _WAIT_LOCK = threading.Lock()
 
 
 def convert_to_bytes(data: Any) -> Any:
-    """``data`` encoded as UTF-8 if it is a str; anything else (bytes, None) unchanged."""
+    """``data`` encoded as UTF-8 if it is a str; anything else (bytes, None) unchanged.
+
+    gear's lenient form of :func:`gear.protocol.messages.to_bytes`, kept for its callers.
+    """
     if isinstance(data, str):
-        return data.encode("utf8")
+        return to_bytes(data)
     return data
 
 
@@ -268,7 +272,7 @@ class WorkerJob(BaseJob):
         self._send(request(constants.WORK_COMPLETE, _handle_of(self), bytes(data)))
 
     def sendWorkFail(self) -> None:
-        """Send a WORK_FAIL packet: the handle with no trailing NUL (reference 1.3)."""
+        """Send a WORK_FAIL packet: the handle with no trailing NUL (docs/protocol.md §1.3)."""
         self._send(request(constants.WORK_FAIL, _handle_of(self)))
 
     def sendWorkException(self, data: bytes = b"") -> None:

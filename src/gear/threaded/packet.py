@@ -1,9 +1,9 @@
 """gear's ``Packet`` class: one binary Gearman packet as the threaded API sees it.
 
-Owns the gear 0.16-compatible packet object (reference/gear-0.16-api.md 3.6): validation of the
+Owns the gear 0.16-compatible packet object (docs/gear-compat.md §3.6): validation of the
 magic and body type, ``toBinary``, ``getArgument`` and ``getJob`` (handle -> Job through the
-connection's ``related_jobs``). Framing itself (the 12-byte header, reference/gearman-protocol.md
-1.1) comes from :mod:`gear.protocol.packets`.
+connection's ``related_jobs``). Framing itself (the 12-byte header, docs/protocol.md §1.1) comes
+from :mod:`gear.protocol.packets`.
 
 Names are gear's camelCase on purpose (drop-in compatibility). Must not import the connection,
 client, worker or server modules: a packet only knows its connection through duck typing.
@@ -128,7 +128,7 @@ class Packet:
         """The Job this packet's handle (argument 0) refers to on its connection.
 
         WORK_FAIL may carry a trailing NUL (gearmand sends ``handle\\0`` when it converts a
-        WORK_EXCEPTION, reference/gearman-protocol.md 1.3): ``work_handle`` drops it.
+        WORK_EXCEPTION, docs/protocol.md §1.3): ``work_handle`` drops it.
         """
         handle = work_handle(self.data)
         job = self.connection.related_jobs.get(handle) if self.connection is not None else None
