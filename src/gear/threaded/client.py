@@ -16,7 +16,8 @@ signatures, hooks that return the Job, FIFO matching of JOB_CREATED/OPTION_RES/E
 NoConnectedServersError; an ERROR reply raises ServerError; a foreground job whose (function,
 unique) is already live is attached to it locally instead of being submitted again, so every
 Job of the handle receives every WORK_* packet once; a lost connection wakes the poll loop and
-fails its waiters at once; reconnects back off from 50 ms to 2 s without sleep-polling. Added:
+fails its waiters at once; reconnects back off from 50 ms to 5 s, jittered
+(:mod:`gear.protocol.backoff`), without sleep-polling. Added:
 ``getStatus``, ``getStatusUnique``, ``submitJob(..., when=...)`` (SUBMIT_JOB_EPOCH),
 ``submitJobs`` (many submissions pipelined in one write) and ``Job.wait``. Packets are
 logged at DEBUG only, behind a level check.

@@ -241,7 +241,8 @@ class Connection:
             af, socktype, proto, _canonname, sa = res
             try:
                 s = socket.socket(af, socktype, proto)
-                net.apply_tcp_options(s, self._tcpOptions())
+                net.apply_tcp_options(s, net.tcp_options(
+                    self.keepalive, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt))
             except OSError:
                 s = None
                 continue
@@ -281,11 +282,6 @@ class Connection:
         self._tls_answered = False
         self.input_buffer = b""
         self.need_bytes = False
-
-    def _tcpOptions(self) -> list[net.SocketOption]:
-        return net.tcp_options(
-            self.keepalive, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt
-        )
 
     def _wrapSocket(self, s: Any) -> Any:
         # Mutual TLS as gear does it: the server must present a certificate signed by ssl_ca,
