@@ -92,11 +92,16 @@ def run_rounds(
                 if not cond.wait_for(all_in, stall_after):
                     result.stalls += 1
                     result.missing.append(jobs - delivered)
-            if delivered < jobs:
-                with worker.job_lock:  # nudge: grab for the waiting threads
+            for _ in range(30):  # nudge until the round is done (it may stall again)
+                with cond:
+                    if delivered == jobs:
+                        break
+                with worker.job_lock:  # grab for the waiting threads
                     worker._updateStateMachines()
                 with cond:
-                    assert cond.wait_for(all_in, 30), "no recovery"
+                    cond.wait_for(all_in, stall_after)
+            else:
+                raise AssertionError("no recovery")
             end.wait()
             result.rounds += 1
         for thread in pool:
