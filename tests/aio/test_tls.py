@@ -73,3 +73,69 @@ def test_half_configured_tls_is_refused(tls: TLSFiles) -> None:
         client.add_server("127.0.0.1", 4730, ssl_ca=tls.ca,
                           ssl_context=ssl.create_default_context())
     asyncio.run(client.close())
+
+
+class _Handler:
+    """A LinkHandler that records the first loss."""
+
+    def __init__(self) -> None:
+        self.down = asyncio.Event()
+        self.error: BaseException | None = None
+
+    def link_up(self, link: Any) -> None:
+        pass
+
+    def link_event(self, link: Any, event: Any) -> None:
+        pass
+
+    def link_down(self, link: Any, error: BaseException) -> None:
+        self.error = self.error or error
+        self.down.set()
+
+
+def test_a_client_without_a_certificate_is_told_why(tls: TLSFiles, tls_server: Any) -> None:
+    # Issue 15 (c): the server (mutual TLS 1.3) closes right after the handshake; the loss
+    # names the certificate problem, and so does the link's last error.
+    from gear.aio.connection import Endpoint, Link
+
+    async def main() -> None:
+        context = aio.make_ssl_context(ssl_ca=tls.ca)  # no certificate of ours
+        handler = _Handler()
+        link = Link(Endpoint("127.0.0.1", tls_server.port, context), handler)
+        link.start()
+        try:
+            await asyncio.wait_for(handler.down.wait(), 10)
+            assert "refused this client's TLS certificate" in str(handler.error)
+            assert "ssl_cert" in str(handler.error)
+            assert "certificate" in str(link.last_error)
+        finally:
+            await link.close()
+
+    run(main())
+
+
+def test_a_refusal_during_a_tls12_handshake_is_named(tls: TLSFiles, tls_server: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gear.aio.connection import Endpoint, Link
+    from gear.protocol.backoff import Backoff
+
+    async def main() -> None:
+        failed = asyncio.Event()
+
+        def next_delay(self: Backoff) -> float:
+            failed.set()
+            return 0.05
+
+        monkeypatch.setattr(Backoff, "next_delay", next_delay)
+        context = aio.make_ssl_context(ssl_ca=tls.ca)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2  # the server checks us mid-handshake
+        link = Link(Endpoint("127.0.0.1", tls_server.port, context), _Handler())
+        link.start()
+        try:
+            await asyncio.wait_for(failed.wait(), 10)
+            assert "refused this client's TLS certificate" in str(link.last_error)
+            assert "during the handshake" in str(link.last_error)
+        finally:
+            await link.close()
+
+    run(main())

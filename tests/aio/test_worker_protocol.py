@@ -1,10 +1,12 @@
 """The aio Worker's GRAB / PRE_SLEEP / NOOP state machine, packet by packet, against a scripted
 in-process fake server: registration, no busy loop, no missed wakeup, pipelined GRABs bounded by
-free slots (reference/gearman-protocol.md 1.3 and 3.5)."""
+free slots (docs/protocol.md §1.3 and §3.5)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 from gear import aio
 from gear import constants as c
@@ -30,7 +32,7 @@ def test_registration_sleep_and_wakeup() -> None:
             worker.add_server("127.0.0.1", server.port)
             await worker.start(concurrency=2)
             assert (await server.expect(c.SET_CLIENT_ID)).body == b"w1"
-            # seconds -> milliseconds (3.8)
+            # seconds -> milliseconds (docs/protocol.md §3.8)
             assert (await server.expect(c.CAN_DO_TIMEOUT)).args() == [b"fn", b"2500"]
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.NO_JOB)
@@ -138,7 +140,8 @@ def test_registering_while_asleep_asks_for_jobs() -> None:
             async def late(job: aio.WorkerJob) -> bytes:
                 return b"late"
 
-            # jobs of a new function may already be queued, and CAN_DO wakes nobody (3.4)
+            # jobs of a new function may already be queued, and CAN_DO wakes nobody
+            # (docs/protocol.md §3.4)
             worker.register("late", late)
             assert (await server.expect(c.CAN_DO)).body == b"late"
             await server.expect(c.GRAB_JOB_UNIQ)
@@ -174,5 +177,78 @@ def test_unregister_sends_cant_do_and_drain_waits_for_grabs() -> None:
             assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:1", b"a"]
             await asyncio.wait_for(stopping, 5)
             assert server.packets.empty()  # no GRAB after the drain started
+
+    run(main())
+
+
+def test_a_handler_past_its_can_do_timeout_is_cancelled() -> None:
+    # Issue 15 (b): the server has failed the job when its CAN_DO_TIMEOUT expires; the handler
+    # is cancelled, nothing of the job is sent, and its slot takes the next job.
+    async def main() -> None:
+        worker = aio.Worker()
+        cancelled = asyncio.Event()
+
+        @worker.function("slow", timeout=0.1)
+        async def slow(job: aio.WorkerJob) -> bytes:
+            try:
+                await asyncio.Event().wait()  # never set: runs until cancelled
+            except asyncio.CancelledError:
+                cancelled.set()
+                job.send_data(b"too late")  # dropped: the server has failed the job
+                raise
+            return b"unreachable"
+
+        @worker.function("fast")
+        async def fast(job: aio.WorkerJob) -> bytes:
+            return b"ok"
+
+        async with fake_server() as server:
+            worker.add_server("127.0.0.1", server.port)
+            await worker.start(concurrency=1)
+            assert (await server.expect(c.CAN_DO_TIMEOUT)).args() == [b"slow", b"100"]
+            await server.expect(c.CAN_DO)
+            await server.expect(c.GRAB_JOB_UNIQ)
+            server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"slow", b"", b"")
+            # concurrency 1: the next GRAB needs the slot the cancelled handler gives back
+            await server.expect(c.GRAB_JOB_UNIQ)
+            assert cancelled.is_set()
+            assert worker.running_jobs == 0
+            server.send(c.JOB_ASSIGN_UNIQ, b"H:2", b"fast", b"", b"")
+            assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:2", b"ok"]
+            await worker.stop(drain=False)
+
+    run(main())
+
+
+def test_a_def_handler_past_its_can_do_timeout_keeps_its_slot_and_its_result_is_dropped() -> None:
+    async def main() -> None:
+        worker = aio.Worker()
+        release = threading.Event()
+        loop = asyncio.get_running_loop()
+        expired = asyncio.Event()
+        original = worker._expire
+
+        def expire(*args: Any) -> None:
+            original(*args)
+            expired.set()
+
+        worker._expire = expire  # type: ignore[method-assign]
+
+        @worker.function("slow", timeout=0.1)
+        def slow(job: aio.WorkerJob) -> bytes:
+            release.wait(5)
+            return b"too late"
+
+        async with fake_server() as server:
+            worker.add_server("127.0.0.1", server.port)
+            await worker.start(concurrency=1)
+            await server.expect(c.CAN_DO_TIMEOUT)
+            await server.expect(c.GRAB_JOB_UNIQ)
+            server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"slow", b"", b"")
+            await expired.wait()
+            await server.assert_quiet()  # the thread still runs: no slot, no GRAB
+            await loop.run_in_executor(None, release.set)
+            await server.expect(c.GRAB_JOB_UNIQ)  # its result is dropped, its slot is free
+            await worker.stop(drain=False)
 
     run(main())

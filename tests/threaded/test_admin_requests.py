@@ -58,7 +58,7 @@ def test_server_admin_request_takes_one_line() -> None:
 
 
 def test_only_a_first_line_err_without_tabs_ends_a_list_early() -> None:
-    # a function named "ERR x" is a status line (it has tabs), not a refusal (2.2)
+    # a function named "ERR x" is a status line (it has tabs), not a refusal (docs/protocol.md §2.2)
     req = gear.StatusAdminRequest()
     data = b"ERR x\t1\t0\t1\nERR y\t0\t0\t0\n.\n"
     assert req.isComplete(data[:14]) == (False, None)

@@ -158,3 +158,44 @@ def test_partial_tls_settings_warn_that_the_connection_is_plaintext(
     with caplog.at_level(logging.WARNING, logger="gear.Connection"):
         gear.Connection("127.0.0.1", 4730)
     assert caplog.text == ""
+
+
+class _Records(logging.Handler):
+    """Sets ``seen`` when a record containing ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.text in message:
+            self.messages.append(message)
+            self.seen.set()
+
+
+def test_a_certificate_the_server_refuses_is_named(
+    certs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Issue 15 (c): a mutual-TLS server (TLS 1.3) that refuses our certificate just closes the
+    # connection after the handshake; the client says why instead of "connection lost".
+    other = tmp_path_factory.mktemp("other-ca")
+    other_root = _write_cert(other, "root", "root", None, ca=True)
+    _write_cert(other, "client", "root", other_root)  # signed by a CA the server does not trust
+    server = gear.Server(0, host="127.0.0.1", ssl_key=str(certs / "server.key"),
+                         ssl_cert=str(certs / "server.crt"), ssl_ca=str(certs / "root.crt"))
+    records = _Records("refused this client's TLS certificate")
+    log = logging.getLogger("gear.Connection")
+    log.addHandler(records)
+    client = gear.Client("client")
+    try:
+        client.addServer("127.0.0.1", int(server.port), str(other / "client.key"),
+                         str(other / "client.crt"), str(certs / "root.crt"))
+        assert records.seen.wait(10)
+        assert "ssl_cert" in records.messages[0]
+    finally:
+        log.removeHandler(records)
+        client.shutdown()
+        server.shutdown()

@@ -1,7 +1,9 @@
-"""The worker's grab state machine, driven through a socketpair by a scripted server."""
+"""The worker's grab state machine, driven through a socketpair by a scripted server (and a
+thread pool sharing one Worker against gear.Server on port 0)."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import warnings
 from collections.abc import Iterator
@@ -160,3 +162,67 @@ def test_job_assign_all_is_read_by_the_shared_parser(worker: gear.Worker) -> Non
     assert isinstance(job, gear.WorkerJob)
     assert (job.handle, job.name, job.arguments, job.unique) == (b"H:7", "fn", b"args", b"u7")
     assert peer.conn.state == "IDLE"
+
+
+class _GatedQueue:
+    """The worker's job queue, except that a *blocking* get waits for ``gate`` first: it holds a
+    getJob caller that is already waiting while another takes the job queued for it."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.gate = threading.Event()
+        self.blocked = threading.Event()
+        self.cond = threading.Condition()
+
+    def empty(self) -> bool:
+        return self.queue.empty()
+
+    def put(self, item: object) -> None:
+        with self.cond:
+            self.queue.put(item)
+            self.cond.notify_all()
+
+    def get(self, block: bool = True) -> object:
+        if block:
+            self.blocked.set()
+            self.gate.wait(5)
+        return self.queue.get(block)
+
+
+def test_taking_a_queued_job_while_others_wait_keeps_grabbing(worker: gear.Worker) -> None:
+    # Issue 15 (a): thread A waits; the job assigned for it is queued; before A wakes, thread B
+    # calls getJob and takes that job. A still waits, so the connection must grab for it.
+    gated = _GatedQueue()
+    worker.job_queue = gated  # type: ignore[assignment]
+    peer = Peer(worker)
+    t, out = _get_job_in_thread(worker)  # A
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    assert gated.blocked.wait(5)
+    peer.send(constants.JOB_ASSIGN, b"H:1", b"fn", b"a")
+    with gated.cond:
+        assert gated.cond.wait_for(lambda: not gated.empty(), 5)
+    assert worker.waiting_for_jobs == 0
+    job = worker.getJob()  # B: takes H:1 at once, while A still waits
+    assert job.handle == b"H:1"
+    assert worker.waiting_for_jobs == 1
+    peer.expect(constants.GRAB_JOB_UNIQ)  # the grab for A: without it A waits forever
+    peer.send(constants.JOB_ASSIGN, b"H:2", b"fn", b"b")
+    gated.gate.set()
+    t.join(5)
+    assert [j.handle for j in out] == [b"H:2"]  # type: ignore[attr-defined]
+    assert worker.waiting_for_jobs == 0
+
+
+def test_a_thread_pool_sharing_one_worker_never_stalls() -> None:
+    # Issue 15 (a) end to end: 4 threads call getJob exactly 25 times each per round while 2
+    # client threads submit 100 jobs; every round must deliver all 100 (bench/
+    # stress_worker_wakeup.py runs the same for 1,000 rounds).
+    from tests.support.wakeup import run_rounds
+
+    server = gear.Server(0, host="127.0.0.1")
+    try:
+        result = run_rounds("127.0.0.1", int(server.port), rounds=50, stall_after=3.0)
+    finally:
+        server.shutdown()
+    assert result.stalls == 0, result
+    assert result.rounds == 50

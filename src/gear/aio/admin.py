@@ -2,7 +2,7 @@
 
 Owns :class:`Admin`, one text-protocol connection to one server (admin state is per server).
 Commands may be issued concurrently: they are pipelined and replies are matched in order, which
-gearmand guarantees (reference/gearman-protocol.md 2.1). Reply framing and parsing come from
+gearmand guarantees (docs/protocol.md §2.1). Reply framing and parsing come from
 ``gear.protocol.admin`` (:class:`~gear.protocol.admin.AdminReply` and the ``parse_*``
 functions); this module only moves lines and maps ``ERR`` replies to
 :class:`~gear.errors.ServerError`.
@@ -17,12 +17,12 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from gear.aio.client import to_bytes
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, describe
 from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
 from gear.errors import TimeoutError as GearTimeoutError
 from gear.protocol import admin as admin_text
 from gear.protocol.admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from gear.protocol.messages import to_bytes
 from gear.protocol.packets import AdminLine
 
 if TYPE_CHECKING:
@@ -99,7 +99,8 @@ class Admin(AsyncContext):
         """
         if self._closed:
             raise ConfigurationError("the admin connection is closed")
-        # CRLF as gearadmin sends it: `create function` loses a character after a bare LF (2.2).
+        # CRLF as gearadmin sends it: `create function` loses a character after a bare LF
+        # (docs/protocol.md §2.2).
         line = admin_text.admin_command(command, *args, crlf=True)
         if self._link is None:
             self._link = Link(self.endpoint, self, text=True, connect_timeout=self.timeout)
@@ -180,7 +181,8 @@ class Admin(AsyncContext):
     ) -> None:
         """``maxqueue``: ``size`` for every priority, or per priority; 0/None is unlimited.
 
-        Limits count a function's queued and running jobs of all priorities (3.13).
+        Limits count a function's queued and running jobs of all priorities
+        (docs/protocol.md §3.13).
         """
         name = to_bytes(function, "function")
         if size is not None and (high, normal, low) != (None, None, None):

@@ -1,4 +1,4 @@
-"""asyncio transport for one Gearman server: a packet protocol, TLS/keepalive setup, reconnects.
+"""asyncio transport for one Gearman server: a packet protocol, socket setup, reconnects.
 
 Owns: :class:`Endpoint` (where and how to connect: TLS, TCP keepalive), :class:`ServerOptions`
 (the keyword options every ``add_server``/``Admin`` takes, declared once),
@@ -6,12 +6,14 @@ Owns: :class:`Endpoint` (where and how to connect: TLS, TCP keepalive), :class:`
 (the ``async with`` protocol of Client, Worker and Admin), :class:`PacketProtocol`
 (an :class:`asyncio.BufferedProtocol` that feeds received bytes to the sans-I/O
 :class:`~gear.protocol.packets.Decoder` and batches outgoing packets into one write per loop
-iteration), and :class:`Link` (keeps one server connection open, reconnecting with jittered
-exponential backoff, and tells its :class:`LinkHandler` about every connect, event and loss;
-:meth:`Link.for_owner` applies a Client's or Worker's :class:`ReconnectSettings`).
+iteration), and :class:`Link` (keeps one server connection open, reconnecting with the
+jittered back-off of :mod:`gear.protocol.backoff`, and tells its :class:`LinkHandler` about
+every connect, event and loss; :meth:`Link.for_owner` applies a Client's or Worker's
+:class:`ReconnectSettings`).
 
 It knows nothing about clients, workers or jobs: those live in ``gear.aio.client``/``worker``/
-``admin``. Must not import the threaded API (``gear.threaded``) or the server.
+``admin``. TLS contexts and TCP options come from :mod:`gear.net`. Must not import the
+threaded API (``gear.threaded``) or the server.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
-import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, TypedDict, cast
 
+from gear import net
 from gear.errors import ConfigurationError, ConnectionError, ProtocolError
+from gear.protocol.backoff import RECONNECT_MAX, RECONNECT_MIN, Backoff
 from gear.protocol.packets import AdminLine, Decoder, Frame
 
 if TYPE_CHECKING:  # typing.Self and typing.Unpack (PEP 692 **kwargs) need Python 3.11
@@ -40,29 +42,13 @@ Event = Frame | AdminLine
 
 #: Seconds :meth:`Link.close` waits for an orderly close before aborting the connection.
 CLOSE_TIMEOUT = 2.0
+#: A TLS connection the server ends this soon after the handshake, having sent nothing, was
+#: refused (mutual TLS, TLS 1.3: the server checks our certificate after we finished).
+TLS_VERDICT_TIME = 2.0
 
 
-def make_ssl_context(
-    ssl_key: str | None = None,
-    ssl_cert: str | None = None,
-    ssl_ca: str | None = None,
-) -> ssl.SSLContext:
-    """A client context for gear's mutual TLS: our key/cert; the server verified by ``ssl_ca``.
-
-    Like gear, the server certificate must chain to ``ssl_ca`` but its host name is not checked
-    (Gearman deployments address servers by IP). Unlike gear, TLS 1.3 stays enabled: gear turned
-    it off to work around a poll()-based reader hang that asyncio's transport does not have.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
-    if ssl_ca:
-        context.load_verify_locations(ssl_ca)
-    else:
-        context.load_default_certs()
-    if ssl_cert:
-        context.load_cert_chain(ssl_cert, ssl_key)
-    return context
+#: gear's mutual-TLS client context (public as ``gear.aio.make_ssl_context``).
+make_ssl_context = net.client_tls_context
 
 
 @dataclass(frozen=True)
@@ -105,6 +91,13 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tcp_options(self) -> list[net.SocketOption]:
+        """TCP_NODELAY, plus keepalive when asked (:func:`gear.net.tcp_options`)."""
+        return net.tcp_options(
+            self.keepalive, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt
+        )
 
 
 class ServerOptions(TypedDict, total=False):
@@ -166,22 +159,6 @@ def describe(exc: BaseException | None) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _configure_socket(sock: socket.socket | None, endpoint: Endpoint) -> None:
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    # Small request/response packets: without TCP_NODELAY, Nagle plus delayed ACK cost ~40 ms
-    # per round trip (design.md section 4, gear 0.16's worker).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if endpoint.keepalive:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, endpoint.tcp_keepidle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, endpoint.tcp_keepintvl)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, endpoint.tcp_keepcnt)
-        else:  # pragma: no cover - not Linux
-            log.warning("TCP keepalive tuning is not available on this platform")
-
-
 #: Bytes of the receive buffer each connection allocates once and reads into.
 RECV_BUFFER_SIZE = 64 * 1024
 
@@ -220,13 +197,17 @@ class PacketProtocol(asyncio.BufferedProtocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.closed: asyncio.Future[BaseException | None] = self._loop.create_future()
+        #: Whether any byte came from the server, and when the connection was made.
+        self.received = False
+        self.made_at = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        _configure_socket(transport.get_extra_info("socket"), self.endpoint)
+        self.made_at = self._loop.time()
+        net.apply_tcp_options(transport.get_extra_info("socket"), self.endpoint.tcp_options)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # The hint may be ignored (asyncio.BufferedProtocol); the selector transport passes -1.
@@ -240,6 +221,7 @@ class PacketProtocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         # Replies produced while handling this chunk (GRAB after NOOP, PRE_SLEEP after NO_JOB,
         # ...) are written in one go at the end instead of one loop iteration later.
+        self.received = True
         self._corked += 1
         try:
             for event in self.decoder.feed(data):
@@ -369,10 +351,9 @@ class LinkHandler(Protocol):
 class Link:
     """Keeps one connection to ``endpoint`` open until :meth:`close`.
 
-    Reconnects after a failed attempt or a lost connection with jittered exponential backoff
-    (``backoff_min`` doubling up to ``backoff_max``, each delay drawn from 50-100% of the step,
-    so many clients do not reconnect in lock-step after a server restart). A successful
-    connection resets the backoff.
+    Reconnects after a failed attempt or a lost connection with the one reconnect policy,
+    :class:`gear.protocol.backoff.Backoff` (``backoff_min`` doubling up to ``backoff_max``,
+    jittered). A successful connection resets the backoff.
     """
 
     def __init__(
@@ -382,8 +363,8 @@ class Link:
         *,
         text: bool = False,
         connect_timeout: float = 10.0,
-        backoff_min: float = 0.05,
-        backoff_max: float = 5.0,
+        backoff_min: float = RECONNECT_MIN,
+        backoff_max: float = RECONNECT_MAX,
         reconnect: bool = True,
     ) -> None:
         self.endpoint = endpoint
@@ -453,15 +434,20 @@ class Link:
         return protocol
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(self.backoff_min, self.backoff_max)
         while not self._closing:
             try:
                 protocol = await self._connect()
             except Exception as exc:  # OSError, TimeoutError, SSLError, ...: retry all of them
-                self.last_error = exc
-                log.debug("cannot connect to %s: %s", self.endpoint, describe(exc))
+                refusal = self._tls_refusal(exc, None)
+                if refusal is not None:
+                    self.last_error = refusal
+                    log.warning("cannot connect to %s: %s", self.endpoint, refusal)
+                else:
+                    self.last_error = exc
+                    log.debug("cannot connect to %s: %s", self.endpoint, describe(exc))
             else:
-                attempt = 0
+                backoff.reset()
                 self.protocol = protocol
                 self.last_error = None
                 log.debug("connected to %s", self.endpoint)
@@ -473,17 +459,34 @@ class Link:
                     self._up.clear()
                     self.protocol = None
                     protocol.close()
+                refusal = None if self._closing else self._tls_refusal(reason, protocol)
+                if refusal is not None:
+                    reason = refusal
                 self.last_error = reason
                 detail = describe(reason)
                 error = ConnectionError(f"connection to {self.endpoint} lost: {detail}")
                 if not self._closing:
-                    log.info("connection to %s lost: %s", self.endpoint, detail)
+                    log.log(logging.INFO if refusal is None else logging.WARNING,
+                            "connection to %s lost: %s", self.endpoint, detail)
                 self.handler.link_down(self, error)
             if self._closing or not self.reconnect:
                 break
-            step = min(self.backoff_max, self.backoff_min * (2**attempt))
-            attempt = min(attempt + 1, 30)
-            await asyncio.sleep(step * (0.5 + random.random() / 2))
+            await asyncio.sleep(backoff.next_delay())
+
+    def _tls_refusal(
+        self, exc: BaseException | None, protocol: PacketProtocol | None
+    ) -> ConnectionError | None:
+        """A ConnectionError naming the certificate problem, if a mutual-TLS server refused us
+        (during the connect, or with ``protocol`` right after it); else None."""
+        if self.endpoint.ssl_context is None:
+            return None
+        if protocol is None:
+            reason = net.tls_refusal(exc, handshake_done=False)
+        elif protocol.received or protocol._loop.time() - protocol.made_at > TLS_VERDICT_TIME:
+            return None
+        else:
+            reason = net.tls_refusal(exc, handshake_done=True)
+        return None if reason is None else ConnectionError(reason)
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; waits until the link task has ended."""

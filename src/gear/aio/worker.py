@@ -2,28 +2,29 @@
 
 Owns :class:`Worker` (registrations, the slot accounting shared by all its server connections,
 graceful drain) and :class:`WorkerJob` (one assigned job as a handler sees it). Packets are built
-and parsed only by ``gear.protocol``; this module is the per-connection grab state machine.
+and parsed only by ``gear.protocol``; this module is glue between a :class:`Link` and a
+:class:`~gear.protocol.worker.WorkerSession` per server.
 
 Must not import the threaded API, the client or the server.
 
-Grab/sleep state machine per connection (reference/gearman-protocol.md 3.5):
+The grab/sleep cycle of each connection is :class:`gear.protocol.worker.WorkerSession`
+(registration on every connect, pipelined GRABs in a window, PRE_SLEEP/NOOP, docs/protocol.md
+§3.5); this module decides *when* to grab, by slots:
 
-* A connection *wants* work after it connects, after a NOOP, and after each JOB_ASSIGN (more may
-  be queued). Every GRAB holds a reserved slot until it is answered, so ``concurrency=N`` bounds
-  running jobs plus outstanding GRABs across every connection: never more jobs than free slots.
-* Replies come in request order, so GRABs may be pipelined: a connection starts with one GRAB
-  in flight after a wakeup and doubles that (up to ``grab_window``) each time one is answered
-  with a job, so a deep queue costs far fewer round trips, while an idle server sees one GRAB.
-* NO_JOB gives its slot back and stops further GRABs; once every GRAB in flight is answered the
-  connection sends PRE_SLEEP, and the server answers at once with NOOP if work arrived meanwhile
-  (its race fix), so there is neither a missed wakeup nor a busy loop.
-* A wanting connection without a free slot just waits; it grabs as soon as a job finishes.
-* On reconnect the registrations (SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT in milliseconds, 3.8)
-  are sent again. Jobs that were running on a lost connection finish locally but their results
-  go nowhere: the server has already re-queued them (3.6).
+* Every GRAB holds a reserved slot until it is answered, so ``concurrency=N`` bounds running
+  jobs plus outstanding GRABs across every connection: never more jobs than free slots. A
+  connection that wants work without a free slot waits in a round-robin queue and grabs as soon
+  as a job finishes; NO_JOB gives its slot back.
+* Jobs that were running on a lost connection finish locally but their results go nowhere:
+  the server has already re-queued them (docs/protocol.md §3.6).
+* A job still running when its function's CAN_DO_TIMEOUT has passed has been failed by the
+  server (docs/protocol.md §3.8): nothing of it is sent any more, an ``async def`` handler is
+  cancelled and its slot takes the next job (a ``def`` handler's thread cannot be interrupted:
+  it keeps its slot until it returns).
 * A handler exception becomes WORK_EXCEPTION with ``"ExcType: message"``. That packet ends the
-  job on gearmand, and a WORK_FAIL after it is answered with ERROR JOB_NOT_FOUND (1.4, #25), so
-  no WORK_FAIL follows unless ``fail_after_exception=True`` (for servers that want both).
+  job on gearmand, and a WORK_FAIL after it is answered with ERROR JOB_NOT_FOUND
+  (docs/protocol.md §1.4, #25), so no WORK_FAIL follows unless ``fail_after_exception=True``
+  (for servers that want both).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from gear import constants as c
-from gear.aio.client import to_bytes
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, new_endpoint
 from gear.errors import (
     ConfigurationError,
@@ -51,7 +51,9 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.protocol import messages
+from gear.protocol.messages import to_bytes
 from gear.protocol.packets import Frame, request
+from gear.protocol.worker import GRAB_TYPES, WorkerSession
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -62,10 +64,6 @@ Result: TypeAlias = bytes | bytearray | memoryview | str | None
 Handler: TypeAlias = Callable[["WorkerJob"], Awaitable[Result] | Result]
 H = TypeVar("H", bound=Handler)
 
-_GRAB_TYPES = {"uniq": c.GRAB_JOB_UNIQ, "all": c.GRAB_JOB_ALL, "plain": c.GRAB_JOB}
-# Body-less requests sent for every job: encoded once.
-_GRAB_PACKETS = {ptype: request(ptype) for ptype in _GRAB_TYPES.values()}
-_PRE_SLEEP = request(c.PRE_SLEEP)
 _EAGER = sys.version_info >= (3, 12)
 
 
@@ -102,6 +100,7 @@ class WorkerJob:
 
     __slots__ = (
         "_conn",
+        "_expired",
         "_protocol",
         "_worker",
         "arguments",
@@ -125,8 +124,10 @@ class WorkerJob:
         self._worker = worker
         self._conn = conn
         # The connection the job was assigned on: after a reconnect the server has re-queued
-        # the job (3.6), so nothing of it may go out on the new connection.
+        # the job (docs/protocol.md §3.6), so nothing of it may go out on the new connection.
         self._protocol = conn.link.protocol
+        #: Ran past its function's CAN_DO_TIMEOUT: the server has failed it (Worker._expire).
+        self._expired = False
         self.handle = handle
         self.name = name
         self.unique = unique
@@ -151,7 +152,8 @@ class WorkerJob:
                 pass  # the loop is closed: the worker stopped without waiting for this thread
             return _DONE
         if not protocol.send(packet):
-            return _DONE  # the connection is gone; the server re-queued the job (3.6)
+            # The connection is gone; the server re-queued the job (docs/protocol.md §3.6).
+            return _DONE
         return protocol.drained() if protocol.write_paused else _DONE
 
     def _check_open(self) -> None:
@@ -161,38 +163,31 @@ class WorkerJob:
     def send_data(self, data: bytes | str) -> Awaitable[None]:
         """WORK_DATA: a chunk of output the client receives as it is sent."""
         self._check_open()
-        return self._send(request(c.WORK_DATA, self.handle, to_bytes(data, "data")))
+        return self._send(messages.work_data(self.handle, to_bytes(data, "data")))
 
     def send_warning(self, data: bytes | str) -> Awaitable[None]:
         """WORK_WARNING."""
         self._check_open()
-        return self._send(request(c.WORK_WARNING, self.handle, to_bytes(data, "data")))
+        return self._send(messages.work_warning(self.handle, to_bytes(data, "data")))
 
     def send_status(self, numerator: int, denominator: int) -> Awaitable[None]:
         """WORK_STATUS: progress as ``numerator`` out of ``denominator``."""
         self._check_open()
-        return self._send(
-            request(
-                c.WORK_STATUS,
-                self.handle,
-                str(int(numerator)).encode("ascii"),
-                str(int(denominator)).encode("ascii"),
-            )
-        )
+        return self._send(messages.work_status(self.handle, numerator, denominator))
 
     def send_complete(self, data: bytes | str = b"") -> Awaitable[None]:
         """End the job now with WORK_COMPLETE; the handler's return value is then ignored."""
-        return self._finish(request(c.WORK_COMPLETE, self.handle, to_bytes(data, "data")))
+        return self._finish(messages.work_complete(self.handle, to_bytes(data, "data")))
 
     def send_fail(self) -> Awaitable[None]:
-        """End the job now with WORK_FAIL (no NUL after the handle, reference 1.3)."""
-        return self._finish(request(c.WORK_FAIL, self.handle))
+        """End the job now with WORK_FAIL (no NUL after the handle, docs/protocol.md §1.3)."""
+        return self._finish(messages.work_fail(self.handle))
 
     def send_exception(self, data: bytes | str) -> Awaitable[None]:
         """End the job now with WORK_EXCEPTION carrying ``data``."""
-        packet = request(c.WORK_EXCEPTION, self.handle, to_bytes(data, "data"))
+        packet = messages.work_exception(self.handle, to_bytes(data, "data"))
         if self._worker.fail_after_exception:
-            packet += request(c.WORK_FAIL, self.handle)
+            packet += messages.work_fail(self.handle)
         return self._finish(packet)
 
     def _finish(self, packet: bytes) -> Awaitable[None]:
@@ -202,17 +197,15 @@ class WorkerJob:
 
 
 class _WorkerConnection:
-    """Per-connection worker state; the :class:`Link`'s handler."""
+    """One server connection of a Worker: a :class:`Link`'s handler around a WorkerSession."""
 
     def __init__(self, worker: Worker, endpoint: Endpoint) -> None:
         self.worker = worker
         self.endpoint = endpoint
         self.link = Link.for_owner(endpoint, self, worker)
-        self.grab_type = worker.grab_type
-        self.outstanding = 0  # GRABs sent and not answered yet; each holds a reserved slot
-        self.window = 1  # how many GRABs may be outstanding (grows while jobs keep coming)
-        self.hungry = False  # may send more GRABs: the queue was not empty last time we asked
-        self.sleeping = False  # PRE_SLEEP sent; waiting for NOOP
+        self.session = WorkerSession(
+            worker.client_id, grab_type=worker.grab_type, max_window=worker.grab_window
+        )
         self.queued = False  # in the worker's wanting queue
         self.jobs: dict[bytes, WorkerJob] = {}
 
@@ -223,22 +216,15 @@ class _WorkerConnection:
 
     def link_up(self, link: Link) -> None:
         worker = self.worker
-        if worker.client_id:
-            link.send(request(c.SET_CLIENT_ID, worker.client_id))
-        for function in worker._functions.values():
-            link.send(messages.can_do(function.name, function.timeout))
-        self.outstanding = 0
-        self.window = 1
-        self.sleeping = False
-        self.hungry = True
+        session = self.session
+        session.connection_made((f.name, f.timeout) for f in worker._functions.values())
+        link.send(session.data_to_send())
         worker._connection_changed()
         worker._want(self)
 
     def link_down(self, link: Link, error: ConnectionError) -> None:
         worker = self.worker
-        self.hungry = False
-        self.sleeping = False
-        outstanding, self.outstanding = self.outstanding, 0
+        outstanding = self.session.connection_lost()
         # Running jobs keep their slots until their handlers return; their results are dropped.
         self.jobs.clear()
         worker._connection_changed()
@@ -250,47 +236,36 @@ class _WorkerConnection:
             return
         ptype = event.ptype
         worker = self.worker
+        session = self.session
         if ptype in messages.ASSIGN_TYPES:
-            self.outstanding -= 1
-            a = messages.parse_job_assign(ptype, event.args())
+            a = session.job_assigned(ptype, event.args())
             job = WorkerJob(worker, self, a.handle, a.function, a.unique, a.data, a.reducer)
             self.jobs[a.handle] = job
             running = worker._start_job(job)  # the reserved slot now belongs to the job
-            # More may be queued: ask for more, up to twice as many at once each time a GRAB
-            # is answered with a job (never more than free slots).
-            self.hungry = True
-            self.window = min(self.window * 2, worker.grab_window)
-            worker._want(self)
+            worker._want(self)  # more may be queued: the session's window has grown
             if running and link.protocol is not None:
                 # Write the GRABs after the handler's first step, so that a fast handler's
                 # WORK_COMPLETE shares their write.
                 link.protocol.defer_flush()
         elif ptype == c.NO_JOB:
-            self.outstanding -= 1
-            self.hungry = False
-            self.window = 1
-            if self.outstanding == 0:
-                # 3.5: the server NOOPs at once if a job arrived since it answered NO_JOB.
-                self.sleeping = True
-                self.send(_PRE_SLEEP)
-            worker._release()
+            if session.no_job():
+                data = session.data_to_send()  # PRE_SLEEP once no GRAB is left in flight
+                if data:
+                    self.send(data)
+                worker._release()
         elif ptype == c.NOOP:
-            self.sleeping = False
-            self.hungry = True
+            session.noop()
             worker._want(self)
         elif ptype == c.ERROR:
             code, text = event.args()
-            if self.outstanding and code == b"INVALID_COMMAND" and self.grab_type != c.GRAB_JOB:
-                # A server without GRAB_JOB_UNIQ/ALL: fall back to plain GRAB_JOB.
+            if session.grab_refused(code):
                 log.warning("%s does not know %s; using GRAB_JOB",
-                            self.endpoint, c.types[self.grab_type])
-                self.grab_type = c.GRAB_JOB
-                self.outstanding -= 1
+                            self.endpoint, c.types[worker.grab_type])
                 worker._release()
                 worker._want(self)
             else:
                 # Typically JOB_NOT_FOUND for a result sent after the server re-queued the job
-                # (CAN_DO_TIMEOUT expiry, 3.8).
+                # (CAN_DO_TIMEOUT expiry, docs/protocol.md §3.8).
                 log.warning("ERROR from %s: %s %s", self.endpoint,
                             code.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
         else:
@@ -298,12 +273,10 @@ class _WorkerConnection:
 
     @property
     def can_grab(self) -> bool:
-        return self.hungry and self.outstanding < self.window and self.link.connected
+        return self.session.can_grab and self.link.connected
 
     def grab(self) -> None:
-        self.outstanding += 1
-        self.sleeping = False
-        self.send(_GRAB_PACKETS[self.grab_type])
+        self.send(self.session.grab())
 
 
 class Worker(AsyncContext):
@@ -327,10 +300,10 @@ class Worker(AsyncContext):
         reconnect_min: float = 0.05,
         reconnect_max: float = 5.0,
     ) -> None:
-        if grab not in _GRAB_TYPES:
-            raise ConfigurationError(f"grab must be one of {sorted(_GRAB_TYPES)}, not {grab!r}")
+        if grab not in GRAB_TYPES:
+            raise ConfigurationError(f"grab must be one of {sorted(GRAB_TYPES)}, not {grab!r}")
         self.client_id = to_bytes(client_id, "client_id") if client_id else b""
-        self.grab_type = _GRAB_TYPES[grab]
+        self.grab_type = GRAB_TYPES[grab]
         if grab_window < 1:
             raise ConfigurationError("grab_window must be at least 1")
         self.grab_window = grab_window
@@ -384,13 +357,16 @@ class Worker(AsyncContext):
         self._functions[name_b] = Function(name_b, handler, timeout, is_async)
         for conn in self._connections:
             if conn.link.send(messages.can_do(name_b, timeout)) and self._started:
-                # CAN_DO does not wake a sleeping connection (3.4), and jobs of the new
-                # function may be queued already: ask.
-                conn.hungry = True
+                # CAN_DO does not wake a sleeping connection (docs/protocol.md §3.4), and jobs
+                # of the new function may be queued already: ask.
+                conn.session.wake()
                 self._want(conn)
 
     def unregister(self, name: str | bytes) -> None:
-        """Forget ``name`` and send CANT_DO (the server re-queues its jobs held here, 1.4)."""
+        """Forget ``name`` and send CANT_DO.
+
+        The server re-queues its jobs held here (docs/protocol.md §1.4).
+        """
         name_b = to_bytes(name, "name")
         if self._functions.pop(name_b, None) is not None:
             for conn in self._connections:
@@ -458,7 +434,7 @@ class Worker(AsyncContext):
 
         Jobs still running after that are cancelled (``def`` handlers cannot be interrupted and
         finish in their thread, unreported); the server re-queues every job it does not get a
-        result for (3.6).
+        result for (docs/protocol.md §3.6).
         """
         if not self._started or self._stopping:
             if self._stopped is not None:
@@ -544,9 +520,15 @@ class Worker(AsyncContext):
         function = self._functions.get(job.name)
         result: Result = None
         error: Exception | None = None
+        timer: asyncio.TimerHandle | None = None
         try:
             if function is None:
                 raise LookupError(f"no handler registered for {job.name!r}")
+            if function.timeout:
+                assert self._loop is not None
+                timer = self._loop.call_later(
+                    function.timeout, self._expire, job, function, asyncio.current_task()
+                )
             if function.is_async:
                 result = await function.handler(job)  # type: ignore[misc]
             else:
@@ -562,10 +544,18 @@ class Worker(AsyncContext):
                     result = await result
         except asyncio.CancelledError:
             self._job_finished(job)
+            if job._expired:
+                return  # cancelled by _expire: nothing is sent, the worker goes on
             raise  # stop(): nothing is sent; the server re-queues the job on disconnect
         except Exception as exc:
-            log.exception("job %r failed", job)
+            if job._expired:
+                log.info("job %r failed after its CAN_DO_TIMEOUT: %s", job, exc)
+            else:
+                log.exception("job %r failed", job)
             error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
         # The job's last packet and the GRAB for the slot it frees leave in one write, now,
         # rather than one loop iteration (and one syscall) apart.
         protocol = job._protocol
@@ -578,6 +568,25 @@ class Worker(AsyncContext):
         finally:
             if protocol is not None:
                 protocol.uncork()
+
+    def _expire(
+        self, job: WorkerJob, function: Function, task: asyncio.Task[Any] | None
+    ) -> None:
+        """The job ran past its function's CAN_DO_TIMEOUT, so the server has failed it
+        (docs/protocol.md §3.8; it started its timer when it sent the job, before ours).
+
+        Nothing of the job may be sent any more. An ``async def`` handler is cancelled (it
+        sees CancelledError) and its slot goes to the next job; a ``def`` handler cannot be
+        interrupted: its thread runs on, keeping the slot, and its result is dropped.
+        """
+        if job.finished or self._running.get(job) is not task:
+            return
+        log.warning("job %r ran past its CAN_DO_TIMEOUT of %ss; the server has failed it%s",
+                    job, function.timeout, ", cancelling it" if function.is_async else "")
+        job._expired = True
+        job._protocol = None  # WorkerJob._send drops whatever the handler still sends
+        if function.is_async and task is not None:
+            task.cancel()
 
     def _job_finished(self, job: WorkerJob) -> None:
         job._conn.jobs.pop(job.handle, None)

@@ -2,7 +2,8 @@
 
 Owns the meaning of packets on the client/worker side: which SUBMIT type a (background, priority,
 epoch) combination is, how long a unique may be and which submissions coalesce, how a STATUS_RES
-and a JOB_ASSIGN* read, which handle a WORK_* packet is for, how admin commands are encoded and
+and a JOB_ASSIGN* read, which handle a WORK_* packet is for, the WORK_* packets a worker sends
+(``work_*``), how admin commands are encoded and
 their replies delimited and parsed into records (lists, ``OK <value>``, ``ERR <code> <text>``).
 Shared by the threaded gear-compatible API and ``gear.aio`` so that neither re-implements
 protocol rules. Pure functions and small records only; no I/O.
@@ -250,3 +251,42 @@ def work_handle(body: bytes) -> bytes:
     (docs/protocol.md §1.3, §1.5, §3.9). Handles never contain NUL (§3.1), so nothing is lost.
     """
     return body.partition(b"\x00")[0]
+
+
+# --- what a worker sends about its job (docs/protocol.md §1.4, §3.10) --------------------------
+
+
+def work_data(handle: bytes, data: bytes) -> bytes:
+    """WORK_DATA: a chunk of the job's output, forwarded to its clients as it comes."""
+    return request(c.WORK_DATA, handle, data)
+
+
+def work_warning(handle: bytes, data: bytes) -> bytes:
+    """WORK_WARNING: like WORK_DATA, flagged as a warning."""
+    return request(c.WORK_WARNING, handle, data)
+
+
+def work_status(handle: bytes, numerator: int | str | bytes, denominator: int | str | bytes
+                ) -> bytes:
+    """WORK_STATUS: progress as ``numerator`` out of ``denominator`` (decimal integers)."""
+    return request(
+        c.WORK_STATUS,
+        handle,
+        str(int(numerator)).encode("ascii"),
+        str(int(denominator)).encode("ascii"),
+    )
+
+
+def work_complete(handle: bytes, data: bytes = b"") -> bytes:
+    """WORK_COMPLETE: the job succeeded with ``data`` as its result."""
+    return request(c.WORK_COMPLETE, handle, data)
+
+
+def work_fail(handle: bytes) -> bytes:
+    """WORK_FAIL: the handle and no trailing NUL (docs/protocol.md §1.3)."""
+    return request(c.WORK_FAIL, handle)
+
+
+def work_exception(handle: bytes, data: bytes) -> bytes:
+    """WORK_EXCEPTION: the job failed with ``data``; it ends the job on gearmand (§1.4)."""
+    return request(c.WORK_EXCEPTION, handle, data)

@@ -16,7 +16,8 @@ signatures, hooks that return the Job, FIFO matching of JOB_CREATED/OPTION_RES/E
 NoConnectedServersError; an ERROR reply raises ServerError; a foreground job whose (function,
 unique) is already live is attached to it locally instead of being submitted again, so every
 Job of the handle receives every WORK_* packet once; a lost connection wakes the poll loop and
-fails its waiters at once; reconnects back off from 50 ms to 2 s without sleep-polling. Added:
+fails its waiters at once; reconnects back off from 50 ms to 5 s, jittered
+(:mod:`gear.protocol.backoff`), without sleep-polling. Added:
 ``getStatus``, ``getStatusUnique``, ``submitJob(..., when=...)`` (SUBMIT_JOB_EPOCH),
 ``submitJobs`` (many submissions pipelined in one write) and ``Job.wait``. Packets are
 logged at DEBUG only, behind a level check.
@@ -46,6 +47,7 @@ from gear.errors import (
     UnknownJobError,
 )
 from gear.protocol import messages
+from gear.protocol.backoff import RECONNECT_MAX, RECONNECT_MIN, Backoff
 from gear.protocol.messages import id_text
 from gear.protocol.packets import request
 from gear.threaded.admin_requests import AdminRequest
@@ -75,9 +77,10 @@ PRECEDENCE_NORMAL = messages.NORMAL
 PRECEDENCE_LOW = messages.LOW
 PRECEDENCE_HIGH = messages.HIGH
 
-#: Reconnect back-off bounds, seconds (gear retried every 2 s).
-RECONNECT_MIN_DELAY = 0.05
-RECONNECT_MAX_DELAY = 2.0
+#: Reconnect back-off bounds, seconds: the one policy of gear.protocol.backoff (jittered; gear
+#: retried every 2 s without jitter).
+RECONNECT_MIN_DELAY = RECONNECT_MIN
+RECONNECT_MAX_DELAY = RECONNECT_MAX
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_MASK = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -142,7 +145,7 @@ class BaseClientServer(PacketDispatch):
             return self.running
 
     def _doConnectLoop(self) -> None:
-        delay = RECONNECT_MIN_DELAY
+        backoff = Backoff(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
         while self._waitForConnections(inactive=True):
             try:
                 success = self._connectLoop()
@@ -150,12 +153,12 @@ class BaseClientServer(PacketDispatch):
                 self.log.exception("Exception in connect loop:")
                 success = False
             if success:
-                delay = RECONNECT_MIN_DELAY
+                backoff.reset()
                 continue
             with self.connections_condition:
                 if self.running:
-                    self.connections_condition.wait(delay)
-            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                    # A lost connection notifies the condition: it is retried at once.
+                    self.connections_condition.wait(backoff.next_delay())
 
     def _connectLoop(self) -> bool:
         success = False

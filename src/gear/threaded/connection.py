@@ -19,6 +19,7 @@ and keeps OpenSSL from being entered by two threads at once.
 
 Names are gear's camelCase on purpose. Must not import the client, worker or server modules;
 framing comes from :mod:`gear.protocol.packets` (docs/protocol.md §1.1).
+Socket options and TLS contexts come from :mod:`gear.net`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from gear import constants
+from gear import constants, net
 from gear.errors import (
     BadMagicError,
     ConnectionError,
@@ -69,6 +70,9 @@ __all__ = [
 RECV_SIZE = 65536
 #: Seconds a TCP connect may take before the next address (gear had no limit).
 CONNECT_TIMEOUT = 10.0
+#: A TLS connection the server ends this soon after the handshake, having sent nothing, was
+#: refused (mutual TLS: see Connection._checkTlsRefusal).
+TLS_VERDICT_TIME = 2.0
 
 
 def best_tls_version() -> int:
@@ -85,24 +89,10 @@ def best_tls_version() -> int:
 def create_ssl_context(server_side: bool = False) -> ssl.SSLContext:
     """A TLS context (TLS 1.2 or newer, TLS 1.3 enabled).
 
-    gear disabled TLS 1.3 to dodge a poll/recv hang (docs/gear-compat.md §3.2); this module reads
-    TLS sockets without blocking instead, so the newest version stays available.
+    gear disabled TLS 1.3 to dodge a poll/recv hang (docs/gear-compat.md §3.2); this module
+    reads TLS sockets without blocking instead, so the newest version stays available.
     """
-    protocol = ssl.PROTOCOL_TLS_SERVER if server_side else best_tls_version()
-    context = ssl.SSLContext(protocol)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def set_nodelay(sock: Any) -> None:
-    """Disable Nagle on a TCP socket (small request/response packets must not wait)."""
-    setsockopt = getattr(sock, "setsockopt", None)  # test doubles may lack it
-    if setsockopt is None:
-        return
-    try:
-        setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass  # not a TCP socket (e.g. AF_UNIX)
+    return net.tls_context(server_side)
 
 
 class _Waiter(threading.Event):
@@ -170,6 +160,8 @@ class Connection:
         self.echo_lock = threading.Lock()
         self.send_lock = threading.Lock()
         self._ssl_lock = threading.Lock()
+        #: Whether the server has sent anything since the TLS connection was made.
+        self._tls_answered = False
         self._init()
 
     def _init(self) -> None:
@@ -191,8 +183,7 @@ class Connection:
         self.changeState("INIT")
 
     def changeState(self, state: str) -> None:
-        # The worker state machine strings: INIT, IDLE, GRAB_WAIT, SLEEP
-        # (docs/gear-compat.md §3.11).
+        # The worker state strings: INIT, IDLE, GRAB_WAIT, SLEEP (docs/gear-compat.md §3.11).
         self.state = state
         self.state_time = time.time()
 
@@ -245,13 +236,13 @@ class Connection:
             )
         except OSError as e:  # unknown host: the reconnect loop retries quietly
             raise ConnectionError(f"Unable to resolve {self.host}: {e}") from e
+        refusal: str | None = None
         for res in addresses:
             af, socktype, proto, _canonname, sa = res
             try:
                 s = socket.socket(af, socktype, proto)
-                set_nodelay(s)
-                if self.keepalive:
-                    self._setKeepalive(s)
+                net.apply_tcp_options(s, net.tcp_options(
+                    self.keepalive, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt))
             except OSError:
                 s = None
                 continue
@@ -267,7 +258,11 @@ class Connection:
                     # Reads happen without blocking under _ssl_lock (module docstring).
                     s.setblocking(False)
             except (OSError, ssl.SSLError) as e:
-                self.log.debug("Unable to connect to %s: %s", sa, e)
+                refusal = net.tls_refusal(e, handshake_done=False) if self.use_ssl else None
+                if refusal is not None:
+                    self.log.warning("Unable to connect to %s: %s", sa, refusal)
+                else:
+                    self.log.debug("Unable to connect to %s: %s", sa, e)
                 try:
                     s.close()
                 except Exception:
@@ -277,32 +272,22 @@ class Connection:
             break
         if s is None:
             self.log.debug("Error connecting to %s port %s", self.host, self.port)
+            if refusal is not None:
+                raise ConnectionError(refusal)
             raise ConnectionError("Unable to open socket")
         self.log.info("Connected to %s port %s", self.host, self.port)
         self.conn = s
         self.connected = True
         self.connect_time = time.time()
+        self._tls_answered = False
         self.input_buffer = b""
         self.need_bytes = False
-
-    def _setKeepalive(self, s: Any) -> None:
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, self.tcp_keepidle)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, self.tcp_keepintvl)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, self.tcp_keepcnt)
-        else:
-            self.log.warning("Keepalive requested but not available on this platform")
 
     def _wrapSocket(self, s: Any) -> Any:
         # Mutual TLS as gear does it: the server must present a certificate signed by ssl_ca,
         # its host name is not checked, and SNI carries the host (docs/gear-compat.md §3.4).
-        context = create_ssl_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_REQUIRED
         assert self.ssl_cert and self.ssl_ca
-        context.load_cert_chain(self.ssl_cert, self.ssl_key)
-        context.load_verify_locations(self.ssl_ca)
+        context = net.client_tls_context(self.ssl_key, self.ssl_cert, self.ssl_ca)
         return context.wrap_socket(s, server_hostname=self.host)
 
     def disconnect(self) -> None:
@@ -502,13 +487,33 @@ class Connection:
                     data = conn.recv(RECV_SIZE)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     return got
+                except (OSError, ssl.SSLError) as e:
+                    self._checkTlsRefusal(e)
+                    raise
                 pending = conn.pending()
             if not data:
+                if not got:
+                    self._checkTlsRefusal(None)
                 return got if got else None
+            self._tls_answered = True
             self._append(data)
             got += data
             if not pending:
                 return got
+
+    def _checkTlsRefusal(self, error: BaseException | None) -> None:
+        """The server ended a TLS connection: if it did so right after the handshake, before
+        sending anything, it refused our certificate (mutual TLS 1.3 checks it after the
+        client finished): say so, and fail the waiters with that reason."""
+        connect_time = getattr(self, "connect_time", None)  # a ServerConnection has none
+        if connect_time is None or self._tls_answered:
+            return
+        if time.time() - connect_time > TLS_VERDICT_TIME:
+            return
+        refusal = net.tls_refusal(error, handshake_done=True)
+        if refusal is not None:
+            self.log.warning("Connection to %s port %s: %s", self.host, self.port, refusal)
+            self._failWaiters(ConnectionError(refusal))
 
     # --- request/response helpers -------------------------------------------------------------
 
@@ -676,7 +681,7 @@ class ServerConnection(NonBlockingConnection):
         self.port = addr[1]
         self.conn = conn
         self.conn.setblocking(0)
-        set_nodelay(conn)
+        net.set_nodelay(conn)
         self._buf = b""
         self._pos = 0
         self.need_bytes = False

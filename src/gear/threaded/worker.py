@@ -1,22 +1,29 @@
 """gear's threaded worker: ``Worker`` and ``TextWorker``.
 
-Owns function registration (CAN_DO / CAN_DO_TIMEOUT / CANT_DO / RESET_ABILITIES, re-sent with
-SET_CLIENT_ID on every reconnect) and the per-connection grab state machine of
-reference/gear-0.16-api.md 3.11, whose states are the public ``Connection.state`` strings:
+Owns function registration (CAN_DO / CAN_DO_TIMEOUT / CANT_DO / RESET_ABILITIES, broadcast to
+every connection) and the demand side of the grab cycle: a connection grabs while a thread waits
+in ``getJob``. What a connection does with the server (registration with SET_CLIENT_ID on every
+reconnect, GRAB_JOB_UNIQ -> NO_JOB -> PRE_SLEEP -> NOOP, JOB_ASSIGN* parsing) is one
+:class:`gear.protocol.worker.WorkerSession` per connection, with one GRAB in flight at a time as
+in gear. Its state is mirrored into gear's public ``Connection.state`` strings
+(docs/gear-compat.md §3.11):
 
     INIT -> IDLE (connected) -> GRAB_WAIT (GRAB_JOB_UNIQ sent because a thread waits in getJob)
     GRAB_WAIT + NO_JOB -> SLEEP (PRE_SLEEP sent);  SLEEP + NOOP -> IDLE -> GRAB_WAIT
     JOB_ASSIGN(_UNIQ) -> IDLE, the job is queued for a getJob caller, grab again if more wait
 
+gear's ``handleNoop``/``handleNoJob``/``handleJobAssign*`` hooks stay the dispatch points a
+subclass overrides; their bodies drive the session.
+
 ``getJob`` may be called from many threads; ``stopWaitingForJobs`` waits on a condition (no
 sleep-polling) until no grab is in flight, then releases every waiter with InterruptedError.
 
-Fixed gear bugs (section 6): ``registerFunction(name, timeout=<seconds>)`` works (sent as
-milliseconds by :func:`gear.protocol.messages.can_do`, as gearmand 1.1.19+ expects);
+Fixed gear bugs (docs/gear-compat.md §6): ``registerFunction(name, timeout=<seconds>)`` works
+(sent as milliseconds by :func:`gear.protocol.messages.can_do`, as gearmand 1.1.19+ expects);
 ``Worker(worker_id=...)`` works (deprecated alias of client_id); ``setFunctions`` converts str
 names; registration and grabs happen under the locks that keep them race-free.
 
-Names are gear's camelCase on purpose. Must not import the server modules.
+Names are gear's camelCase on purpose. Must not import the server modules or ``gear.aio``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from gear.errors import ConfigurationError, InterruptedError, InvalidDataError
 from gear.protocol import messages
 from gear.protocol.packets import request
 from gear.protocol.packets import split_args as _split_args
+from gear.protocol.worker import WorkerSession
 from gear.threaded.client import BaseClient
 from gear.threaded.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
 from gear.threaded.packet import Packet
@@ -81,6 +89,9 @@ class Worker(BaseClient):
         # gear exposes job_lock; it is the lock of the condition that announces a connection
         # leaving GRAB_WAIT, so stopWaitingForJobs can wait for it instead of sleeping.
         self.job_lock = self._job_condition
+        #: Connection -> its WorkerSession (made on connect, or on first use for a connection
+        #: a test attached by hand).
+        self._sessions: dict[Any, WorkerSession] = {}
         super().__init__(client_id)
         self.log = logging.getLogger(
             f"gear.Worker.{self.client_id.decode('utf-8', 'replace') if self.client_id else ''}"
@@ -94,6 +105,27 @@ class Worker(BaseClient):
     def _canDoBytes(self) -> bytes:
         return b"".join(messages.can_do(name, f.timeout) for name, f in self.functions.items())
 
+    def _session(self, conn: Any) -> WorkerSession:
+        """The session of ``conn`` (job_lock or broadcast_lock held)."""
+        session = self._sessions.get(conn)
+        if session is None:
+            # A connection made active without _onConnect (tests attach one by hand): it is
+            # registered already, so nothing is sent.
+            session = self._sessions[conn] = WorkerSession(self.client_id or b"")
+            session.connection_made()
+            session.data_to_send()
+        return session
+
+    def _wakeSleeping(self) -> None:
+        """A new function: sleeping connections grab again (its jobs may be queued, gear 0.12)."""
+        with self.job_lock:
+            for conn in list(self.active_connections):
+                session = self._session(conn)
+                if session.state == "SLEEP":
+                    session.wake()
+                    conn.changeState(session.state)
+            self._updateStateMachines()
+
     def registerFunction(self, name: str | bytes, timeout: float | int | str | bytes | None = None
                          ) -> None:
         """Register a function with Gearman.
@@ -106,13 +138,7 @@ class Worker(BaseClient):
         with self.broadcast_lock:
             self.functions[key] = FunctionRecord(key, timeout)
             self._broadcastRaw(data)
-        # A sleeping connection would not be woken for jobs already queued for this new
-        # function, so it grabs again (gear 0.12).
-        with self.job_lock:
-            for conn in list(self.active_connections):
-                if conn.state == "SLEEP":
-                    conn.changeState("IDLE")
-            self._updateStateMachines()
+        self._wakeSleeping()
 
     def unRegisterFunction(self, name: str | bytes) -> None:
         """Remove a function from Gearman's registry (KeyError if it was not registered)."""
@@ -130,11 +156,7 @@ class Worker(BaseClient):
         with self.broadcast_lock:
             self.functions = {convert_to_bytes(f.name): f for f in records}
             self._broadcastRaw(_RESET_ABILITIES + self._canDoBytes())
-        with self.job_lock:
-            for conn in list(self.active_connections):
-                if conn.state == "SLEEP":
-                    conn.changeState("IDLE")
-            self._updateStateMachines()
+        self._wakeSleeping()
 
     def _sendCanDo(self, name: bytes) -> None:
         with self.broadcast_lock:
@@ -164,12 +186,16 @@ class Worker(BaseClient):
     # --- connection hooks ------------------------------------------------------------------
 
     def _onConnect(self, conn: Any) -> None:
-        # SET_CLIENT_ID and every CAN_DO in one write (reference 1.3, worker connect sequence).
+        # SET_CLIENT_ID and every CAN_DO in one write (docs/protocol.md §1.3, worker connect
+        # sequence), under broadcast_lock so no registration change is missed.
         with self.broadcast_lock:
-            data = request(constants.SET_CLIENT_ID, self.client_id or b"") + self._canDoBytes()
-            conn.sendRaw(data)
+            session = self._sessions.get(conn)
+            if session is None:
+                session = self._sessions[conn] = WorkerSession(self.client_id or b"")
+            session.connection_made((name, f.timeout) for name, f in self.functions.items())
+            conn.sendRaw(session.data_to_send())
             super()._onConnect(conn)
-            conn.changeState("IDLE")
+            conn.changeState(session.state)
 
     def _onActiveConnection(self, conn: Any) -> None:
         with self.job_lock:
@@ -177,6 +203,10 @@ class Worker(BaseClient):
                 self._updateStateMachines()
 
     def _lostConnection(self, conn: Any) -> None:
+        with self.job_lock:
+            session = self._sessions.get(conn)
+            if session is not None:
+                session.connection_lost()
         super()._lostConnection(conn)
         # stopWaitingForJobs may be waiting for this connection to leave GRAB_WAIT.
         with self._job_condition:
@@ -186,16 +216,20 @@ class Worker(BaseClient):
 
     def _updateStateMachines(self) -> None:
         for conn in list(self.active_connections):
-            if conn.state == "IDLE" and self.waiting_for_jobs > 0:
-                conn.changeState("GRAB_WAIT")
-                try:
-                    self._sendRaw(_GRAB_JOB_UNIQ, conn)
-                except Exception:
-                    continue
-            if conn.state != "IDLE" and self.waiting_for_jobs < 1:
-                if conn.state == "GRAB_WAIT":
-                    continue  # its NO_JOB or JOB_ASSIGN is on the way
-                conn.changeState("IDLE")
+            session = self._session(conn)
+            if self.waiting_for_jobs > 0:
+                if session.can_grab:
+                    data = session.grab()
+                    conn.changeState(session.state)
+                    try:
+                        self._sendRaw(data, conn)
+                    except Exception:
+                        continue
+            elif session.state == "SLEEP":
+                # Nobody waits: forget the sleep, so the next getJob grabs at once instead of
+                # waiting for a NOOP (a GRAB_WAIT connection's answer is on the way).
+                session.wake()
+                conn.changeState(session.state)
 
     def getJob(self) -> WorkerJob:
         """Get a job from Gearman; blocks until one is assigned.
@@ -212,7 +246,11 @@ class Worker(BaseClient):
             self.waiting_for_jobs += 1
             # empty() first: raising queue.Empty on the common path costs more than the check.
             job = None if self.job_queue.empty() else self.job_queue.get(False)
-            if job is None:
+            # waiting_for_jobs counts waiters minus queued jobs. A job taken here may have been
+            # counted for a thread already waiting, which then still needs a grab: grab
+            # whenever the count is positive, not only when nothing was queued (issue 15 a: a
+            # thread pool sharing one Worker stalled with a job waiting on the server).
+            if self.waiting_for_jobs > 0:
                 self._updateStateMachines()
         if job is None:
             job = self.job_queue.get()
@@ -264,21 +302,24 @@ class Worker(BaseClient):
     def handleNoop(self, packet: Packet) -> None:
         conn = packet.connection
         with self.job_lock:
-            if conn.state == "SLEEP":
-                conn.changeState("IDLE")
+            session = self._session(conn)
+            state = conn.state
+            if session.noop():
+                conn.changeState(session.state)
                 self._updateStateMachines()
             elif self.log.isEnabledFor(logging.DEBUG):
-                self.log.debug("Received NOOP in state %s on %s", conn.state, conn)
+                self.log.debug("Received NOOP in state %s on %s", state, conn)
 
     def handleNoJob(self, packet: Packet) -> None:
         conn = packet.connection
         with self.job_lock:
-            if conn.state == "GRAB_WAIT":
-                conn.changeState("SLEEP")
+            session = self._session(conn)
+            if session.no_job():
+                conn.changeState(session.state)
                 if self._stoppers:
                     self._job_condition.notify_all()
                 try:
-                    self._sendRaw(_PRE_SLEEP, conn)
+                    self._sendRaw(session.data_to_send(), conn)  # PRE_SLEEP
                 except Exception:
                     pass
             elif self.log.isEnabledFor(logging.DEBUG):
@@ -306,8 +347,11 @@ class Worker(BaseClient):
     ) -> None:
         job = self.job_class(handle, name, arguments, unique)
         job.connection = packet.connection
+        conn = packet.connection
         with self.job_lock:
-            packet.connection.changeState("IDLE")
+            session = self._session(conn)
+            session.assigned()
+            conn.changeState(session.state)
             if self._stoppers:
                 self._job_condition.notify_all()
             # waiting_for_jobs counts getJob callers minus jobs handed out; it goes negative

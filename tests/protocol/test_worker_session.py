@@ -1,0 +1,174 @@
+"""WorkerSession without sockets: registration, the grab/sleep cycle, the window, assignments."""
+
+from __future__ import annotations
+
+import pytest
+
+from gear import constants as c
+from gear.errors import InvalidDataError, ProtocolError
+from gear.protocol.packets import Decoder, Frame, request, response
+from gear.protocol.worker import (
+    JobAssignment,
+    NoJob,
+    Noop,
+    ServerError,
+    WorkerSession,
+    registration,
+)
+
+
+def sent(session: WorkerSession) -> list[tuple[int, list[bytes]]]:
+    """The packets the session has queued, as (type, args)."""
+    out = []
+    for item in Decoder().feed(session.data_to_send()):
+        assert isinstance(item, Frame) and item.is_request
+        out.append((item.ptype, item.args()))
+    return out
+
+
+def test_registration_on_every_connect() -> None:
+    session = WorkerSession(b"w1")
+    assert session.state == "INIT" and not session.can_grab
+    session.connection_made([(b"a", None), (b"b", 2.5)])
+    assert sent(session) == [
+        (c.SET_CLIENT_ID, [b"w1"]),
+        (c.CAN_DO, [b"a"]),
+        (c.CAN_DO_TIMEOUT, [b"b", b"2500"]),  # seconds -> milliseconds
+    ]
+    assert session.data_to_send() == b""  # sent once
+    assert session.state == "IDLE" and session.can_grab
+    session.grab()
+    assert session.connection_lost() == 1  # the GRAB in flight is void
+    assert session.state == "INIT" and not session.can_grab
+    session.connection_made([(b"a", None)])  # after a reconnect: all of it again
+    assert [p for p, _ in sent(session)] == [c.SET_CLIENT_ID, c.CAN_DO]
+    assert session.outstanding == 0 and session.can_grab
+    assert registration(b"", [(b"x", None)]) == request(c.CAN_DO, b"x")  # no id: no SET_CLIENT_ID
+
+
+def test_grab_no_job_pre_sleep_noop_cycle() -> None:
+    session = WorkerSession()
+    session.connection_made()
+    assert session.grab() == request(c.GRAB_JOB_UNIQ)
+    assert session.state == "GRAB_WAIT" and not session.can_grab  # window 1
+    assert session.no_job()
+    assert sent(session) == [(c.PRE_SLEEP, [])]
+    assert session.state == "SLEEP" and not session.can_grab  # no busy loop
+    assert session.noop()  # it was asleep
+    assert session.state == "IDLE" and session.can_grab
+    session.grab()
+    assignment = session.job_assigned(c.JOB_ASSIGN_UNIQ, [b"H:1", b"fn", b"u", b"data"])
+    assert assignment == JobAssignment(b"H:1", b"fn", b"u", b"", b"data")
+    assert session.state == "IDLE" and session.can_grab  # more may be queued
+    assert session.data_to_send() == b""
+
+
+def test_unexpected_no_job_and_noop_change_nothing() -> None:
+    session = WorkerSession()
+    session.connection_made()
+    assert not session.no_job()  # no GRAB in flight: ignored, no PRE_SLEEP
+    assert session.data_to_send() == b"" and session.outstanding == 0
+    assert not session.noop()  # awake already
+    assert session.can_grab
+
+
+def test_window_doubles_on_jobs_and_falls_back_on_no_job() -> None:
+    session = WorkerSession(max_window=4)
+    session.connection_made()
+    session.grab()
+    assert not session.can_grab
+    windows = []
+    for i in range(4):
+        session.job_assigned(c.JOB_ASSIGN, [b"H:%d" % i, b"fn", b""])
+        windows.append(session.window)
+        while session.can_grab:
+            session.grab()
+    assert windows == [2, 4, 4, 4]
+    assert session.outstanding == 4
+    assert session.no_job() and session.data_to_send() == b""  # GRABs still in flight
+    assert session.window == 1 and not session.hungry
+    for _ in range(2):
+        session.no_job()
+    assert session.data_to_send() == b""
+    assert session.no_job()  # the last one answered: now sleep
+    assert sent(session) == [(c.PRE_SLEEP, [])]
+    assert session.state == "SLEEP"
+
+
+def test_a_job_answering_the_last_grab_after_a_no_job_keeps_the_session_awake() -> None:
+    # NO_JOB for one GRAB and a job for the next (a job was submitted in between): no sleep.
+    session = WorkerSession(max_window=2)
+    session.connection_made()
+    session.grab()
+    session.job_assigned(c.JOB_ASSIGN, [b"H:1", b"fn", b""])
+    session.grab()
+    session.grab()
+    assert session.no_job()
+    assert not session.hungry and session.data_to_send() == b""
+    session.job_assigned(c.JOB_ASSIGN, [b"H:2", b"fn", b""])
+    assert session.hungry and session.can_grab and not session.sleeping
+
+
+def test_wake_after_a_new_function_grabs_without_noop() -> None:
+    session = WorkerSession()
+    session.connection_made()
+    session.grab()
+    session.no_job()
+    session.data_to_send()
+    session.wake()  # CAN_DO wakes nobody on the server side: ask again
+    assert session.state == "IDLE" and session.can_grab
+    lost = WorkerSession()
+    lost.wake()  # not connected: nothing to want
+    assert not lost.can_grab
+
+
+def test_grab_refused_falls_back_to_plain_grab_job() -> None:
+    session = WorkerSession(grab_type=c.GRAB_JOB_ALL)
+    session.connection_made()
+    assert session.grab() == request(c.GRAB_JOB_ALL)
+    assert not session.grab_refused(b"JOB_NOT_FOUND")
+    assert session.grab_refused(b"INVALID_COMMAND")
+    assert session.outstanding == 0 and session.grab() == request(c.GRAB_JOB)
+    assert not session.grab_refused(b"INVALID_COMMAND")  # GRAB_JOB is as plain as it gets
+
+
+def test_bytes_in_events_out() -> None:
+    session = WorkerSession(b"w")
+    session.connection_made([(b"fn", None)])
+    session.data_to_send()
+    session.grab()
+    session.receive_data(response(c.NO_JOB) + response(c.NOOP)[:5])
+    assert session.events_received() == [NoJob()]
+    assert sent(session) == [(c.PRE_SLEEP, [])]
+    session.receive_data(response(c.NOOP)[5:])
+    assert session.events_received() == [Noop()]
+    session.grab()
+    session.receive_data(
+        response(c.JOB_ASSIGN_ALL, b"H:3", b"fn", b"u", b"r", b"x")
+        + response(c.ERROR, b"JOB_NOT_FOUND", b"gone")
+        + response(c.ECHO_RES, b"ignored")
+        + response(c.NO_JOB)  # unexpected: no GRAB in flight, no event
+    )
+    assert session.events_received() == [
+        JobAssignment(b"H:3", b"fn", b"u", b"r", b"x"),
+        ServerError(b"JOB_NOT_FOUND", b"gone", False),
+    ]
+    assert session.events_received() == []
+    with pytest.raises(ProtocolError):
+        session.receive_data(b"\x00XYZ\x00\x00\x00\x06\x00\x00\x00\x00")  # bad magic
+
+
+def test_bad_assignment_changes_no_state() -> None:
+    session = WorkerSession()
+    session.connection_made()
+    session.grab()
+    with pytest.raises(InvalidDataError):
+        session.job_assigned(c.JOB_ASSIGN_UNIQ, [b"H:1", b"fn"])
+    assert session.outstanding == 1
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        WorkerSession(grab_type=c.CAN_DO)
+    with pytest.raises(ValueError):
+        WorkerSession(max_window=0)
