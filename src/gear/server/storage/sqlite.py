@@ -42,7 +42,7 @@ from itertools import chain
 from typing import Any
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StoredJob
+from gear.server.storage.base import Storage, StorageError, StorageLockedError, StoredJob
 
 try:  # flock is POSIX-only; without it we just cannot detect a second server on the file.
     import fcntl
@@ -144,9 +144,14 @@ class SqliteStorage(Storage):
             self.close()
             raise
 
-    def _fail(self, what: str, exc: BaseException | None = None) -> StorageError:
+    @property
+    def where(self) -> str:
+        return f"sqlite {os.path.abspath(self.path)}"
+
+    def _fail(self, what: str, exc: BaseException | None = None,
+              error: type[StorageError] = StorageError) -> StorageError:
         detail = f": {exc}" if exc is not None else ""
-        return StorageError(f"sqlite queue {os.path.abspath(self.path)}: {what}{detail}")
+        return error(f"sqlite queue {os.path.abspath(self.path)}: {what}{detail}")
 
     def _open(self) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -209,7 +214,8 @@ class SqliteStorage(Storage):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise self._fail("in use by another server (locked)", exc) from exc
+            raise self._fail("in use by another server (locked)", exc,
+                             StorageLockedError) from exc
         self._lock_fd = fd
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
