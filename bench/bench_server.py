@@ -44,10 +44,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "src"))  # this checkout's gear, installed or not
 
 from tests.support.peers import gear016_python, listening_ports, require_tool, wait_for  # noqa: E402
 
 import loadgen  # noqa: E402
+
+#: geard's environment: this checkout's src/ first, so that ``python3 bench/bench_server.py``
+#: runs without installing the package (gear 0.16's server must NOT get it: same import name).
+OUR_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]))
 
 GEAR016_SERVER = """
 import signal, sys, gear
@@ -60,9 +66,10 @@ signal.sigwait({signal.SIGTERM, signal.SIGINT})
 class ServerProcess:
     """One server under test in a child process; ``port`` once it listens."""
 
-    def __init__(self, name: str, args: list[str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=env)
 
         def ready() -> int | None:
             if self.proc.poll() is not None:
@@ -161,6 +168,14 @@ def record(name: str, key: str, r: Any, cpu: float, calls: int, jobs: int) -> Sa
     return sample
 
 
+def calls_text(calls: float | None) -> str:
+    """Syscalls per job, or "n/a": /proc/<pid>/io counts read()/write() calls only, so a
+    server doing its socket I/O with recv()/send() (gear 0.16's) shows none at all."""
+    if not calls:
+        return "  n/a"
+    return f"{calls:5.2f}"
+
+
 def med(name: str, key: str, attr: str) -> float | None:
     samples = SAMPLES.get((name, key))
     if not samples:
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "geard":
             prof = (os.path.join(args.profile, f"geard-{load}-{rnd + 1}.prof")
                     if args.profile else None)
-            return lambda: ServerProcess(name, geard_args(uvloop, prof))
+            return lambda: ServerProcess(name, geard_args(uvloop, prof), env=OUR_ENV)
         if name == "gearmand":
             return lambda: ServerProcess(name, gearmand_args())
         return lambda: ServerProcess(name, gear016_args())
@@ -231,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             s = record(name, load, result, cpu, calls, result.jobs)
             print(f"  {load:4} round {rnd + 1} {name:9} {result.jobs:8d} jobs "
                   f"{result.seconds:5.2f}s {result.rate:10,.0f}/s  server {s.cpu_us:5.1f} us/job "
-                  f"{s.calls:4.2f} calls/job  loadgen {s.loadgen_load:4.0%} CPU", flush=True)
+                  f"{calls_text(s.calls)} calls/job  loadgen {s.loadgen_load:4.0%} CPU",
+                  flush=True)
 
     print(f"geard event loop: {'uvloop' if uvloop else 'asyncio'}; gearmand: package defaults "
           f"(-t 4); machine: {os.cpu_count()} CPUs; {rounds} alternating round(s), {secs}s per "
@@ -272,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             cpu = med(n, key, "cpu_us")
             if cpu is not None:
-                cells.append(f"{n} {cpu:6.1f} us {med(n, key, 'calls'):5.2f} calls "
+                cells.append(f"{n} {cpu:6.1f} us {calls_text(med(n, key, 'calls'))} calls "
                              f"(loadgen {med(n, key, 'loadgen_load'):4.0%})")
         if cells:
             label = "deep" if key == "deep-drain" else key

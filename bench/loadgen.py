@@ -20,8 +20,11 @@ Loads (the loads of docs/benchmarks.md):
 * ``fg``: foreground end to end, 2 clients x 100 in flight, 4 workers.
 * ``deep``: N background jobs submitted (pipelined), then drained by 4 workers.
 
-Every load stops at its job count or its time cap, whichever comes first, and reports the jobs
-it completed and the seconds it took. Must not import the server.
+Every load stops at its job count or its time cap (``--seconds``; deep: for each phase),
+whichever comes first, and reports the jobs it completed and the seconds it took; replies still
+in flight at the cap are not counted. Each load submits to a function of its own, and fg and
+deep refuse to run on a server that still holds queued jobs (a bg run leaves its jobs queued):
+restart the server between runs. Must not import the server.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ REQ = b"\x00REQ"
 HEADER = struct.Struct("!4sII")
 CAN_DO, PRE_SLEEP, NOOP, SUBMIT_JOB, JOB_CREATED = 1, 4, 6, 7, 8
 NO_JOB, WORK_COMPLETE, SUBMIT_JOB_BG, ERROR, GRAB_JOB_UNIQ, JOB_ASSIGN_UNIQ = 10, 13, 18, 19, 30, 31
-FUNCTION = b"bench"
+#: Each load its own function, so that one never runs jobs another left queued (fg after bg on
+#: the same server used to drain bg's 300,000 jobs first and report 21 jobs/s).
+FUNCTIONS = {"bg": b"bench-bg", "fg": b"bench-fg", "deep": b"bench-deep"}
 #: Processes the 4 workers of fg and deep are spread over (see the module docstring).
 WORKER_PROCS = int(os.environ.get("LOADGEN_WORKER_PROCS", "1"))
 
@@ -68,9 +73,10 @@ def _connect(port: int) -> socket.socket:
 class _Submitter:
     """One client connection keeping ``inflight`` submits outstanding until ``total`` done."""
 
-    def __init__(self, port: int, total: int, inflight: int, background: bool) -> None:
+    def __init__(self, port: int, total: int, inflight: int, background: bool,
+                 function: bytes) -> None:
         ptype = SUBMIT_JOB_BG if background else SUBMIT_JOB
-        self.one = packet(ptype, FUNCTION, b"", b"x" * 16)
+        self.one = packet(ptype, function, b"", b"x" * 16)
         # A background submit is done at JOB_CREATED, a foreground one at WORK_COMPLETE.
         self.marker = reply_marker(JOB_CREATED if background else WORK_COMPLETE)
         self.keep = len(self.marker) - 1
@@ -105,10 +111,11 @@ _ERROR = reply_marker(ERROR)
 
 
 def submitters(port: int, clients: int, total: int, inflight: int, background: bool,
-               seconds: float, start_at: float, result: Any) -> None:
+               seconds: float, start_at: float, result: Any, function: bytes) -> None:
     """``clients`` connections in ONE process (a selector): each submits ``total`` jobs with
-    ``inflight`` outstanding, or stops sending at the time cap. Puts (done, elapsed)."""
-    conns = [_Submitter(port, total, inflight, background) for _ in range(clients)]
+    ``inflight`` outstanding, until the time cap. Puts (done, elapsed): what is still in flight
+    at the cap is not counted, so a run never outlasts ``seconds``."""
+    conns = [_Submitter(port, total, inflight, background, function) for _ in range(clients)]
     sel = selectors.DefaultSelector()
     for conn in conns:
         sel.register(conn.sock, selectors.EVENT_READ, conn)
@@ -120,13 +127,15 @@ def submitters(port: int, clients: int, total: int, inflight: int, background: b
         conn.begin()
     active = len(conns)
     while active:
-        accepting = time.perf_counter() < deadline
-        for key, _ in sel.select():
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            break
+        for key, _ in sel.select(left):
             conn = key.data
             data = conn.sock.recv(1 << 20)
             if not data:
                 raise SystemExit("server closed the connection")
-            conn.on_data(data, accepting)
+            conn.on_data(data, True)
             if conn.finished:
                 sel.unregister(conn.sock)
                 active -= 1
@@ -142,9 +151,9 @@ class _Worker:
     pre_sleep = packet(PRE_SLEEP)
     complete_head = REQ + struct.pack("!I", WORK_COMPLETE)
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, function: bytes) -> None:
         self.sock = _connect(port)
-        self.sock.sendall(packet(CAN_DO, FUNCTION) + self.grab)
+        self.sock.sendall(packet(CAN_DO, function) + self.grab)
         self.buf = b""
 
     def on_data(self, data: bytes) -> int:
@@ -177,14 +186,14 @@ class _Worker:
 
 
 def workers(port: int, count: int, counter: Synchronized[int], stop: Any,
-            cpu: Synchronized[float]) -> None:
+            cpu: Synchronized[float], function: bytes) -> None:
     """``count`` raw workers in ONE process until ``stop`` is set; ``cpu`` gets the CPU seconds
     this process used up to each reported batch.
 
     Kept cheap on purpose (the drain load saturated a selectors-based version before the
     server): epoll directly, one recv and at most one send per wake-up and connection.
     """
-    conns = [_Worker(port) for _ in range(count)]
+    conns = [_Worker(port, function) for _ in range(count)]
     by_fd = {conn.sock.fileno(): conn for conn in conns}
     ep = select.epoll()
     for fd in by_fd:
@@ -234,13 +243,40 @@ def _ctx() -> Any:
     return mp.get_context("fork")
 
 
+def queued_jobs(port: int) -> int:
+    """Jobs queued (not running) on the server, from the admin ``status`` command."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"status\n")
+        buf = b""
+        while not (buf == b".\n" or buf.endswith(b"\n.\n")):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    queued = 0
+    for line in buf.decode("utf-8", "replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 4 and parts[1].isdigit() and parts[2].isdigit():
+            queued += int(parts[1]) - int(parts[2])
+    return queued
+
+
+def require_idle(port: int, load: str) -> None:
+    """Refuse to measure ``load`` on a server that still holds queued jobs (a bg run leaves its
+    jobs queued): the figure would be of that backlog, not of the load."""
+    queued = queued_jobs(port)
+    if queued:
+        raise SystemExit(f"{load}: the server holds {queued:,} queued jobs (left by an earlier "
+                         f"bg or deep run?): restart it, or the figure would measure them")
+
+
 def _submit(port: int, clients: int, per_client: int, inflight: int, background: bool,
-            seconds: float) -> Result:
+            seconds: float, function: bytes) -> Result:
     ctx = _ctx()
     results = ctx.Queue()
     start_at = time.time() + 0.3  # connected before the clock starts
     proc = ctx.Process(target=submitters, args=(port, clients, per_client, inflight, background,
-                                                seconds, start_at, results))
+                                                seconds, start_at, results, function))
     proc.start()
     done, elapsed, cpu = results.get(timeout=seconds + 120)
     proc.join()
@@ -250,7 +286,7 @@ def _submit(port: int, clients: int, per_client: int, inflight: int, background:
 class _WorkerPool:
     """``count`` workers spread over ``procs`` processes sharing one job counter."""
 
-    def __init__(self, port: int, count: int, procs: int) -> None:
+    def __init__(self, port: int, count: int, procs: int, function: bytes) -> None:
         ctx = _ctx()
         self.counter = ctx.Value("q", 0)
         self.stop = ctx.Event()
@@ -258,7 +294,8 @@ class _WorkerPool:
         self.procs = []
         for i, cpu in enumerate(self.cpus):
             n = count // procs + (1 if i < count % procs else 0)
-            proc = ctx.Process(target=workers, args=(port, n, self.counter, self.stop, cpu))
+            proc = ctx.Process(target=workers,
+                               args=(port, n, self.counter, self.stop, cpu, function))
             proc.start()
             self.procs.append(proc)
 
@@ -277,16 +314,17 @@ class _WorkerPool:
 
 def load_bg(port: int, seconds: float = 5.0, jobs: int = 5_000_000) -> Result:
     """(1) background submits, 1 connection, 500 in flight (the time cap ends it)."""
-    return _submit(port, 1, jobs, 500, True, seconds)
+    return _submit(port, 1, jobs, 500, True, seconds, FUNCTIONS["bg"])
 
 
 def load_fg(port: int, seconds: float = 5.0, jobs: int = 1_000_000,
             worker_procs: int = WORKER_PROCS) -> Result:
     """(2) foreground end to end, 2 clients x 100 in flight, 4 raw workers."""
-    pool = _WorkerPool(port, 4, worker_procs)
+    require_idle(port, "fg")
+    pool = _WorkerPool(port, 4, worker_procs, FUNCTIONS["fg"])
     try:
         cpu0 = pool.cpu  # connected and registered before the clients start
-        result = _submit(port, 2, jobs // 2, 100, False, seconds)
+        result = _submit(port, 2, jobs // 2, 100, False, seconds, FUNCTIONS["fg"])
         result.loadgen_cpu += pool.cpu - cpu0
         return result
     finally:
@@ -296,9 +334,10 @@ def load_fg(port: int, seconds: float = 5.0, jobs: int = 1_000_000,
 def load_deep(port: int, jobs: int = 200_000, seconds: float = 20.0,
               worker_procs: int = WORKER_PROCS) -> tuple[Result, Result]:
     """(3) ``jobs`` background jobs submitted, then drained by 4 workers: (submit, drain)."""
-    submitted = _submit(port, 1, jobs, 500, True, seconds)
+    require_idle(port, "deep")
+    submitted = _submit(port, 1, jobs, 500, True, seconds, FUNCTIONS["deep"])
     t0 = time.perf_counter()
-    pool = _WorkerPool(port, 4, worker_procs)
+    pool = _WorkerPool(port, 4, worker_procs, FUNCTIONS["deep"])
     deadline = t0 + seconds
     counter = pool.counter
     while counter.value < submitted.jobs and time.perf_counter() < deadline:

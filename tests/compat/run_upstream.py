@@ -5,7 +5,8 @@ Usage: ``python run_upstream.py <dir holding gear/tests/> <module> [<module> ...
 gear's tests import ``gear.tests`` (their helpers: BaseTestCase, FakeSocket). Our package has
 no such module, so this script loads gear's ``tests/__init__.py`` from the extracted wheel and
 registers it as ``gear.tests`` before loading the test modules; nothing of gear's code is
-copied into this repository. The exit status is 0 only if every selected test passed.
+copied into this repository. The exit status is 0 only if every selected test ran and
+passed (a skip counts as a failure).
 
 Imports only the standard library and ``gear`` (plus what gear's tests import).
 """
@@ -58,7 +59,11 @@ def main() -> int:
             suite.addTest(test)
     print(f"running {suite.countTestCases()} upstream tests", flush=True)
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    return 0 if result.wasSuccessful() and result.testsRun else 1
+    # A skipped test did not run: that counts as a failure here (every test must run).
+    passed = result.wasSuccessful() and result.testsRun and not result.skipped
+    bad = len(result.failures) + len(result.errors) + len(result.skipped)
+    print(f"upstream: {result.testsRun - bad} of {suite.countTestCases()} passed", flush=True)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

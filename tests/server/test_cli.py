@@ -144,16 +144,19 @@ def test_configuration_errors_exit_1_with_a_message(tmp_path: Path) -> None:
 
 
 def test_default_queue_is_sqlite_in_the_data_dir_and_survives_restart(tmp_path: Path) -> None:
-    first = Geard("--data-dir", str(tmp_path), tmp=tmp_path)
+    first = Geard("--data-dir", str(tmp_path), tmp=tmp_path)  # -p 0: queue-0.db
+    queue = tmp_path / "queue-0.db"
     try:
         sock = connect(first.port)
         sock.sendall(request(c.SUBMIT_JOB_BG, b"durable", b"u1", b"payload"))
         assert read_packet(sock)[0] == c.JOB_CREATED  # sent only once stored
-        assert (tmp_path / "queue.db").exists()
+        assert queue.exists()
     finally:
         first.proc.send_signal(signal.SIGTERM)
         first.proc.wait(10)
         first.stop()
+    assert f"job queue: sqlite {queue}; replayed 0 stored background jobs" in (
+        first.log.read_text())
     second = Geard("--data-dir", str(tmp_path), tmp=tmp_path)
     try:
         worker = connect(second.port)
@@ -161,8 +164,65 @@ def test_default_queue_is_sqlite_in_the_data_dir_and_survives_restart(tmp_path: 
         ptype, args = read_packet(worker)
         assert ptype == c.JOB_ASSIGN_UNIQ
         assert args[1:] == [b"durable", b"u1", b"payload"]
+        # Finish the job, so that the graceful stop below has nothing to wait for.
+        worker.sendall(request(c.WORK_COMPLETE, args[0], b"done"))
+        worker.sendall(request(c.ECHO_REQ, b"sync"))
+        assert read_packet(worker) == (c.ECHO_RES, [b"sync"])
     finally:
-        second.stop()
+        assert second.stop(timeout=10) == 0  # graceful and prompt: not killed
+    assert "replayed 1 stored background jobs" in second.log.read_text()
+    third = Geard("--data-dir", str(tmp_path), tmp=tmp_path)
+    try:
+        worker = connect(third.port)
+        worker.sendall(request(c.CAN_DO, b"durable") + request(c.GRAB_JOB_UNIQ))
+        assert read_packet(worker)[0] == c.NO_JOB  # the completed job is gone for good
+    finally:
+        third.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_default_queue_pidfile_and_log_are_per_port(tmp_path: Path) -> None:
+    parse = cli.build_parser().parse_args
+    assert cli._queue_url(parse([]), tmp_path) == f"sqlite://{tmp_path}/queue.db"  # kept
+    assert cli._queue_url(parse(["-p", "4731"]), tmp_path) == f"sqlite://{tmp_path}/queue-4731.db"
+    assert cli.per_port("geard.pid", 4730) == "geard.pid"
+    assert cli.per_port("geard.log", 4731) == "geard-4731.log"
+    # Two servers with default settings on different ports run side by side.
+    a = GeardProcess("-p", str(_free_port()), "--data-dir", str(tmp_path),
+                     log=tmp_path / "a.err")
+    try:
+        b = GeardProcess("-p", str(_free_port()), "--data-dir", str(tmp_path),
+                         log=tmp_path / "b.err")
+        try:
+            for server in (a, b):
+                sock = connect(server.port)
+                sock.sendall(request(c.SUBMIT_JOB_BG, b"f", b"", b"x"))
+                assert read_packet(sock)[0] == c.JOB_CREATED
+                assert (tmp_path / f"queue-{server.port}.db").exists()
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def test_a_held_queue_is_one_clear_error_naming_the_option(tmp_path: Path) -> None:
+    first = Geard("--data-dir", str(tmp_path), tmp=tmp_path)  # holds queue-0.db
+    try:
+        result = subprocess.run(
+            [*GEARD, "-d", "-p", "0", "-L", "127.0.0.1", "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=20,
+        )
+    finally:
+        first.stop()
+    assert result.returncode == 1
+    assert "in use by another server" in result.stderr
+    assert "--queue URL" in result.stderr and "--data-dir" in result.stderr
+    assert result.stderr.count("in use by another server") == 1, result.stderr
 
 
 def test_load_acl_reads_gears_ini_format(tmp_path: Path) -> None:
@@ -296,3 +356,77 @@ def test_sighup_is_harmless(geard: GeardProcess) -> None:
     geard.proc.send_signal(signal.SIGTERM)
     assert geard.proc.wait(10) == 0
     assert "SIGHUP" in geard.log.read_text()
+
+
+def test_help_shows_every_default() -> None:
+    parser = cli.build_parser()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if action.default in (None, False, "==SUPPRESS==") or not action.option_strings:
+            continue
+        if action.option_strings == ["--no-uvloop"]:  # shares --uvloop's dest (None)
+            assert "default: uvloop when installed" in formatter._expand_help(action)
+            continue
+        text = formatter._expand_help(action)
+        assert "default" in text and str(action.default) in text, (action.option_strings, text)
+    text = parser.format_help()
+    for option in ("--shutdown-timeout", "--keepalive-idle", "--keepalive-interval",
+                   "--keepalive-count", "--job-retries", "--worker-wakeup"):
+        assert option in text
+
+
+def test_acl_without_mutual_tls_refuses_to_start(tmp_path: Path) -> None:
+    acl = tmp_path / "acl.ini"
+    acl.write_text("[worker1]\ninvoke=rev\n")
+    result = subprocess.run(
+        [*GEARD, "-d", "-p", "0", "--queue", "memory", "--acl", str(acl)],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 1
+    assert "--acl needs mutual TLS (--ssl-key, --ssl-cert and --ssl-ca)" in result.stderr
+    assert "listening" not in result.stderr
+
+
+def test_config_file_sets_options_and_the_command_line_wins(tmp_path: Path) -> None:
+    from gear.server.config_file import option_keys
+
+    config = tmp_path / "geard.toml"
+    config.write_text(
+        'port = 4999\nlisten-address = "127.0.0.1"\nqueue = "memory"\n'
+        'job_handle_prefix = "H:conf"\nverbose = "warning"\nnodaemon = true\n'
+        "shutdown-timeout = 5\nno-uvloop = true\n"
+    )
+    args = cli.parse_args(["--config", str(config), "-p", "0"])
+    assert args.port == 0  # the command line wins
+    assert (args.listen_address, args.queue, args.job_handle_prefix, args.verbose) == (
+        "127.0.0.1", "memory", "H:conf", "WARNING")
+    assert args.nodaemon is True and args.shutdown_timeout == 5.0 and args.uvloop is False
+    # Every option of the command line has a key.
+    parser = cli.build_parser()
+    keys = option_keys(parser)
+    for action in parser._actions:
+        if action.dest not in ("help", "version", "config"):
+            assert action in keys.values(), action.option_strings
+    server = Geard("--config", str(config), tmp=tmp_path)  # -p 0 from GeardProcess wins
+    try:
+        sock = connect(server.port)
+        sock.sendall(request(c.SUBMIT_JOB_BG, b"f", b"", b"x"))
+        assert read_packet(sock) == (c.JOB_CREATED, [b"H:conf:1"])
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("prot = 1", "unknown key 'prot'"),
+    ('port = "4730"', "port must be an integer, not str '4730'"),
+    ("keepalive = 1", "keepalive must be true or false"),
+    ('verbose = "LOUD"', "verbose must be one of"),
+    ("port = [", "not valid TOML"),
+])
+def test_config_file_errors_name_the_key(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "geard.toml"
+    config.write_text(line + "\n")
+    result = subprocess.run([*GEARD, "--config", str(config)], capture_output=True, text=True,
+                            timeout=20)
+    assert result.returncode == 1
+    assert message in result.stderr and str(config) in result.stderr

@@ -277,3 +277,17 @@ def test_without_an_override_an_unknown_type_closes_the_connection(server: Serve
     sock = connect(server.port)
     sock.sendall(_raw(MASS_DO, b"a"))
     assert sock.recv(100) == b""  # as gearmand: closed without a reply
+
+
+def test_work_exception_reaches_a_client_that_did_not_ask_for_it(server: Server) -> None:
+    """gear's server forwarded WORK_EXCEPTION to every client; gear.Server does by default
+    (docs/semantics.md, Failures and exceptions). geard keeps gearmand's WORK_FAIL."""
+    client = connect(server.port)  # never sends OPTION_REQ exceptions
+    client.sendall(request(c.SUBMIT_JOB, b"fn", b"u1", b"data"))
+    ptype, (handle,) = read_packet(client)
+    assert ptype == c.JOB_CREATED
+    worker = connect(server.port)
+    worker.sendall(request(c.CAN_DO, b"fn") + request(c.GRAB_JOB))
+    assert read_packet(worker)[0] == c.JOB_ASSIGN
+    worker.sendall(request(c.WORK_EXCEPTION, handle, b"boom"))
+    assert read_packet(client) == (c.WORK_EXCEPTION, [handle, b"boom"])

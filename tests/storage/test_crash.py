@@ -61,7 +61,7 @@ def make_job(conn: int, i: int) -> Submitted:
 
 def Geard(db: Path, queue: str | None = None) -> GeardProcess:
     """geard on port 0 with an sqlite queue: by default --data-dir, whose default queue is
-    <data-dir>/queue.db (cli.py), run from two levels up so relative paths would show."""
+    <data-dir>/queue-0.db on -p 0 (cli.py), run from two levels up so relative paths would show."""
     args = ["--queue", queue] if queue else ["--data-dir", str(db.parent)]
     return GeardProcess("-l", "none", *args, cwd=db.parent.parent, timeout=20)
 
@@ -132,7 +132,7 @@ def drain(port: int) -> list[tuple[bytes, bytes, bytes]]:
 
 @pytest.mark.timeout(120)
 def test_sigkill_mid_flood_loses_no_acknowledged_job(tmp_path: Path) -> None:
-    db = tmp_path / "data" / "queue.db"
+    db = tmp_path / "data" / "queue-0.db"  # -p 0: the default queue of port 0
     server = Geard(db)
     acked: list[list[Submitted]] = [[] for _ in range(CONNECTIONS)]
     errors: list[Frame] = []

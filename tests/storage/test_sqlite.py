@@ -281,3 +281,28 @@ def test_no_sqlite3_adapter_is_registered_or_used(
     assert storage.load() == [job]
     storage.close()
 
+
+
+def _on_disk(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_max_size_caps_the_database_and_its_wal_together(tmp_path: Path) -> None:
+    cap = 256 * 1024
+    path = tmp_path / "q.db"
+    store = open_storage(f"sqlite://{path}?max_size=256K")
+    assert isinstance(store, SqliteStorage)
+    store.load()
+    stored: list[int] = []
+    with pytest.raises(StorageError, match="full"):
+        for key in range(1, 1000):
+            store.add([job(key, size=6000)])
+            stored.append(key)
+            assert _on_disk(path) <= cap, f"{_on_disk(path)} bytes on disk after {key} jobs"
+    assert _on_disk(path) <= cap
+    assert len(stored) > 10  # the cap is not so conservative that it wastes most of the space
+    store.close()
+    again = SqliteStorage(path)
+    assert [j.key for j in again.load()] == stored  # everything acknowledged is kept
+    again.close()

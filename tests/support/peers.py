@@ -21,8 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +33,8 @@ def interop_required() -> bool:
 
 def missing_peer(reason: str) -> None:
     """Skip (or, under GEAR_REQUIRE_INTEROP=1, fail) because a peer is not available."""
+    import pytest  # here, not at the top: the benchmarks import this module without pytest
+
     if interop_required():
         pytest.fail(f"GEAR_REQUIRE_INTEROP=1 but {reason}")
     pytest.skip(reason)

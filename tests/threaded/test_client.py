@@ -173,11 +173,13 @@ def test_set_option_success_and_refusal(client: gear.Client) -> None:
 
 def test_lost_connection_fails_pending_submit_and_calls_handle_disconnect() -> None:
     seen: list[gear.Job] = []
+    disconnected = threading.Event()
 
     class MyClient(gear.Client):
         def handleDisconnect(self, job: Any) -> Any:
             job = super().handleDisconnect(job)
             seen.append(job)
+            disconnected.set()
             return job
 
     client = MyClient("c2")
@@ -194,6 +196,9 @@ def test_lost_connection_fails_pending_submit_and_calls_handle_disconnect() -> N
         t.join(5)
         assert not t.is_alive()
         assert isinstance(out[0], gear.GearmanError)
+        # The pending submit's waiter is woken before the hook runs for the running job (the
+        # poll thread fails the waiters first), so wait for the hook rather than race it.
+        assert disconnected.wait(5)
         assert seen == [running]
         assert peer.conn not in client.active_connections
     finally:

@@ -8,7 +8,9 @@ defaults except where noted) plus the gearmand options users reach for (docs/pro
 ``-j/--job-retries``, ``--job-handle-prefix``, ``-w/--worker-wakeup``, ``--exceptions``,
 ``-t/--threads`` (accepted for drop-in command lines; one event loop serves everything),
 ``--verbose``, ``-l/--log-file``, ``-L/--listen``, ``-P/--pid-file``, and our own ``--queue``,
-``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout``.
+``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout`` and
+``--config FILE`` (TOML, config_file.py). The default queue, pidfile and log are per port
+(``queue.db`` for 4730, ``queue-<port>.db`` otherwise), so servers on different ports coexist.
 
 Must not import the network layer at module level: ``geard --version`` and ``--help`` stay
 instant, and import errors of optional extras surface as clear messages.
@@ -73,11 +75,39 @@ def _version() -> str:
     return __version__
 
 
+#: The port whose default queue, pidfile and log keep their historical names (queue.db...).
+DEFAULT_PORT = 4730
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option whose help does not already give its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def per_port(name: str, port: int) -> str:
+    """``name`` for the default port, else ``<stem>-<port><suffix>`` (queue-4731.db): two
+    servers on one host with default settings and different ports share no file."""
+    if port == DEFAULT_PORT:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}-{port}{dot}{suffix}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="geard", description=DESCRIPTION, epilog=EPILOG)
+    p = argparse.ArgumentParser(prog="geard", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--config", dest="config", metavar="FILE", default=None,
+                   help="TOML file of options: one key per long option name (dashes or "
+                   "underscores), e.g. port = 4731; the command line wins over the file")
     # -- gear 0.16 geard's options (same dests) --
-    p.add_argument("-d", dest="nodaemon", action="store_true", help="do not run as a daemon")
-    p.add_argument("-p", "--port", dest="port", type=int, default=4730,
+    p.add_argument("-d", "--nodaemon", dest="nodaemon", action="store_true",
+                   help="do not run as a daemon")
+    p.add_argument("-p", "--port", dest="port", type=int, default=DEFAULT_PORT,
                    help="port on which to listen (0: any free port; default 4730)")
     p.add_argument("--listen-address", "-L", "--listen", dest="listen_address", default=None,
                    help="IP address or domain name to listen on (default: all, IPv4 and IPv6)")
@@ -85,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logging config file (logging.config.fileConfig format); wins over "
                    "--log-file/--verbose")
     p.add_argument("--pidfile", "-P", "--pid-file", dest="pidfile", default=None,
-                   help="PID file (default when daemonized: <data-dir>/geard.pid)")
+                   help="PID file (default when daemonized: <data-dir>/geard.pid, "
+                   "geard-<port>.pid for a port other than 4730)")
     p.add_argument("--ssl-ca", dest="ssl_ca", metavar="PATH", default=None,
                    help="path to CA certificate: with --ssl-cert/--ssl-key, clients must present "
                    "a certificate signed by it (mutual TLS)")
@@ -94,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-key", dest="ssl_key", metavar="PATH", default=None,
                    help="path to SSL private key")
     p.add_argument("--acl", dest="acl", metavar="PATH", default=None,
-                   help="path to ACL file (INI: [<certificate CN>] register=, invoke=, grant=)")
+                   help="path to ACL file (INI: [<certificate CN>] register=, invoke=, grant=); "
+                   "needs --ssl-key, --ssl-cert and --ssl-ca")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -121,10 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log level (gearmand names; default INFO)")
     p.add_argument("-l", "--log-file", dest="log_file", default=None,
                    help="log file, 'stderr' or 'none' (default: stderr with -d, else "
-                   "<data-dir>/geard.log)")
+                   "<data-dir>/geard.log, geard-<port>.log for a port other than 4730)")
     p.add_argument("--queue", dest="queue", default=None,
                    help="where background jobs are stored: memory, sqlite:///path.db, "
-                   "postgres://... (default: sqlite:///<data-dir>/queue.db)")
+                   "postgres://... (default: sqlite:///<data-dir>/queue.db for port 4730, "
+                   "queue-<port>.db for any other port)")
     p.add_argument("--data-dir", dest="data_dir", default=None,
                    help=f"directory for the default queue, pid and log files (default "
                    f"{default_data_dir()})")
@@ -133,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uvloop", dest="uvloop", action="store_true", default=None,
                    help="require uvloop (default: use it when installed)")
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
-                   help="use the standard asyncio event loop")
+                   help="use the standard asyncio event loop (default: uvloop when installed)")
     p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=float, default=30.0,
                    help="seconds a graceful shutdown (SIGTERM, SIGUSR1) waits for running jobs")
     return p
@@ -172,7 +205,7 @@ def setup_logging(args: argparse.Namespace, data_dir: Path) -> None:
     level = VERBOSE_LEVELS[args.verbose] if args.verbose else logging.INFO
     target = args.log_file
     if target is None:
-        target = "stderr" if args.nodaemon else str(data_dir / "geard.log")
+        target = "stderr" if args.nodaemon else str(data_dir / per_port("geard.log", args.port))
     root = logging.getLogger()
     root.setLevel(level)
     if target == "none":
@@ -203,7 +236,7 @@ def _queue_url(args: argparse.Namespace, data_dir: Path) -> str:
             path, sep, query = url[len(prefix):].partition("?")
             url = "sqlite://" + os.path.abspath(path) + sep + query
         return url
-    return f"sqlite://{(data_dir / 'queue.db').absolute()}"
+    return f"sqlite://{(data_dir / per_port('queue.db', args.port)).absolute()}"
 
 
 def _check_pidfile(path: str) -> None:
@@ -283,9 +316,45 @@ def _statsd_from_env() -> Any:
     )
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options of ``argv``, over those of its ``--config FILE`` (config_file.py)."""
+    from gear.server.config_file import parse_args as parse_with_config
+
+    return parse_with_config(build_parser(), argv)
+
+
+def _lock_hint(exc: BaseException) -> str:
+    """What resolves a queue held by another server, when that is why ``exc`` happened."""
+    from gear.server.storage.base import StorageLockedError
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, StorageLockedError):
+            return ("; another server uses this queue: give this one its own with "
+                    "--queue URL (or --data-dir DIR)")
+        cause = cause.__cause__
+    return ""
+
+
+def _logs_to_stderr() -> bool:
+    """Whether a log handler (of the root or the ``gear`` loggers) writes to stderr."""
+    loggers = [logging.getLogger(), logging.getLogger("gear"), logging.getLogger("gear.server"),
+               log]
+    return any(
+        isinstance(handler, logging.StreamHandler)
+        and getattr(handler, "stream", None) is sys.stderr
+        for logger in loggers
+        for handler in logger.handlers
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``geard``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(None if argv is None else list(argv))
+    except ConfigurationError as exc:
+        print(f"geard: {exc}", file=sys.stderr)
+        return 1
     if args.version:
         print(f"Gear version: {_version()}")
         return 0
@@ -297,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ready_fd: int | None = None
     pidfile: str | None = args.pidfile
     if pidfile is None and not args.nodaemon:
-        pidfile = str(data_dir / "geard.pid")
+        pidfile = str(data_dir / per_port("geard.pid", args.port))
     try:
         from gear.server.broker import BrokerConfig
         from gear.server.network import ServerConfig, build_ssl_context, run_server
@@ -309,6 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads:
             log.info("--threads=%d ignored: one event loop serves every connection", args.threads)
         acl = load_acl(args.acl) if args.acl else None
+        if acl is not None and not (args.ssl_key and args.ssl_cert and args.ssl_ca):
+            # The ACL names clients by their certificate's CN: without mutual TLS no client
+            # has one and every request would be denied (docs/server.md, Access control).
+            raise ConfigurationError(
+                "--acl needs mutual TLS (--ssl-key, --ssl-cert and --ssl-ca): the ACL names "
+                "clients by their certificate's CN, so without it every request would be denied"
+            )
         # Fail in the foreground on bad TLS files rather than in the daemon.
         build_ssl_context(args.ssl_key, args.ssl_cert, args.ssl_ca)
         config = ServerConfig(
@@ -362,14 +438,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_started=started,
         )
     except (GearmanError, OSError) as exc:
-        log.error("cannot start: %s", exc)
+        message = f"{exc}{_lock_hint(exc)}"
+        log.error("cannot start: %s", message)
         if ready_fd is not None:
             try:
-                os.write(ready_fd, f"geard: {exc}\n".encode())
+                os.write(ready_fd, f"geard: {message}\n".encode())
             except OSError:
                 pass
-        else:
-            print(f"geard: {exc}", file=sys.stderr)
+        elif not _logs_to_stderr():  # else the log line above is already on the terminal
+            print(f"geard: {message}", file=sys.stderr)
         return 1
     finally:
         if pidfile:

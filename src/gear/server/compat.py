@@ -95,7 +95,9 @@ class Server:
             queue="memory",
             shutdown_timeout=0.0,
         )
-        bconfig = BrokerConfig(acl=acl)
+        # WORK_EXCEPTION to every client, as gear's server did (docs/semantics.md, Failures
+        # and exceptions); geard keeps gearmand's default and has --exceptions for this.
+        bconfig = BrokerConfig(acl=acl, exceptions_default=True)
         if type(self).handlePacket is not Server.handlePacket:
             # An override sees every request packet (and may define its own types); without
             # one the broker keeps its fast paths.

@@ -365,7 +365,11 @@ class JobServer:
             self._writer.on_batch = self.broker.stored_batch
         if stored:
             self.broker.replay(stored)
-            log.info("replayed %d stored background jobs from %s", len(stored), storage.name)
+        if storage is not None:
+            log.info("job queue: %s; replayed %d stored background jobs", storage.where,
+                     len(stored))
+        else:
+            log.info("job queue: memory (background jobs do not survive a restart)")
         try:
             socks = _bind(self.config.host, self.config.port, self.config.backlog)
         except OSError as exc:

@@ -26,6 +26,7 @@ from gear.server.storage.base import (
     PRIORITY_NORMAL,
     Storage,
     StorageError,
+    StorageLockedError,
     StoredJob,
 )
 from gear.server.storage.memory import MemoryStorage
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryStorage",
     "Storage",
     "StorageError",
+    "StorageLockedError",
     "StoredJob",
     "open_storage",
     "parse_size",

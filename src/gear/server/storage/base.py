@@ -35,6 +35,10 @@ class StorageError(GearmanError):
     """The storage backend failed (unreadable, corrupt, full disk, lost connection...)."""
 
 
+class StorageLockedError(StorageError):
+    """Another server holds the store (its lock): each server needs a queue of its own."""
+
+
 class StoredJob(NamedTuple):
     """One background job as stored.
 
@@ -59,6 +63,11 @@ class Storage(abc.ABC):
 
     #: Short name for logs and ``--queue`` URLs ("memory", "sqlite", "postgres").
     name: str = "?"
+
+    @property
+    def where(self) -> str:
+        """Where the jobs are kept, for logs ("sqlite /var/lib/geard/queue.db"), no secrets."""
+        return self.name
 
     @abc.abstractmethod
     def load(self) -> list[StoredJob]:

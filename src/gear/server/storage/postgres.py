@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StoredJob
+from gear.server.storage.base import Storage, StorageError, StorageLockedError, StoredJob
 
 log = logging.getLogger("gear.server.storage")
 
@@ -92,10 +92,15 @@ class PostgresStorage(Storage):
     def __repr__(self) -> str:
         return f"<PostgresStorage {redact(self.conninfo)} table={self.table!r}>"
 
-    def _fail(self, what: str, exc: BaseException | None = None) -> StorageError:
+    @property
+    def where(self) -> str:
+        return f"postgres table {self.table} ({redact(self.conninfo)})"
+
+    def _fail(self, what: str, exc: BaseException | None = None,
+              error: type[StorageError] = StorageError) -> StorageError:
         detail = f": {str(exc).strip()}" if exc is not None else ""
         where = f"postgres queue {self.table} ({redact(self.conninfo)})"
-        return StorageError(f"{where}: {what}{detail}")
+        return error(f"{where}: {what}{detail}")
 
     # -- connection ----------------------------------------------------------------------
 
@@ -150,13 +155,14 @@ class PostgresStorage(Storage):
                 pid, app = holder
                 if pid != self._backend_pid or app != self._app_name:
                     raise self._fail(f"in use by another server (advisory lock held by "
-                                     f"backend {pid}, {app!r})")
+                                     f"backend {pid}, {app!r})", error=StorageLockedError)
                 log.warning("postgres queue %s: terminating our stale session (backend %d)",
                             self.table, pid)
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
                 conn.commit()
             time.sleep(0.05)  # the terminated backend exits asynchronously
-        raise self._fail("in use by another server (advisory lock still held)")
+        raise self._fail("in use by another server (advisory lock still held)",
+                         error=StorageLockedError)
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

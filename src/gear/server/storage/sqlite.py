@@ -42,7 +42,7 @@ from itertools import chain
 from typing import Any
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StoredJob
+from gear.server.storage.base import Storage, StorageError, StorageLockedError, StoredJob
 
 try:  # flock is POSIX-only; without it we just cannot detect a second server on the file.
     import fcntl
@@ -111,9 +111,12 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} ORDER BY key"
 class SqliteStorage(Storage):
     """Background jobs in one SQLite file at ``path`` (its parent directory is created).
 
-    ``max_size`` (bytes) caps the database file: when it is reached, ``add`` fails with
-    :class:`StorageError` ("database or disk is full") exactly as a full disk does, and succeeds
-    again once finished jobs have been removed.
+    ``max_size`` (bytes) caps the queue on disk, the database file and its ``-wal`` file
+    together: an ``add`` that could take them past it fails with :class:`StorageError` ("queue
+    is full") before writing anything, exactly as a full disk does, and succeeds again once
+    finished jobs have been removed. To keep the WAL from growing, every write is followed by a
+    ``wal_checkpoint(TRUNCATE)`` when a cap is set; the database itself is also capped with
+    ``max_page_count`` as a backstop.
     """
 
     name = "sqlite"
@@ -144,9 +147,14 @@ class SqliteStorage(Storage):
             self.close()
             raise
 
-    def _fail(self, what: str, exc: BaseException | None = None) -> StorageError:
+    @property
+    def where(self) -> str:
+        return f"sqlite {os.path.abspath(self.path)}"
+
+    def _fail(self, what: str, exc: BaseException | None = None,
+              error: type[StorageError] = StorageError) -> StorageError:
         detail = f": {exc}" if exc is not None else ""
-        return StorageError(f"sqlite queue {os.path.abspath(self.path)}: {what}{detail}")
+        return error(f"sqlite queue {os.path.abspath(self.path)}: {what}{detail}")
 
     def _open(self) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -209,7 +217,8 @@ class SqliteStorage(Storage):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise self._fail("in use by another server (locked)", exc) from exc
+            raise self._fail("in use by another server (locked)", exc,
+                             StorageLockedError) from exc
         self._lock_fd = fd
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
@@ -264,16 +273,51 @@ class SqliteStorage(Storage):
         conn = self._require()
         chunk = self._chunk
         try:
+            if self.max_size is not None:
+                self._check_room(conn, jobs)
             if len(jobs) <= chunk:
                 self._insert(conn, jobs)  # autocommit: its own transaction, fsynced (FULL)
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            for start in range(0, len(jobs), chunk):
-                self._insert(conn, jobs[start:start + chunk])
-            conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(jobs), chunk):
+                    self._insert(conn, jobs[start:start + chunk])
+                conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise self._fail(f"cannot store {len(jobs)} job(s): {_explain(exc)}") from exc
+        if self.max_size is not None:
+            self._checkpoint(conn)
+
+    def _check_room(self, conn: sqlite3.Connection, jobs: Sequence[StoredJob]) -> None:
+        """Raise StorageError unless ``jobs`` fit under ``max_size``, WAL included.
+
+        Conservative: the pages the rows may need (payload plus b-tree overhead) are counted
+        twice, once as WAL frames and once as database pages the checkpoint copies them to,
+        less the free pages the database can reuse.
+        """
+        assert self.max_size is not None
+        page_size, pages, free = (conn.execute(f"PRAGMA {name}").fetchone()[0]
+                                  for name in ("page_size", "page_count", "freelist_count"))
+        payload = sum(len(j.function) + len(j.unique) + len(j.data) + 32 for j in jobs)
+        need = math.ceil(payload * 1.25 / (page_size - 64)) + 4 + len(jobs) // 8
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            wal = 0
+        db_after = (pages + max(0, need - free)) * page_size
+        wal_after = wal + 32 + need * (page_size + 24)
+        if db_after + wal_after > self.max_size:
+            raise self._fail(
+                f"cannot store {len(jobs)} job(s): queue is full (max_size={self.max_size} "
+                f"bytes, database and WAL together; finished jobs free space)")
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database and truncate it (best effort: a reader, such as the
+        sqlite3 shell, can hold it back; _check_room counts whatever WAL is left)."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass
 
     def _insert(self, conn: sqlite3.Connection, jobs: Sequence[StoredJob]) -> None:
         size = _padded(len(jobs), self._chunk)
@@ -307,6 +351,8 @@ class SqliteStorage(Storage):
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise self._fail(f"cannot remove {len(keys)} job(s): {_explain(exc)}") from exc
+        if self.max_size is not None:
+            self._checkpoint(conn)
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,50 @@
+"""The benchmarks run as docs/benchmarks.md writes them, and report honest figures.
+
+Only start-up and the load generator's accounting are checked here, on tiny loads: the
+benchmarks themselves never gate the suite (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.peers import GeardProcess
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import loadgen  # noqa: E402
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "bench").glob("*.py")))
+def test_a_benchmark_starts_with_a_python_that_has_no_gear(script: str) -> None:
+    # -S: no site-packages, so neither the installed gear nor pytest is importable: the script
+    # must find this checkout's src/ by itself ("python3 bench/bench_server.py").
+    result = subprocess.run([sys.executable, "-S", f"bench/{script}", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
+
+
+def test_fg_refuses_a_server_that_bg_left_full_and_runs_keep_to_their_seconds(
+    tmp_path: Path,
+) -> None:
+    server = GeardProcess("--queue", "memory", "-l", "none", log=tmp_path / "geard.err")
+    try:
+        bg = loadgen.load_bg(server.port, seconds=0.5, jobs=3000)
+        assert bg.jobs > 0 and bg.seconds <= 0.6
+        assert loadgen.queued_jobs(server.port) >= bg.jobs  # bg leaves its jobs queued
+        with pytest.raises(SystemExit, match="queued jobs"):
+            loadgen.load_fg(server.port, seconds=0.5, jobs=2000)
+    finally:
+        server.stop()
+    fresh = GeardProcess("--queue", "memory", "-l", "none", log=tmp_path / "fresh.err")
+    try:
+        fg = loadgen.load_fg(fresh.port, seconds=0.5, jobs=1_000_000)
+        assert fg.jobs > 0 and fg.seconds <= 0.6  # the time cap holds, whatever is in flight
+    finally:
+        fresh.stop()
