@@ -17,7 +17,7 @@ import pytest
 
 from gear.acl import ACL, ACLEntry
 from gear.server.compat import Server
-from tests.server.test_network_tls import PKI, make_pki
+from tests.support.pki import PKI, make_pki
 
 pytestmark = pytest.mark.interop
 

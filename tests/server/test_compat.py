@@ -18,7 +18,7 @@ from gear import constants as c
 from gear.errors import GearmanError
 from gear.protocol.packets import request
 from gear.server.compat import Server
-from tests.server.test_network_tls import PKI, make_pki
+from tests.support.pki import PKI, make_pki
 from tests.support.raw import connect, read_packet
 
 

@@ -19,7 +19,8 @@ from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import BrokerConfig
 from gear.server.compat import Server
-from gear.server.network import JobServer, ServerConfig
+from gear.server.config import ServerConfig
+from gear.server.engine import JobServer
 from tests.support.raw import connect, read_packet
 
 

@@ -300,7 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pidfile = str(data_dir / "geard.pid")
     try:
         from gear.server.broker import BrokerConfig
-        from gear.server.network import ServerConfig, build_ssl_context, run_server
+        from gear.server.config import ServerConfig
+        from gear.server.engine import run_server
+        from gear.server.transport import build_ssl_context
 
         queue = _queue_url(args, data_dir)
         if queue.startswith("sqlite:///") or args.log_file is None or pidfile:

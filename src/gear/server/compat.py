@@ -1,7 +1,7 @@
 """``gear.Server``: the production server engine behind gear 0.16's embeddable Server API.
 
 Owns :class:`Server`, with gear 0.16.0's exact constructor signature (gear-0.16-api.md 3.13). It
-runs the SAME engine as ``geard`` (:class:`~gear.server.network.JobServer` around the sans-I/O
+runs the SAME engine as ``geard`` (:class:`~gear.server.engine.JobServer` around the sans-I/O
 broker) on its own asyncio event loop in a daemon thread, and it is listening before the
 constructor returns (``Server(0).port`` is the port it got). Jobs are kept in memory only, as in
 gear.
@@ -33,7 +33,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gear.server.network import JobServer, ServerConfig
+from gear.server.config import ServerConfig
+from gear.server.engine import JobServer
 
 T = TypeVar("T")
 

@@ -25,14 +25,14 @@ from gear.errors import ConfigurationError, GearmanError
 from gear.protocol.packets import AdminLine, Decoder, type_name
 
 if TYPE_CHECKING:
-    from gear.server.broker import Broker, Peer
+    from gear.server.port import BrokerPort
 
 #: Seconds between two gauge reports.
 GAUGE_INTERVAL = 1.0
 
 
 class _Host(Protocol):
-    broker: Broker
+    broker: BrokerPort[Any]
 
     def running_jobs(self) -> int: ...
 
@@ -56,13 +56,13 @@ class Metrics:
                 ) from None
             client = statsd.StatsClient(host, port, prefix=prefix)
         self.client = client
-        self._decoders: dict[Peer, Decoder] = {}
+        self._decoders: dict[Any, Decoder] = {}
         self._server: _Host | None = None
         self._handle: Any = None
 
     # -- per read --------------------------------------------------------------------------
 
-    def feed(self, broker: Broker, peer: Peer, data: bytes) -> None:
+    def feed(self, broker: BrokerPort[Any], peer: Any, data: bytes) -> None:
         """``broker.feed(peer, data)``, timed, and the packets it contained counted."""
         start = time.perf_counter()
         broker.feed(peer, data)
@@ -87,7 +87,7 @@ class Metrics:
             client.timing(key, ms)
             client.incr(key)
 
-    def forget(self, peer: Peer) -> None:
+    def forget(self, peer: Any) -> None:
         """The connection is gone."""
         self._decoders.pop(peer, None)
 
