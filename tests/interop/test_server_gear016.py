@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gear.acl import ACL, ACLEntry
-from gear.server.compat import Server
+from gear.server.gear_server import Server
 from tests.support.pki import PKI, make_pki
 
 pytestmark = pytest.mark.interop

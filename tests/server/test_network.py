@@ -5,7 +5,7 @@ These tests drive :class:`gear.server.engine.JobServer` with a small stand-in br
 (:class:`StubBroker`) that implements the broker interface (:class:`gear.server.port.BrokerPort`,
 checked by mypy below), so that what is tested here is the engine's contract, not scheduling.
 End-to-end behaviour with the real broker is in tests/interop/test_server_*.py and
-test_compat.py.
+test_gear_server.py.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import BrokerConfig
-from gear.server.compat import Server
 from gear.server.config import ServerConfig
 from gear.server.engine import JobServer
+from gear.server.gear_server import Server
 from tests.support.raw import connect, read_packet
 
 

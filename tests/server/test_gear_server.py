@@ -17,7 +17,7 @@ import gear
 from gear import constants as c
 from gear.errors import GearmanError
 from gear.protocol.packets import request
-from gear.server.compat import Server
+from gear.server.gear_server import Server
 from tests.support.pki import PKI, make_pki
 from tests.support.raw import connect, read_packet
 

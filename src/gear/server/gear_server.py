@@ -1,27 +1,31 @@
 """``gear.Server``: the production server engine behind gear 0.16's embeddable Server API.
 
-Owns :class:`Server`, with gear 0.16.0's exact constructor signature (gear-0.16-api.md 3.13). It
-runs the SAME engine as ``geard`` (:class:`~gear.server.engine.JobServer` around the sans-I/O
-broker) on its own asyncio event loop in a daemon thread, and it is listening before the
-constructor returns (``Server(0).port`` is the port it got). Jobs are kept in memory only, as in
-gear.
+Owns :class:`Server`, with gear 0.16.0's exact constructor signature (docs/gear-compat.md
+§3.13), and the broker subclass that routes a worker's job choice through a
+``getJobForConnection`` override. It runs the SAME engine as ``geard``
+(:class:`~gear.server.engine.JobServer` around the sans-I/O broker) on its own asyncio event
+loop in a daemon thread, and it is listening before the constructor returns
+(``Server(0).port`` is the port it got). Jobs are kept in memory only, as in gear.
 
-gear's internals that test suites and Zuul read (3.13 and 5.6) are exposed as read-only snapshots:
-``high_queue``, ``normal_queue``, ``low_queue``, ``jobs``, ``getQueue()``, ``active_connections``,
-``functions``, ``running_jobs``, ``waiting_jobs``, ``total_jobs``. Read from another thread, they
-are taken on the loop thread (so they are consistent); read from the loop thread (inside an
-override), directly. Two override points: ``getJobForConnection(connection, peek=False)`` is
-called by the broker whenever a worker asks for a job, and ``handlePacket(packet)`` for every
-request packet (custom packet types included); both may delegate to ``super()``.
+gear's internals that test suites and Zuul read (docs/gear-compat.md §3.13 and §5.6) are
+exposed as read-only snapshots: ``high_queue``, ``normal_queue``, ``low_queue``, ``jobs``,
+``getQueue()``, ``active_connections``, ``functions``, ``running_jobs``, ``waiting_jobs``,
+``total_jobs``. Read from another thread, they are taken on the loop thread (so they are
+consistent); read from the loop thread (inside an override), directly. Two override points:
+``getJobForConnection(connection, peek=False)`` is called by the broker whenever a worker asks
+for a job, and ``handlePacket(packet)`` for every request packet (custom packet types
+included); both may delegate to ``super()``.
 
-Differences from gear on purpose (design.md section 1: keep the API, not the bugs): the server
-speaks the full protocol like gearmand (GRAB_JOB, ECHO, OPTION_REQ, CAN_DO_TIMEOUT, epoch jobs,
-coalescing), ``listen()`` has a real backlog, the TLS handshake does not block accepts, and key +
-cert without a CA gives server-only TLS (gear silently served plaintext unless all three were set).
+Differences from gear on purpose (keep the API, not the bugs: docs/gear-compat.md §6): the
+server speaks the full protocol like gearmand (GRAB_JOB, ECHO, OPTION_REQ, CAN_DO_TIMEOUT, epoch
+jobs, coalescing), ``listen()`` has a real backlog, the TLS handshake does not block accepts, and
+key + cert without a CA gives server-only TLS (gear silently served plaintext unless all three
+were set).
 
 gear-compatible camelCase method names (``getQueue``, ``getJobForConnection``, ``handlePacket``)
 are kept on purpose.
-Must not import the CLI.
+Must not import the CLI. The one server module allowed to import the threaded API, and only
+:class:`gear.threaded.packet.Packet` (``handlePacket`` takes gear Packets), lazily.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class Server:
             try:
                 metrics = Metrics(statsd_host, statsd_port, statsd_prefix)
             except ConfigurationError:
-                # gear logs this and runs without statsd (3.13, constructor step 5).
+                # gear logs this and runs without statsd (docs/gear-compat.md §3.13, constructor
+                # step 5).
                 self.log.error("Unable to import statsd module")
         config = ServerConfig(
             host=host,
