@@ -231,7 +231,7 @@ def test_uvloop_required_but_missing_is_a_clear_error(monkeypatch: pytest.Monkey
 
 
 def test_statsd_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gear.server.metrics import Metrics
+    from gear.server.observe.statsd import Metrics
 
     monkeypatch.setitem(sys.modules, "statsd", None)
     with pytest.raises(cli.ConfigurationError, match=r"geartrain\[statsd\]"):

@@ -130,7 +130,7 @@ def test_getJobForConnection_override_decides_what_a_worker_gets() -> None:
 
 
 def test_statsd_reports_gears_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gear.server.metrics.GAUGE_INTERVAL", 0.05)
+    monkeypatch.setattr("gear.server.observe.statsd.GAUGE_INTERVAL", 0.05)
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(5)

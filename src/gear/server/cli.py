@@ -276,7 +276,7 @@ def _statsd_from_env() -> Any:
     host = os.environ.get("STATSD_HOST")
     if not host:
         return None
-    from gear.server.metrics import Metrics
+    from gear.server.observe.statsd import Metrics
 
     return Metrics(
         host, int(os.environ.get("STATSD_PORT", "8125")), os.environ.get("STATSD_PREFIX") or None

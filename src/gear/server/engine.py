@@ -44,7 +44,7 @@ from gear.server.transport import Acceptor, _Connection, bind_sockets, build_ssl
 
 if TYPE_CHECKING:
     from gear.server.broker import BrokerConfig
-    from gear.server.metrics import Metrics
+    from gear.server.observe.statsd import Metrics
     from gear.server.port import BrokerPort
 
 log = logging.getLogger("gear.server")

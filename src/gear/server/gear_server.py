@@ -80,7 +80,7 @@ class Server:
         metrics = None
         if statsd_host:
             from gear.errors import ConfigurationError
-            from gear.server.metrics import Metrics
+            from gear.server.observe.statsd import Metrics
 
             try:
                 metrics = Metrics(statsd_host, statsd_port, statsd_prefix)

@@ -1,9 +1,9 @@
-"""statsd metrics of the job server, with gear 0.16's keys (gear-0.16-api.md 3.13.3).
+"""statsd metrics of the job server, with gear 0.16's keys (docs/gear-compat.md §3.13.3).
 
 Owns: per packet a timer and a counter named ``packet.<TYPE NAME>`` (``packet.UNKNOWN`` for a type
 outside the table), and the gauges ``queue.total``, ``queue.running`` and ``queue.waiting``.
 
-Costs nothing when statsd is not configured: the network layer then never calls into this module
+Costs nothing when statsd is not configured: the engine then never calls into this module
 (it checks ``server.metrics is None`` once per read). When it is configured, a second, private
 decoder per connection counts the packets of each read, and the time the broker spent on the read
 is shared evenly between them (the broker handles a whole read in one call, so this is the finest
@@ -13,7 +13,8 @@ every change, because counting running jobs walks the job table.
 The ``statsd`` package is imported lazily; without it, constructing :class:`Metrics` raises
 :class:`~gear.errors.ConfigurationError` naming the ``statsd`` extra.
 
-Must not import the network layer or asyncio (the server passes itself and its loop in).
+Must not import the engine, the transport or asyncio (the server passes itself and its loop
+in), nor the broker at run time (it is reached through :class:`~gear.server.port.BrokerPort`).
 """
 
 from __future__ import annotations
