@@ -50,8 +50,9 @@ def Geard(queue: str) -> GeardProcess:
 
 class Submits:
     """Background submits with a fresh unique each (libgearman sends a UUID per job): a unique
-    that repeats would coalesce onto the queued job and never reach the store (reference 3.2).
-    Fixed-width uniques keep the header constant, so a packet costs one bytes formatting."""
+    that repeats would coalesce onto the queued job and never reach the store
+    (docs/protocol.md §3.2). Fixed-width uniques keep the header constant, so a packet costs one
+    bytes formatting."""
 
     def __init__(self, tag: bytes) -> None:
         sample = request(c.SUBMIT_JOB_BG, b"bench", tag + b"-%012d" % 0, b"x" * 64)

@@ -68,7 +68,7 @@ def default_data_dir() -> Path:
 
 
 def _version() -> str:
-    from gear import __version__
+    from gear._version import __version__
 
     return __version__
 
