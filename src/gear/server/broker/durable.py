@@ -44,6 +44,12 @@ QUEUED = JobState.QUEUED
 STORE_FAILED = Outcome.STORE_FAILED
 _PRIORITIES = {int(p): p for p in Priority}
 _new_tuple = tuple.__new__
+#: The fields store_job builds a StoredJob from, in order: tuple.__new__ skips the NamedTuple's
+#: defaults, so a field added to StoredJob must be added here and there (this fails loudly).
+_STORED_FIELDS = ("key", "function", "unique", "data", "priority", "when")
+if StoredJob._fields != _STORED_FIELDS:  # pragma: no cover - a programming error
+    raise ImportError(f"durable.store_job builds {_STORED_FIELDS}, StoredJob has "
+                      f"{StoredJob._fields}: update both")
 
 
 class Scheduler(Protocol):
@@ -153,8 +159,8 @@ def store_job(broker: Scheduler, peer: Peer, job: Job) -> None:
         held = peer.held = deque()
     held.append(job)  # inline hold(): the job is its submitter's placeholder
     peer.pending += 1
-    # tuple.__new__ straight from C (StoredJob's generated __new__ is a Python function), so
-    # every field is given, in StoredJob's order.
+    # tuple.__new__ straight from C (StoredJob's generated __new__ is a Python function): every
+    # field is given, in _STORED_FIELDS' order (checked against StoredJob at import).
     record = _new_tuple(StoredJob, (key, job.name, job.unique, job.arguments, job.priority,
                                     job.when))
     broker._new_records.append(record)
