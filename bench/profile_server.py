@@ -2,7 +2,9 @@
 
 Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]``
 
-The quickest loop for optimising :mod:`gear.server.broker`: it feeds pre-encoded request bytes
+The quickest loop for optimising :mod:`gear.server.broker` (the framing loop and runs of submits
+in ``pipeline.py``, submissions and handlers in ``requests.py``, queues and the one job exit in
+``core.py``, the store hand-off in ``durable.py``): it feeds pre-encoded request bytes
 straight into ``Broker.feed`` the way the network layer does and reports broker CPU
 microseconds per job (``time.process_time``, best of ``--repeat``; CPU time rather than wall
 time, so other processes on a shared machine disturb it little):

@@ -12,7 +12,7 @@ import gear
 from gear import constants as c
 from gear.acl import ACL, ACLEntry
 from gear.server.storage.base import StoredJob
-from tests.server.test_broker import Net, res
+from tests.server.helpers import Net, res
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ import random
 import pytest
 
 from gear import constants as c
+from gear.protocol.messages import Priority
 from gear.protocol.packets import request
 from gear.server import broker as b
-from tests.server.test_broker import Net
+from tests.server.helpers import Net
 
 SUBMITS = [c.SUBMIT_JOB, c.SUBMIT_JOB_BG, c.SUBMIT_JOB_HIGH, c.SUBMIT_JOB_HIGH_BG,
            c.SUBMIT_JOB_LOW, c.SUBMIT_JOB_LOW_BG]
@@ -42,7 +43,7 @@ def test_fast_job_is_the_job_init_makes() -> None:
     assert [job.handle for job in jobs] == [b"H:t:4322", b"H:t:4323", b"H:t:4324", b"H:t:4325"]
     fast = jobs[3]  # the second of a run: made by the inlined path
     f = net.broker.functions[b"fn"]
-    made = b.Job(fast.handle, 4325, f, b"", b"data", b.HIGH, False, fast.seq)
+    made = b.Job(fast.handle, 4325, f, b"", b"data", Priority.HIGH, False, fast.seq)
     made.clients = [client]
     assert _slots(fast) == _slots(made)
     assert vars(fast) == vars(made) == {}

@@ -11,10 +11,16 @@ top to bottom (each layer imports only the layers below it):
 * ``observe/``: what the server reports about itself (statsd).
 * ``config.py``: ``ServerConfig`` and the listen defaults.
 * ``port.py``: ``BrokerPort``, the broker interface the engine uses (its contract).
-* ``broker``: the sans-I/O scheduler: queues, coalescing, wake-ups, timers, durability holds.
-* ``admin``: the gearmand text admin commands, answered for the broker.
+* ``broker/``: the sans-I/O scheduler: queues, coalescing, wake-ups, timers, durability holds,
+  the lifecycle seam.
+* ``admin/``: the gearmand text admin commands and gear's ``acl`` verbs, injected into the broker.
 * ``storage/``: where background jobs survive a restart (memory, SQLite, PostgreSQL) and the
   group-commit writer thread.
 
-Nothing is imported here: ``import gear.server.broker`` loads no sockets or event loop.
+Importing the package loads no sockets or event loop (only admin, transitionally, below).
 """
+
+# Transitional: importing admin makes its run_command the line handler of Brokers constructed
+# without ``admin=`` (the network layer's, until the engine passes admin= itself). The broker
+# never imports admin; remove this once every caller injects it.
+import gear.server.admin  # noqa: F401
