@@ -26,7 +26,7 @@ from gear.errors import GearmanError, ServerStartError
 from gear.protocol.packets import AdminLine, Decoder, request, response
 from gear.server.config import ServerConfig
 from gear.server.engine import JobServer, new_event_loop
-from gear.server.port import BrokerPort
+from gear.server.port import BrokerFactory, BrokerPort
 from gear.server.storage import MemoryStorage, StorageError, StoredJob
 from gear.server.transport import _Connection, bind_sockets
 
@@ -56,9 +56,20 @@ class StubBroker:
 
     instances: list[StubBroker] = []
 
-    def __init__(self, config: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: Any,
+        clock: Callable[[], float],
+        *,
+        admin: Callable[[Any, Any, bytes], None] | None = None,
+        store_batched: Callable[[list[Any], list[Any]], None] | None = None,
+        remove: Callable[[int], None] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.admin = admin
+        self.store_batched = store_batched
+        self.remove = remove
         self.dirty: set[StubPeer] = set()
         self.shutdown_requested: str | None = None
         self.peers: list[StubPeer] = []
@@ -159,6 +170,9 @@ class StubBroker:
 
 def _implements_the_port(broker: StubBroker) -> BrokerPort[StubPeer]:
     return broker  # mypy checks that the stand-in keeps to the interface
+
+
+_FACTORY: BrokerFactory = StubBroker  # and that its constructor is the engine's
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -671,19 +685,21 @@ def test_stored_jobs_are_replayed_before_listening_and_stores_flush_peers(
         async with serving(queue="sqlite:///unused.db") as server:
             broker = server.broker
             assert [j.key for j in broker.replayed] == [1, 2]  # type: ignore[attr-defined]
-            config = broker.config  # type: ignore[attr-defined]
-            assert config.store_batched is not None and config.remove is not None
+            store_batched = broker.store_batched  # type: ignore[attr-defined]
+            remove = broker.remove  # type: ignore[attr-defined]
+            assert store_batched is not None and remove is not None
+            assert broker.admin is not None  # type: ignore[attr-defined]
             reader, writer = await open_conn(server.port)
             await echo(reader, writer, b"x")
             peer = broker.peers[0]  # type: ignore[attr-defined]
             # What the broker does at the end of a feed that made a durable job: hand the
             # record to the store, with the job (here: the peer to answer) as its token.
-            config.store_batched([StoredJob(3, b"f", b"u3", b"d3")], [peer])
+            store_batched([StoredJob(3, b"f", b"u3", b"d3")], [peer])
             # The writer answers broker.stored_batch, then its after_batch flushes the dirty
             # peer without any further traffic.
             assert await asyncio.wait_for(reader.readline(), 5) == b"STORED\n"
             assert broker.batches == [([peer], None)]  # type: ignore[attr-defined]
-            config.remove(1)
+            remove(1)
             writer.close()
         assert [j.key for j in storage.load()] == [2, 3]  # remove flushed at shutdown
 

@@ -17,10 +17,5 @@ top to bottom (each layer imports only the layers below it):
 * ``storage/``: where background jobs survive a restart (memory, SQLite, PostgreSQL) and the
   group-commit writer thread.
 
-Importing the package loads no sockets or event loop (only admin, transitionally, below).
+Nothing is imported here: ``import gear.server.broker`` loads no sockets or event loop.
 """
-
-# Transitional: importing admin makes its run_command the line handler of Brokers constructed
-# without ``admin=`` (the network layer's, until the engine passes admin= itself). The broker
-# never imports admin; remove this once every caller injects it.
-import gear.server.admin  # noqa: F401

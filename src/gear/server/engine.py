@@ -45,16 +45,12 @@ from gear.server.transport import Acceptor, _Connection, bind_sockets, build_ssl
 if TYPE_CHECKING:
     from gear.server.broker import BrokerConfig
     from gear.server.observe.statsd import Metrics
-    from gear.server.port import BrokerPort
+    from gear.server.port import BrokerFactory, BrokerPort
 
 log = logging.getLogger("gear.server")
 
 #: Reads larger than this are fed in pieces of this size, replies written after each piece.
 _PIECE = 8192
-
-#: Builds the broker: ``factory(broker_config, clock=...)``.
-BrokerFactory = Callable[..., "BrokerPort[Any]"]
-
 
 class JobServer:
     """The asyncio job server: a broker, its listeners, its storage writer and its timers.
@@ -103,6 +99,7 @@ class JobServer:
 
     async def start(self) -> None:
         """Open storage, replay it into a new broker, then listen. Raises ServerStartError."""
+        from gear.server.admin import run_command
         from gear.server.broker import Broker, BrokerConfig
 
         self._loop = loop = asyncio.get_running_loop()
@@ -125,17 +122,19 @@ class JobServer:
                     f"cannot load the job queue from {self.config.queue}: {exc}"
                 ) from exc
         factory: BrokerFactory = self._broker_class or Broker
-        # One broker call per committed batch (store_batched + stored_batch), never a callback
-        # per job.
-        if self._writer is not None:
-            bconfig = dataclasses.replace(bconfig, store=None, store_batched=self._writer.add_many,
-                                          remove=self._writer.remove)
         if self.config.max_packet_size is not None:
             bconfig = dataclasses.replace(bconfig, max_packet_size=self.config.max_packet_size)
-        self.broker = broker = factory(bconfig, clock=time.time)
-        self.piecewise = self._writer is None
-        if self._writer is not None:
-            self._writer.on_batch = broker.stored_batch
+        writer = self._writer
+        if writer is None:
+            broker = factory(bconfig, time.time, admin=run_command)
+        else:
+            # One broker call per committed batch (store_batched + stored_batch), never a
+            # callback per job.
+            broker = factory(bconfig, time.time, admin=run_command,
+                             store_batched=writer.add_many, remove=writer.remove)
+            writer.on_batch = broker.stored_batch
+        self.broker = broker
+        self.piecewise = writer is None
         if stored:
             broker.replay(stored)
             log.info("replayed %d stored background jobs from %s", len(stored), storage.name)

@@ -35,10 +35,13 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gear.server.config import ServerConfig
 from gear.server.engine import JobServer
+
+if TYPE_CHECKING:
+    from gear.server.port import BrokerFactory
 
 T = TypeVar("T")
 
@@ -101,13 +104,8 @@ class Server:
             queue="memory",
             shutdown_timeout=0.0,
         )
-        bconfig = BrokerConfig(acl=acl)
-        if type(self).handlePacket is not Server.handlePacket:
-            # An override sees every request packet (and may define its own types); without
-            # one the broker keeps its fast paths.
-            bconfig.packet_hook = self._packet_hook
         self._engine = JobServer(
-            config, bconfig, broker_class=self._broker_class(), metrics=metrics
+            config, BrokerConfig(acl=acl), broker_class=self._broker_factory(), metrics=metrics
         )
         self._loop = asyncio.new_event_loop()
         self._stopped = threading.Event()
@@ -123,20 +121,32 @@ class Server:
 
     # -- the engine's thread ---------------------------------------------------------------
 
-    def _broker_class(self) -> type[Any]:
+    def _broker_factory(self) -> BrokerFactory:
+        """The engine's broker: the plain Broker, unless this class overrides one of gear's
+        hooks (then nothing is between the broker and its hot paths)."""
         from gear.server.broker import Broker
 
-        if type(self).getJobForConnection is Server.getJobForConnection:
-            return Broker  # no override: nothing between the broker and its hot path
-        server = self
+        cls = Broker
+        if type(self).getJobForConnection is not Server.getJobForConnection:
+            server = self
 
-        class CompatBroker(Broker):
-            """Routes the broker's job choice through the Server subclass's override."""
+            class CompatBroker(Broker):
+                """Routes the broker's job choice through the Server subclass's override."""
 
-            def take_job(self, peer: Any, peek: bool = False) -> Any:
-                return server.getJobForConnection(peer, peek)
+                def take_job(self, peer: Any, peek: bool = False) -> Any:
+                    return server.getJobForConnection(peer, peek)
 
-        return CompatBroker
+            cls = CompatBroker
+        if type(self).handlePacket is Server.handlePacket:
+            return cls
+        # An override sees every request packet (and may define its own types); without one
+        # the broker keeps its fast paths.
+        hook = self._packet_hook
+
+        def factory(config: Any, clock: Callable[[], float], **callables: Any) -> Broker:
+            return cls(config, clock, packet_hook=hook, **callables)
+
+        return factory
 
     def _run(self, started: concurrent.futures.Future[None]) -> None:
         loop = self._loop

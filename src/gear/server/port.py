@@ -11,7 +11,7 @@ this module, and it on none of them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 
@@ -52,15 +52,15 @@ class BrokerPort(Protocol[PeerT]):
       clears ``dirty``; a peer with ``closing`` set is closed after its write.
     * Timers: ``next_deadline()`` is the earliest time (on the broker's clock, Unix seconds) at
       which ``run_timers()`` must be called, or None.
-    * Durability: the broker is constructed with ``store_batched(records, jobs)`` and
-      ``remove(key)`` callables (the storage writer's). A new background job is stored before
-      it is announced: until it is answered it is not runnable and every byte for the
-      submitting peer is held back in order (libgearman matches JOB_CREATED to submissions
-      strictly in order, docs/protocol.md §1.3). ``store_batched`` is called once at the end of
-      each ``feed`` that created durable jobs; the store answers with ``stored_batch(jobs,
-      exc)`` once per committed batch (any grouping and order; each job answered once):
-      ``exc`` None announces and runs them, otherwise they are forgotten and answered ERROR
-      QUEUE_ERROR in place of JOB_CREATED.
+    * Durability: the broker is constructed (:class:`BrokerFactory`) with
+      ``store_batched(records, jobs)`` and ``remove(key)`` callables (the storage writer's).
+      A new background job is stored before it is announced: until it is answered it is not
+      runnable and every byte for the submitting peer is held back in order (libgearman
+      matches JOB_CREATED to submissions strictly in order, docs/protocol.md §1.3).
+      ``store_batched`` is called once at the end of each ``feed`` that created durable jobs;
+      the store answers with ``stored_batch(jobs, exc)`` once per committed batch (any
+      grouping and order; each job answered once): ``exc`` None announces and runs them,
+      otherwise they are forgotten and answered ERROR QUEUE_ERROR in place of JOB_CREATED.
     * Start: ``replay(records)`` queues the stored jobs, before any connection.
     * Shutdown: ``shutdown_requested`` is set by admin ``shutdown`` (None, "immediate" or
       "graceful"); the engine polls it on each flush. ``drain()`` hands out nothing new from
@@ -92,3 +92,22 @@ class BrokerPort(Protocol[PeerT]):
     def running_count(self) -> int: ...
 
     def job_count(self) -> int: ...
+
+
+class BrokerFactory(Protocol):
+    """How the engine makes its broker (the :class:`~gear.server.broker.Broker` class is one).
+
+    ``admin`` answers the admin text lines (``admin(broker, peer, line)``, the engine passes
+    ``gear.server.admin.run_command``); ``store_batched`` and ``remove`` are the storage
+    writer's, given only with a durable queue.
+    """
+
+    def __call__(
+        self,
+        config: Any,
+        clock: Callable[[], float],
+        *,
+        admin: Callable[[Any, Any, bytes], None] | None = None,
+        store_batched: Callable[[list[Any], list[Any]], None] | None = None,
+        remove: Callable[[int], None] | None = None,
+    ) -> BrokerPort[Any]: ...
