@@ -64,7 +64,9 @@ class StubBroker:
         admin: Callable[[Any, Any, bytes], None] | None = None,
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
+        packet_hook: Callable[[Any, int, bytes], None] | None = None,
     ) -> None:
+        assert packet_hook is None, "the stand-in has no packet hook"
         self.config = config
         self.clock = clock
         self.admin = admin

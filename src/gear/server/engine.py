@@ -124,14 +124,16 @@ class JobServer:
         factory: BrokerFactory = self._broker_class or Broker
         if self.config.max_packet_size is not None:
             bconfig = dataclasses.replace(bconfig, max_packet_size=self.config.max_packet_size)
+        callables: dict[str, Any] = {"admin": run_command}
         writer = self._writer
-        if writer is None:
-            broker = factory(bconfig, time.time, admin=run_command)
-        else:
+        if writer is not None:
             # One broker call per committed batch (store_batched + stored_batch), never a
             # callback per job.
-            broker = factory(bconfig, time.time, admin=run_command,
-                             store_batched=writer.add_many, remove=writer.remove)
+            callables.update(store_batched=writer.add_many, remove=writer.remove)
+        if self.metrics is not None:
+            callables.update(packet_hook=self.metrics.packet)  # times each request packet
+        broker = factory(bconfig, time.time, **callables)
+        if writer is not None:
             writer.on_batch = broker.stored_batch
         self.broker = broker
         self.piecewise = writer is None
@@ -184,16 +186,12 @@ class JobServer:
         Its cost is the transport's: one call here, one ``broker.feed``, then one deferred
         flush per loop pass (:meth:`after_broker_call` is inlined at the end).
         """
-        metrics = self.metrics
         broker = self.broker
         try:
-            if metrics is None:
-                if len(data) > _PIECE and self.piecewise and self.last_reader is peer:
-                    data = self._feed_pieces(broker, peer, data)
-                self.last_reader = peer
-                broker.feed(peer, data)
-            else:
-                metrics.feed(broker, peer, data)
+            if len(data) > _PIECE and self.piecewise and self.last_reader is peer:
+                data = self._feed_pieces(broker, peer, data)
+            self.last_reader = peer
+            broker.feed(peer, data)
         except Exception:
             # The broker never raises for bad input (interface contract); if it does anyway, that
             # is a bug: drop THIS connection only and keep serving everyone else.
@@ -246,8 +244,6 @@ class JobServer:
         self.connections.pop(peer, None)
         if self.last_reader is peer:
             self.last_reader = None
-        if self.metrics is not None:
-            self.metrics.forget(peer)
         try:
             self.broker.disconnect(peer)
         except Exception:

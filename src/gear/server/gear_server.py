@@ -86,7 +86,9 @@ class Server:
             from gear.server.observe.statsd import Metrics
 
             try:
-                metrics = Metrics(statsd_host, statsd_port, statsd_prefix)
+                # An overriding handlePacket runs inside each packet's timer.
+                metrics = Metrics(statsd_host, statsd_port, statsd_prefix,
+                                  handler=self._gear_packet_hook())
             except ConfigurationError:
                 # gear logs this and runs without statsd (docs/gear-compat.md §3.13, constructor
                 # step 5).
@@ -137,16 +139,24 @@ class Server:
                     return server.getJobForConnection(peer, peek)
 
             cls = CompatBroker
-        if type(self).handlePacket is Server.handlePacket:
+        hook = self._gear_packet_hook()
+        if hook is None:
             return cls
-        # An override sees every request packet (and may define its own types); without one
-        # the broker keeps its fast paths.
-        hook = self._packet_hook
 
         def factory(config: Any, clock: Callable[[], float], **callables: Any) -> Broker:
-            return cls(config, clock, packet_hook=hook, **callables)
+            # statsd's hook (given by the engine) calls this one inside its timer.
+            callables.setdefault("packet_hook", hook)
+            return cls(config, clock, **callables)
 
         return factory
+
+    def _gear_packet_hook(self) -> Callable[[Any, int, bytes], None] | None:
+        """The broker's packet hook when this class overrides ``handlePacket``: an override
+        sees every request packet (and may define its own types); without one the broker
+        keeps its fast paths."""
+        if type(self).handlePacket is Server.handlePacket:
+            return None
+        return self._packet_hook
 
     def _run(self, started: concurrent.futures.Future[None]) -> None:
         loop = self._loop

@@ -99,7 +99,9 @@ class BrokerFactory(Protocol):
 
     ``admin`` answers the admin text lines (``admin(broker, peer, line)``, the engine passes
     ``gear.server.admin.run_command``); ``store_batched`` and ``remove`` are the storage
-    writer's, given only with a durable queue.
+    writer's, given only with a durable queue; ``packet_hook(peer, ptype, body)``, given only
+    with statsd metrics, receives every request packet in place of the broker's own handler
+    (it calls ``broker.dispatch``).
     """
 
     def __call__(
@@ -110,4 +112,5 @@ class BrokerFactory(Protocol):
         admin: Callable[[Any, Any, bytes], None] | None = None,
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
+        packet_hook: Callable[[Any, int, bytes], None] | None = None,
     ) -> BrokerPort[Any]: ...
