@@ -10,24 +10,24 @@ the queues and wake-ups, ``take_job``, the job's one entry (``_new_job``) and on
 durability in ``durable.py``, the timer heap in ``timers.py``; the package docstring
 (``__init__.py``) is the interface with the network layer and the list of decisions.
 
-Must not import sockets (beyond the host name), asyncio, threads, the network layer, admin or
+Must not import sockets, asyncio, threads, the network layer, admin or
 the package face ``gear``.
 """
 
 from __future__ import annotations
 
-import socket
+import platform
 import time
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from gear import constants as c
+import gear.constants as c
+import gear.server.broker.durable as durable
+import gear.server.broker.pipeline as pipeline
 from gear._version import __version__
-from gear.errors import ProtocolError
 from gear.protocol.messages import Priority
-from gear.protocol.packets import REQ, Decoder, Frame
-from gear.server.broker import durable, pipeline
+from gear.protocol.packets import Decoder
 from gear.server.broker.gear_views import BrokerGearViews
 from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
@@ -42,7 +42,6 @@ from gear.server.broker.queries import AdminInterface
 from gear.server.broker.requests import Requests
 from gear.server.broker.timers import EPOCH, TIMEOUT, Timers
 from gear.server.broker.wire import (
-    ERR_INVALID_MAGIC,
     NOOP,
     res,
 )
@@ -93,6 +92,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     """
 
     # The fast path and durability, bound as methods (the functions take the broker first).
+    _feed = pipeline.feed
     _submit_run = pipeline.submit_run
     _store_job = durable.store_job
     _hold = durable.hold
@@ -122,7 +122,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         self.peers: dict[Peer, None] = {}
         prefix = config.handle_prefix
         if prefix is None:
-            prefix = b"H:" + socket.gethostname().encode("utf-8", "replace")
+            prefix = b"H:" + platform.node().encode("utf-8", "replace")  # the host name
         self.handle_prefix = prefix
         self._hprefix = prefix + b":"
         #: handle -> job, every job in memory (a read-only mapping; see JobTable).
@@ -212,38 +212,6 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             if self._new_jobs:
                 durable.flush_stores(self)
 
-    def _feed(self, peer: Peer, data: bytes) -> None:
-        if peer.closing or peer.gone:
-            return
-        decoder = peer.decoder
-        hook = self._packet_hook
-        if not decoder.buffered and hook is None:
-            left = pipeline.frame_run(self, peer, data)
-            if left is None:
-                return
-            data = left
-        handlers = self._handlers
-        try:
-            for event in decoder.feed(data):
-                if isinstance(event, Frame):
-                    if event.magic != REQ:
-                        # A valid type with RES magic: answer, keep the connection
-                        # (docs/protocol.md §1.1).
-                        self._write(peer, ERR_INVALID_MAGIC)
-                    elif hook is None:
-                        handlers[event.ptype](peer, event.ptype, event.body)
-                    else:
-                        hook(peer, event.ptype, event.body)
-                else:
-                    self._admin_line(peer, event.line)
-                if peer.closing:
-                    break
-        except ProtocolError:
-            # Bad magic, unknown type, oversize: gearmand closes without a reply
-            # (docs/protocol.md §1.6).
-            peer.closing = True
-            self.dirty.add(peer)
-
     def dispatch(self, peer: Peer, ptype: int, body: bytes) -> bool:
         """The broker's own handling of one request packet from ``peer``: what ``feed`` does
         for it without a ``packet_hook`` (the default a hook delegates to). Returns False,
@@ -301,7 +269,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     def run_timers(self) -> None:
         """Fire every timer due at ``clock()``: epoch jobs become runnable, timeouts fail jobs."""
         timers = self._timers
-        if not timers:
+        if not timers.heap:
             return
         for timer in timers.pop_due(self.clock()):
             job = timer.job

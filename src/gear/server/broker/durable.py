@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from gear import constants as c
+import gear.constants as c
 from gear.protocol.messages import Priority
 from gear.server.broker.lifecycle import Outcome
 from gear.server.broker.model import Function, Job, JobState, Peer, StoreDone

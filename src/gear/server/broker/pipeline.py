@@ -1,17 +1,18 @@
 """The broker's fast path: whole request packets framed in place, and runs of plain submits.
 
-Owns :func:`frame_run` (the framing loop ``Broker.feed`` tries first: complete request packets
-are dispatched straight from the received bytes, without the protocol ``Decoder``'s per-event
-objects) and :func:`submit_run` (a run of submissions sent back to back, the plain ones made
-inline). This is the one module of the broker that copies logic for speed: ``submit_run``
-inlines ``Broker._submit`` and ``Broker._new_job``, and tests/server/test_broker_submit_run.py
-holds it to them (the same bytes to every connection, the same jobs, queues and counters).
-Every framing rule and every error stays with the ``Decoder`` and the packet handlers: anything
-unusual ends the fast path and goes to them. Measured with bench/profile_server.py.
+Owns :func:`feed` (``Broker._feed``: its framing loop dispatches complete request packets
+straight from the received bytes, without the protocol ``Decoder``'s per-event objects, and
+hands the rest to the Decoder) and :func:`submit_run` (a run of submissions sent back to back,
+the plain ones made inline). This is the one module of the broker that copies logic for speed:
+``submit_run`` inlines ``Broker._submit`` and ``Broker._new_job``, and
+tests/server/test_broker_submit_run.py holds it to them (the same bytes to every connection,
+the same jobs, queues and counters). Every framing rule and every error stays with the
+``Decoder`` and the packet handlers: anything unusual ends the fast path and goes to them.
+Measured with bench/profile_server.py.
 
 The functions take the broker as their first argument, typed by :class:`Scheduler` (what they
-use of it); ``core.py`` binds :func:`submit_run` as ``Broker._submit_run``. Must not import
-``core.py``, sockets, asyncio or threads.
+use of it); ``core.py`` binds them as ``Broker._feed`` and ``Broker._submit_run``. Must not
+import ``core.py``, sockets, asyncio or threads.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from gear import constants as c
+import gear.constants as c
+from gear.errors import ProtocolError
 from gear.protocol.messages import Priority
-from gear.protocol.packets import REQ
+from gear.protocol.packets import REQ, Frame
 from gear.server.broker.model import Function, Job, JobState, Peer
-from gear.server.broker.wire import SUBMIT_KIND, pack, unpack_from
+from gear.server.broker.wire import ERR_INVALID_MAGIC, SUBMIT_KIND, pack, unpack_from
 
-__all__ = ["Scheduler", "frame_run", "submit_run"]
+__all__ = ["Scheduler", "feed", "submit_run"]
 
 _MAX_TYPE = c.MAX_TYPE
 _RES = c.RES
@@ -52,6 +54,11 @@ class Scheduler(Protocol):
     _hprefix: bytes
     _counter: int
     _seq: int
+    _packet_hook: Callable[[Peer, int, bytes], None] | None
+
+    def _write(self, peer: Peer, data: bytes) -> None: ...
+
+    def _admin_line(self, peer: Peer, line: bytes) -> None: ...
 
     def _submit_run(self, peer: Peer, data: bytes, pos: int, n: int) -> int: ...
 
@@ -61,46 +68,75 @@ class Scheduler(Protocol):
     def _wake(self, f: Function) -> int: ...
 
 
-def frame_run(broker: Scheduler, peer: Peer, data: bytes) -> bytes | None:
-    """Dispatch the complete request packets at the start of ``data`` (after ``peer.rest``);
-    keep a small partial packet at the end in ``peer.rest``. Returns None when nothing is left
-    for the Decoder, else the bytes from the first packet this loop does not take (text, RES
-    magic, a bad header, a large partial packet: the Decoder owns those, docs/protocol.md
-    §1.1)."""
-    rest = peer.rest
-    if rest:
-        data = rest + data
-        peer.rest = b""
+def feed(broker: Scheduler, peer: Peer, data: bytes) -> None:
+    """``Broker._feed``: every packet and admin line completed by ``data``.
+
+    The fast path first: complete request packets are dispatched straight from ``data`` (after
+    ``peer.rest``), runs of submissions go to :func:`submit_run`, and a small partial packet at
+    the end waits in ``peer.rest``. Anything else (text, RES magic, a bad header, a large
+    partial packet, bytes the Decoder already buffers, a ``packet_hook``) goes to the peer's
+    ``Decoder``, which owns every framing rule and error (docs/protocol.md §1.1).
+    """
+    if peer.closing or peer.gone:
+        return
     handlers = broker._handlers
-    n = len(data)
-    pos = 0
-    limit = peer.decoder.max_packet_size
-    while n - pos >= 12 and data[pos] == 0:
-        magic, ptype, size = unpack_from(data, pos)
-        if magic != REQ or not 0 < ptype <= _MAX_TYPE or size > limit:
-            break
-        end = pos + 12 + size
-        if end > n:
-            if size <= _REST_MAX:
-                peer.rest = data[pos:]
-                return None
-            break
-        if SUBMIT_KIND[ptype] is not None:
-            # A pipelined client sends submissions back to back: take the whole run.
-            after = broker._submit_run(peer, data, pos, n)
-            if after != pos:
-                pos = after
-                continue
-        handlers[ptype](peer, ptype, data[pos + 12 : end])
-        pos = end
-        if peer.closing:
-            return None
-    if pos == n:
-        return None
-    if n - pos < 12 and data[pos] == 0:
-        peer.rest = data[pos:]
-        return None
-    return data[pos:] if pos else data
+    decoder = peer.decoder
+    hook = broker._packet_hook
+    if not decoder.buffered and hook is None:
+        rest = peer.rest
+        if rest:
+            data = rest + data
+            peer.rest = b""
+        n = len(data)
+        pos = 0
+        limit = decoder.max_packet_size
+        while n - pos >= 12 and data[pos] == 0:
+            magic, ptype, size = unpack_from(data, pos)
+            if magic != REQ or not 0 < ptype <= _MAX_TYPE or size > limit:
+                break
+            end = pos + 12 + size
+            if end > n:
+                if size <= _REST_MAX:
+                    peer.rest = data[pos:]
+                    return
+                break
+            if SUBMIT_KIND[ptype] is not None:
+                # A pipelined client sends submissions back to back: take the whole run.
+                after = broker._submit_run(peer, data, pos, n)
+                if after != pos:
+                    pos = after
+                    continue
+            handlers[ptype](peer, ptype, data[pos + 12 : end])
+            pos = end
+            if peer.closing:
+                return
+        if pos == n:
+            return
+        if n - pos < 12 and data[pos] == 0:
+            peer.rest = data[pos:]
+            return
+        if pos:
+            data = data[pos:]
+    try:
+        for event in decoder.feed(data):
+            if isinstance(event, Frame):
+                if event.magic != REQ:
+                    # A valid type with RES magic: answer, keep the connection
+                    # (docs/protocol.md §1.1).
+                    broker._write(peer, ERR_INVALID_MAGIC)
+                elif hook is None:
+                    handlers[event.ptype](peer, event.ptype, event.body)
+                else:
+                    hook(peer, event.ptype, event.body)
+            else:
+                broker._admin_line(peer, event.line)
+            if peer.closing:
+                break
+    except ProtocolError:
+        # Bad magic, unknown type, oversize: gearmand closes without a reply
+        # (docs/protocol.md §1.6).
+        peer.closing = True
+        broker.dirty.add(peer)
 
 
 def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gear import constants as c
+import gear.constants as c
 from gear.protocol.messages import Priority
 from gear.server.broker.lifecycle import Outcome
 from gear.server.broker.model import BrokerConfig, Function, Job, JobState, JobTable, Peer
@@ -338,7 +338,7 @@ class Requests:
     def _h_grab(self, peer: Peer, ptype: int, body: bytes) -> None:
         if peer.sleeping:
             self._unsleep(peer)
-        if self._timers:
+        if self._timers.heap:
             self._check_timers()
         # Draining (graceful shutdown): nothing new is handed out, whatever take_job says.
         job = None if self.draining else self.take_job(peer)

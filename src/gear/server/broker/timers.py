@@ -37,9 +37,6 @@ class Timers:
     def __len__(self) -> int:
         return len(self.heap)
 
-    def __bool__(self) -> bool:
-        return bool(self.heap)
-
     def add(self, deadline: float, job: Job, kind: int) -> None:
         """Arm a timer of ``kind`` for ``job`` (its ``job.timer``)."""
         self._seq += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from gear import constants as c
+import gear.constants as c
 from gear.protocol.messages import Priority
 from gear.protocol.packets import HEADER, RES
 
