@@ -17,5 +17,5 @@ top to bottom (each layer imports only the layers below it):
 * ``storage/``: where background jobs survive a restart (memory, SQLite, PostgreSQL) and the
   group-commit writer thread.
 
-Nothing is imported here: ``import gear.server.broker`` loads no sockets or event loop.
+Must not import anything: ``import gear.server.broker`` loads no sockets, event loop or admin.
 """
