@@ -124,8 +124,10 @@ class Server:
     # -- the engine's thread ---------------------------------------------------------------
 
     def _broker_factory(self) -> BrokerFactory:
-        """The engine's broker: the plain Broker, unless this class overrides one of gear's
-        hooks (then nothing is between the broker and its hot paths)."""
+        """How the engine makes the broker: the plain Broker when this class overrides none of
+        gear's hooks (nothing between the broker and its hot paths); a subclass routing
+        ``take_job`` for a ``getJobForConnection`` override; the packet hook for a
+        ``handlePacket`` override."""
         from gear.server.broker import Broker
 
         cls = Broker
