@@ -11,8 +11,10 @@ import struct
 import pytest
 
 from gear import constants as c
+from gear.protocol.messages import Priority
 from gear.protocol.packets import REQ, RES, encode, request
 from gear.server.broker import Broker, Job, Peer
+from gear.server.gear_server import queued_jobs
 from gear.server.storage.base import StoredJob
 from tests.server.helpers import Net, Store, error, res
 
@@ -116,7 +118,7 @@ def test_priority_is_global_across_functions(net: Net) -> None:
     # HIGH of every function first, oldest first; then NORMAL in submission order; then LOW.
     assert got == [b"b-high", b"a-high", b"b-norm1", b"a-norm2", b"a-low"]
     assert net.grab(w)[0] == c.NO_JOB
-    assert [j.arguments for j in net.broker.high_queue] == [b"c-high"]
+    assert [j.arguments for j in queued_jobs(net.broker, Priority.HIGH)] == [b"c-high"]
 
 
 # ---------------------------------------------------------------------- coalescing
@@ -749,9 +751,9 @@ def test_take_job_can_be_overridden() -> None:
     net.submit(cl, b"f", b"", b"hold", c.SUBMIT_JOB_BG)
     w = net.worker(b"f")
     assert net.grab(w)[0] == c.NO_JOB
-    queued = net.broker.high_queue + net.broker.normal_queue + net.broker.low_queue
+    queued = [job for p in Priority for job in queued_jobs(net.broker, p)]
     assert [j.arguments for j in queued] == [b"hold"]
-    assert net.broker.normal_queue[0].client_connection is None
+    assert queued_jobs(net.broker, Priority.NORMAL)[0].client_connection is None
 
 
 def test_finished_jobs_do_not_pile_up_timers(net: Net) -> None:

@@ -88,6 +88,24 @@ def test_queue_views_follow_the_jobs(server: Server) -> None:
     assert any(b"fn" in peer.functions for peer in server.active_connections)
 
 
+def test_jobs_and_connections_carry_gears_server_names(server: Server) -> None:
+    client = connect(server.port)
+    client.sendall(request(c.SUBMIT_JOB, b"fn", b"u", b"x"))
+    handle = read_packet(client)[1][0]
+    worker = connect(server.port)
+    worker.sendall(request(c.CAN_DO, b"fn") + request(c.GRAB_JOB_UNIQ))
+    assert read_packet(worker)[0] == c.JOB_ASSIGN_UNIQ
+    job = server.jobs[handle]
+    conns = server.active_connections
+    runner = next(conn for conn in conns if b"fn" in conn.functions)
+    submitter = next(conn for conn in conns if conn != runner)
+    assert job.running and job.worker_connection == runner and job.client_connection == submitter
+    assert list(runner.related_jobs) == [handle] and list(submitter.related_jobs) == [handle]
+    assert runner.related_jobs[handle] == job and job in server.jobs.values()
+    job.waiting = True  # what Zuul's servers set on their jobs: kept on the job
+    assert server.jobs[handle].waiting is True
+
+
 class HoldingServer(Server):
     """Zuul-style: jobs whose name starts with ``hold:`` stay queued while ``hold`` is set."""
 

@@ -11,10 +11,15 @@ gear's internals that test suites and Zuul read (docs/gear-compat.md §3.13 and 
 exposed as read-only snapshots: ``high_queue``, ``normal_queue``, ``low_queue``, ``jobs``,
 ``getQueue()``, ``active_connections``, ``functions``, ``running_jobs``, ``waiting_jobs``,
 ``total_jobs``. Read from another thread, they are taken on the loop thread (so they are
-consistent); read from the loop thread (inside an override), directly. Two override points:
-``getJobForConnection(connection, peek=False)`` is called by the broker whenever a worker asks
-for a job, and ``handlePacket(packet)`` for every request packet (custom packet types
-included); both may delegate to ``super()``.
+consistent); read from the loop thread (inside an override), directly. The jobs and
+connections in them are the broker's own, seen through :class:`GearJob` and
+:class:`GearConnection`: adapters that add gear's ``ServerJob`` and ``ServerConnection`` names
+(``running``, ``worker_connection``, ``client_connection``; ``sendRaw``, ``sendPacket``,
+``related_jobs``) and pass everything else through, so the broker carries no gear names.
+
+Two override points: ``getJobForConnection(connection, peek=False)`` is called by the broker
+whenever a worker asks for a job, and ``handlePacket(packet)`` for every request packet (custom
+packet types included); both may delegate to ``super()``.
 
 Differences from gear on purpose (keep the API, not the bugs: docs/gear-compat.md §6): the
 server speaks the full protocol like gearmand (GRAB_JOB, ECHO, OPTION_REQ, CAN_DO_TIMEOUT, epoch
@@ -37,6 +42,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gear.protocol.messages import Priority
 from gear.server.config import ServerConfig
 from gear.server.engine import JobServer
 
@@ -44,6 +50,111 @@ if TYPE_CHECKING:
     from gear.server.port import BrokerFactory
 
 T = TypeVar("T")
+
+
+class GearConnection:
+    """One of the broker's peers as gear's ``ServerConnection`` (loop thread only).
+
+    Attributes are the peer's (``functions``, ``client_id``, ``host``, ``port``...); two
+    adapters of the same peer are equal.
+    """
+
+    __slots__ = ("_broker", "peer")
+
+    def __init__(self, broker: Any, peer: Any) -> None:
+        object.__setattr__(self, "_broker", broker)
+        object.__setattr__(self, "peer", peer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.peer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.peer, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return self.peer is _peer_of(other)
+
+    def __hash__(self) -> int:
+        return hash(self.peer)
+
+    def __repr__(self) -> str:
+        return repr(self.peer)
+
+    def sendRaw(self, data: bytes) -> None:
+        """Queue raw bytes for this connection, in order with everything else it is sent."""
+        if not self.peer.gone:
+            self._broker.write(self.peer, bytes(data))
+
+    def sendPacket(self, packet: Any) -> None:
+        """Queue a ``gear.Packet`` (anything with ``toBinary()``) for this connection."""
+        self.sendRaw(packet.toBinary())
+
+    @property
+    def related_jobs(self) -> dict[bytes, GearJob]:
+        """handle -> job, for the jobs this connection submitted or runs."""
+        broker, peer = self._broker, self.peer
+        jobs = {job.handle: GearJob(broker, job) for job in peer.client_jobs}
+        jobs.update((job.handle, GearJob(broker, job)) for job in peer.worker_jobs)
+        return jobs
+
+
+class GearJob:
+    """One of the broker's jobs as gear's ``ServerJob`` (loop thread only).
+
+    Attributes are the job's (``handle``, ``name``, ``unique``, ``arguments``...; attributes an
+    override sets are kept on the job); two adapters of the same job are equal.
+    """
+
+    __slots__ = ("_broker", "job")
+
+    def __init__(self, broker: Any, job: Any) -> None:
+        object.__setattr__(self, "_broker", broker)
+        object.__setattr__(self, "job", job)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.job, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.job, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return self.job is _job_of(other)
+
+    def __hash__(self) -> int:
+        return hash(self.job)
+
+    def __repr__(self) -> str:
+        return repr(self.job)
+
+    @property
+    def running(self) -> bool:
+        return self.job.worker is not None
+
+    @property
+    def worker_connection(self) -> GearConnection | None:
+        worker = self.job.worker
+        return GearConnection(self._broker, worker) if worker is not None else None
+
+    @property
+    def client_connection(self) -> GearConnection | None:
+        clients = self.job.clients
+        return GearConnection(self._broker, clients[0]) if clients else None
+
+
+def _peer_of(connection: Any) -> Any:
+    return connection.peer if type(connection) is GearConnection else connection
+
+
+def _job_of(job: Any) -> Any:
+    return job.job if type(job) is GearJob else job
+
+
+def queued_jobs(broker: Any, priority: Priority) -> list[GearJob]:
+    """The queued (not running) jobs of ``priority`` over every function, in take order (gear's
+    ``Server.high_queue`` / ``normal_queue`` / ``low_queue``)."""
+    jobs = [job for f in broker.functions.values() for job in f.queues[priority]]
+    jobs.sort(key=lambda job: job.seq)
+    return [GearJob(broker, job) for job in jobs]
 
 
 class Server:
@@ -138,7 +249,7 @@ class Server:
                 """Routes the broker's job choice through the Server subclass's override."""
 
                 def take_job(self, peer: Any, peek: bool = False) -> Any:
-                    return server.getJobForConnection(peer, peek)
+                    return _job_of(server.getJobForConnection(GearConnection(self, peer), peek))
 
             cls = CompatBroker
         hook = self._gear_packet_hook()
@@ -223,7 +334,7 @@ class Server:
         from gear.constants import REQ
         from gear.threaded.packet import Packet
 
-        packet = Packet(REQ, ptype, body, connection=peer)
+        packet = Packet(REQ, ptype, body, connection=GearConnection(self._broker, peer))
         try:
             self.handlePacket(packet)
         except Exception:
@@ -240,7 +351,8 @@ class Server:
         gear does) when an override lets it through; without an override, such a packet
         closes its connection, as with gearmand.
         """
-        if not self._broker.dispatch(packet.connection, packet.ptype, bytes(packet.data)):
+        peer = _peer_of(packet.connection)
+        if not self._broker.dispatch(peer, packet.ptype, bytes(packet.data)):
             self.log.error("Received unknown packet: %s", packet)
 
     def getJobForConnection(self, connection: Any, peek: bool = False) -> Any:
@@ -251,7 +363,9 @@ class Server:
         """
         from gear.server.broker import Broker
 
-        return Broker.take_job(self._broker, connection, peek)
+        broker = self._broker
+        job = Broker.take_job(broker, _peer_of(connection), peek)
+        return GearJob(broker, job) if job is not None else None
 
     def wakeConnections(self, job: Any = None) -> None:
         """NOOP the sleeping workers that can do ``job`` (every sleeping worker if None).
@@ -267,35 +381,40 @@ class Server:
 
         self._call(wake)
 
-    def getQueue(self) -> list[Any]:
+    def getQueue(self) -> list[GearJob]:
         """Every queued (not running) job: high, then normal, then low priority."""
         return self._call(
-            lambda: list(self._broker.high_queue)
-            + list(self._broker.normal_queue)
-            + list(self._broker.low_queue)
+            lambda: queued_jobs(self._broker, Priority.HIGH)
+            + queued_jobs(self._broker, Priority.NORMAL)
+            + queued_jobs(self._broker, Priority.LOW)
         )
 
     @property
-    def high_queue(self) -> list[Any]:
-        return self._call(lambda: list(self._broker.high_queue))
+    def high_queue(self) -> list[GearJob]:
+        return self._call(lambda: queued_jobs(self._broker, Priority.HIGH))
 
     @property
-    def normal_queue(self) -> list[Any]:
-        return self._call(lambda: list(self._broker.normal_queue))
+    def normal_queue(self) -> list[GearJob]:
+        return self._call(lambda: queued_jobs(self._broker, Priority.NORMAL))
 
     @property
-    def low_queue(self) -> list[Any]:
-        return self._call(lambda: list(self._broker.low_queue))
+    def low_queue(self) -> list[GearJob]:
+        return self._call(lambda: queued_jobs(self._broker, Priority.LOW))
 
     @property
-    def jobs(self) -> dict[bytes, Any]:
+    def jobs(self) -> dict[bytes, GearJob]:
         """handle -> job, for every job in memory (queued or running)."""
-        return self._call(lambda: dict(self._broker.jobs))
+
+        def snapshot() -> dict[bytes, GearJob]:
+            broker = self._broker
+            return {handle: GearJob(broker, job) for handle, job in broker.jobs.items()}
+
+        return self._call(snapshot)
 
     @property
-    def active_connections(self) -> list[Any]:
-        """The connected peers (the broker's Peer objects: host, port, client_id, functions...)."""
-        return self._call(lambda: list(self._broker.peers))
+    def active_connections(self) -> list[GearConnection]:
+        """The connected peers (host, port, client_id, functions...)."""
+        return self._call(lambda: [GearConnection(self._broker, p) for p in self._broker.peers])
 
     @property
     def functions(self) -> set[bytes]:

@@ -9,7 +9,8 @@ The package, one concern a module (imports go down this list, never up; ``durabl
 ``pipeline`` and ``timers`` never import ``core``):
 
 * ``wire.py``: byte-exact replies, gearmand's number parsing, the submit-type table;
-* ``gear_views.py``: gear 0.16's names on Peer, Job and Broker, for ``gear.Server`` only;
+* ``gear_views.py``: ``Broker.wake``, for gear.Server's ``wakeConnections`` (gear's own names
+  are adapters in ``server/gear_server.py``);
 * ``model.py``: Peer, Function, Job (``Job.orphaned``), JobTable, JobState, BrokerConfig, and
   the records admin reads;
 * ``lifecycle.py``: the seam: ``Outcome`` and the ``JobEvents`` receivers;

@@ -6,7 +6,7 @@ rule, used by the scheduler and by admin ``show jobs``), and the read-only recor
 query interface returns to admin (:class:`FunctionStats`, :class:`ConnectionInfo`,
 :class:`JobRecord`). Plain data with the few methods that only read it: every change of state is
 the scheduler's (``core.py``). Must not import sockets, asyncio, threads, the network layer,
-admin, or any other module of the broker but ``gear_views.py``.
+admin, or any other module of the broker.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gear.protocol.messages import Priority
 from gear.protocol.packets import Decoder
-from gear.server.broker.gear_views import JobGearViews, PeerGearViews
 from gear.server.storage.base import StoredJob
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ class BrokerConfig:
     max_line_size: int = 64 * 1024
 
 
-class Peer(PeerGearViews):
+class Peer:
     """The broker's view of one connection (attribute names follow gear's ServerConnection).
 
     The network layer reads ``out``, ``closing`` and the identity fields; everything else is the
@@ -260,7 +259,7 @@ class Timer:
         self.kind = kind
 
 
-class Job(JobGearViews):
+class Job:
     """One job in memory. Attribute names follow gear's ServerJob where it has one.
 
     Shaped for the submit hot path: the fields every job uses are slots set in ``__init__``; the
