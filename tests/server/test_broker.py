@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -849,3 +850,45 @@ def test_batched_store_raising_at_once_fails_that_feed() -> None:
     assert net.recv(cl) == [error(b"QUEUE_ERROR", b"database is locked"), (c.ECHO_RES, b"next"),
                             error(b"QUEUE_ERROR", b"database is locked")]
     assert net.broker.jobs == {}
+
+
+def test_every_background_submit_survives_a_restart(tmp_path: Path) -> None:
+    """Each stored submit type comes back from storage as it was submitted: function, unique,
+    data, priority, epoch time and the reducer of a background reduce job."""
+    from gear.server.storage.sqlite import SqliteStorage
+
+    storage = SqliteStorage(tmp_path / "queue.db")
+    assert storage.load() == []
+    store = Store(batched=True)
+    net = store.net()
+    cl = net.connect()
+    later = int(net.now) + 60
+    net.send(cl, c.SUBMIT_JOB_BG, b"f", b"u-normal", b"normal")
+    net.send(cl, c.SUBMIT_JOB_HIGH_BG, b"f", b"u-high", b"high")
+    net.send(cl, c.SUBMIT_JOB_LOW_BG, b"f", b"", b"low")
+    net.send(cl, c.SUBMIT_REDUCE_JOB_BACKGROUND, b"f", b"u-reduce", b"red", b"", b"reduce")
+    net.send(cl, c.SUBMIT_JOB_EPOCH, b"f", b"u-epoch", b"%d" % later, b"epoch")
+    records = [record for record, _ in store.pending]
+    storage.add(records)
+    storage.close()
+
+    storage = SqliteStorage(tmp_path / "queue.db")
+    replayed = storage.load()
+    storage.close()
+    assert replayed == records
+    restarted = Net()
+    restarted.now = net.now
+    restarted.broker.replay(replayed)
+    w = restarted.worker(b"f")
+    grabs = [restarted.grab(w, c.GRAB_JOB_ALL) for _ in range(4)]
+    assert [(ptype, body[2:]) for ptype, body in grabs] == [
+        (c.JOB_ASSIGN_UNIQ, [b"u-high", b"high"]),
+        (c.JOB_ASSIGN_UNIQ, [b"u-normal", b"normal"]),
+        (c.JOB_ASSIGN_ALL, [b"u-reduce", b"red", b"reduce"]),  # its reducer survived
+        (c.JOB_ASSIGN_UNIQ, [b"", b"low"]),
+    ]
+    assert restarted.grab(w, c.GRAB_JOB_ALL)[0] == c.NO_JOB  # the epoch job waits for its time
+    restarted.now = later
+    restarted.broker.run_timers()
+    assert restarted.grab(w, c.GRAB_JOB_ALL) == (
+        c.JOB_ASSIGN_UNIQ, [b"H:t:5", b"f", b"u-epoch", b"epoch"])

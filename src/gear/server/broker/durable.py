@@ -46,7 +46,7 @@ _PRIORITIES = {int(p): p for p in Priority}
 _new_tuple = tuple.__new__
 #: The fields store_job builds a StoredJob from, in order: tuple.__new__ skips the NamedTuple's
 #: defaults, so a field added to StoredJob must be added here and there (this fails loudly).
-_STORED_FIELDS = ("key", "function", "unique", "data", "priority", "when")
+_STORED_FIELDS = ("key", "function", "unique", "data", "priority", "when", "reducer")
 if StoredJob._fields != _STORED_FIELDS:  # pragma: no cover - a programming error
     raise ImportError(f"durable.store_job builds {_STORED_FIELDS}, StoredJob has "
                       f"{StoredJob._fields}: update both")
@@ -162,7 +162,7 @@ def store_job(broker: Scheduler, peer: Peer, job: Job) -> None:
     # tuple.__new__ straight from C (StoredJob's generated __new__ is a Python function): every
     # field is given, in _STORED_FIELDS' order (checked against StoredJob at import).
     record = _new_tuple(StoredJob, (key, job.name, job.unique, job.arguments, job.priority,
-                                    job.when))
+                                    job.when, job.reducer))
     broker._new_records.append(record)
     broker._new_jobs.append(job)
 
@@ -254,5 +254,6 @@ def replay(broker: Scheduler, records: Iterable[StoredJob]) -> None:
                 broker._remove(record.key)
             continue
         priority = _PRIORITIES.get(record.priority, Priority.NORMAL)
-        job = broker._new_job(f, unique, record.data, priority, True, record.when, key=record.key)
+        job = broker._new_job(f, unique, record.data, priority, True, record.when,
+                              record.reducer, record.key)
         broker._start(job)

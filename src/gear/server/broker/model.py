@@ -65,9 +65,9 @@ class BrokerConfig:
     """Settings of one broker: the gearmand options that shape scheduling.
 
     ``store``, ``store_batched``, ``remove`` and ``packet_hook`` are not settings but callables
-    the server wires in. The :class:`~gear.server.broker.Broker` constructor takes them as
-    keyword arguments; the fields stay until the network layer passes them there (the engine
-    split, branch arch-engine), and a constructor argument wins over its field.
+    the server wires in. The :class:`~gear.server.broker.Broker` constructor takes them (and
+    the admin line handler) as keyword arguments; these fields stay, transitionally, until the
+    network layer passes them there, and a constructor argument wins over its field.
     """
 
     #: None -> ``b"H:" + hostname``; handles are ``prefix + b":" + n`` with n from 1

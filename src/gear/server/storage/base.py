@@ -42,7 +42,8 @@ class StoredJob(NamedTuple):
 
     ``key`` is assigned by the server, unique among stored jobs, and never reused while the
     store holds it (the server starts its counter above the largest key ``load`` returned).
-    ``when`` is the Unix time an epoch job becomes runnable, 0 for "now".
+    ``when`` is the Unix time an epoch job becomes runnable, 0 for "now". ``reducer`` is the
+    reducer of a SUBMIT_REDUCE_JOB_BACKGROUND job (handed out by GRAB_JOB_ALL), else None.
 
     A NamedTuple rather than a frozen dataclass: one is built per durable submit on the event
     loop, and a tuple is about five times cheaper to construct (measured: ~0.2 us vs ~1 us).
@@ -54,6 +55,7 @@ class StoredJob(NamedTuple):
     data: bytes
     priority: int = PRIORITY_NORMAL
     when: int = 0
+    reducer: bytes | None = None
 
 
 class Storage(abc.ABC):
