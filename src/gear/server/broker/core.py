@@ -169,7 +169,6 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
                     Decoder(config.max_packet_size, config.max_line_size,
                             unknown_types=self._packet_hook is not None))
         peer.exceptions = config.exceptions_default
-        peer.broker = self
         self.peers[peer] = None
         return peer
 

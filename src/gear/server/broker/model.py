@@ -122,7 +122,6 @@ class Peer:
 
     __slots__ = (
         "abilities",
-        "broker",
         "client_id",
         "client_jobs",
         "closing",
@@ -183,8 +182,6 @@ class Peer:
         self.held: deque[bytes | Job] | None = None
         self.pending = 0
         self.gone = False
-        #: The broker this connection belongs to (set by Broker.connect), for sendRaw.
-        self.broker: Any = None
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.host}:{self.port} id={self.client_id!r}>"
