@@ -275,9 +275,22 @@ class JobServer:
         broker = self.broker
         dirty = broker.dirty
         if dirty:
-            write = self._write
+            connections = self.connections
             for peer in dirty:
-                write(peer)
+                # _write(peer), inlined: one call less per dirty peer per flush, which pays for
+                # the call into the host that the transport makes per read (peer_data).
+                out = peer.out
+                conn = connections.get(peer)
+                if conn is None:  # already disconnected: nothing to deliver to
+                    out.clear()
+                    continue
+                transport = conn.transport
+                if out:
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    transport.write(data)  # type: ignore[union-attr]
+                if peer.closing:
+                    transport.close()  # type: ignore[union-attr]  # flushes what was written
             dirty.clear()
         if self.dirty_extra:
             extra, self.dirty_extra = self.dirty_extra, []
