@@ -124,15 +124,18 @@ class JobServer:
         factory: BrokerFactory = self._broker_class or Broker
         if self.config.max_packet_size is not None:
             bconfig = dataclasses.replace(bconfig, max_packet_size=self.config.max_packet_size)
-        callables: dict[str, Any] = {"admin": run_command}
         writer = self._writer
-        if writer is not None:
+        metrics = self.metrics
+        broker = factory(
+            bconfig,
+            time.time,
+            admin=run_command,
             # One broker call per committed batch (store_batched + stored_batch), never a
             # callback per job.
-            callables.update(store_batched=writer.add_many, remove=writer.remove)
-        if self.metrics is not None:
-            callables.update(packet_hook=self.metrics.packet)  # times each request packet
-        broker = factory(bconfig, time.time, **callables)
+            store_batched=writer.add_many if writer is not None else None,
+            remove=writer.remove if writer is not None else None,
+            packet_hook=metrics.packet if metrics is not None else None,  # times each packet
+        )
         if writer is not None:
             writer.on_batch = broker.stored_batch
         self.broker = broker

@@ -258,7 +258,8 @@ class Server:
 
         def factory(config: Any, clock: Callable[[], float], **callables: Any) -> Broker:
             # statsd's hook (given by the engine) calls this one inside its timer.
-            callables.setdefault("packet_hook", hook)
+            if callables.get("packet_hook") is None:
+                callables["packet_hook"] = hook
             return cls(config, clock, **callables)
 
         return factory
