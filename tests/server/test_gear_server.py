@@ -255,6 +255,26 @@ class MassDoServer(Server):
             super().handlePacket(packet)
 
 
+def test_statsd_times_a_handlePacket_override_and_its_own_types() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    srv = MassDoServer(0, host="127.0.0.1", statsd_host="127.0.0.1",
+                       statsd_port=receiver.getsockname()[1], statsd_prefix="s")
+    try:
+        worker = connect(srv.port)
+        worker.sendall(_raw(MASS_DO, b"a\x00b") + request(c.ECHO_REQ, b"x"))
+        assert read_packet(worker) == (MASS_DONE, [b"2"])  # the override handled its type
+        assert read_packet(worker) == (c.ECHO_RES, [b"x"])
+        assert srv.seen == [MASS_DO, c.ECHO_REQ]
+        seen: set[bytes] = set()
+        while not {b"s.packet.UNKNOWN:1|c", b"s.packet.ECHO_REQ:1|c"} <= seen:
+            seen.update(receiver.recv(4096).splitlines())
+    finally:
+        srv.shutdown()
+        receiver.close()
+
+
 def _raw(ptype: int, body: bytes) -> bytes:
     return c.REQ + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
 
