@@ -17,6 +17,9 @@ and :func:`tune_gc`:
   replies written at once, so a pipelining client keeps the server busy
   (:meth:`JobServer._feed_pieces`). A third, for durable queues: the storage writer thread runs
   with a lowered switch interval (:data:`~gear.server.config.DURABLE_SWITCH_INTERVAL`);
+* the broker's wiring: it is built with admin's ``run_command`` as its admin line handler, the
+  storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
+  :class:`~gear.server.port.BrokerFactory`);
 * persistence: ``open_storage(url)`` + ``StorageWriter`` (group commit), replayed into the broker
   BEFORE the listening sockets exist; a storage failure at start is a :class:`ServerStartError`;
 * shutdown: immediate, or graceful (stop accepting, drain the broker: nothing new is handed out,
