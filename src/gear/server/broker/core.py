@@ -62,6 +62,7 @@ RUNNING = JobState.RUNNING
 WAITING = JobState.WAITING
 HELD = JobState.HELD
 DONE = JobState.DONE
+_new_object = object.__new__
 COMPLETE = Outcome.COMPLETE
 EXCEPTION = Outcome.EXCEPTION
 CANCELLED = Outcome.CANCELLED
@@ -393,10 +394,23 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     def _new_job(self, f: Function, unique: bytes, data: bytes, priority: Priority,
                  background: bool, when: int = 0, reducer: bytes | None = None,
                  key: int | None = None) -> Job:
-        """Make a job (the one place, but for ``pipeline.submit_run``'s inlined copy): its
-        handle, its entry in the job table and its function's unique map, ``created``."""
+        """Make a job (the one place, but for ``pipeline.submit_run``'s inlined copy): every
+        slot of :class:`Job` (it has no constructor), its handle, its entry in the job table and
+        its function's unique map, then ``created``."""
         self._counter = n = self._counter + 1
-        job = Job(b"%s%d" % (self._hprefix, n), n, f, unique, data, priority, background)
+        job = _new_object(Job)
+        job.handle = b"%s%d" % (self._hprefix, n)
+        job.number = n
+        job.function = f
+        job.name = f.name
+        job.unique = unique
+        job.arguments = data
+        job.priority = priority
+        job.background = background
+        job.clients = ()
+        job.worker = None
+        job.seq = 0
+        job.state = QUEUED
         self._jobs[n] = job
         f.total += 1
         if unique:

@@ -259,13 +259,24 @@ class Timer:
 class Job:
     """One job in memory. Attribute names follow gear's ServerJob where it has one.
 
-    Shaped for the submit hot path: the fields every job uses are slots set in ``__init__``; the
-    fields few jobs ever change (status numbers, retries, timers, storage key, epoch time,
-    reducer, flags) are class-level defaults, and a job that changes one gets its own value in
-    a per-instance ``__dict__`` that CPython allocates only on that first write. A plain job
-    thus costs 11 attribute stores and no dict instead of 21 stores (measured with
-    bench/profile_server.py). Jobs are made by ``Broker._new_job`` only (and by its inlined
-    copy in ``pipeline.py``, held to it by tests/server/test_broker_submit_run.py).
+    Shaped for the submit hot path: the fields every job uses are slots, set when the job is
+    made; the fields few jobs ever change (status numbers, retries, timers, storage key, epoch
+    time, reducer, flags) are class-level defaults, and a job that changes one gets its own
+    value in a per-instance ``__dict__`` that CPython allocates only on that first write. A
+    plain job thus costs 12 attribute stores and no dict instead of 22 stores (measured with
+    bench/profile_server.py).
+
+    Jobs are made by ``Broker._new_job`` only (and by its inlined copy in ``pipeline.py``, held
+    to it by tests/server/test_broker_submit_run.py); the class has no constructor of its own,
+    so that making one costs no ``__init__`` frame (~120 ns a job, measured).
+
+    The slots: ``handle``; ``number`` (the handle's number: the job's key in the broker's job
+    table); ``function`` and its ``name``; ``unique``; ``arguments``; ``priority``;
+    ``background``; ``clients`` (attached foreground clients, one entry per attachment,
+    docs/protocol.md §3.2; a background job starts with the shared empty tuple, one allocation
+    and one GC-tracked list less on the background submit path, and code that attaches a
+    client replaces it with a list); ``worker``; ``seq`` (queue order, see Broker._seq /
+    Broker._front); ``state``; ``waiters`` (see below).
     """
 
     __slots__ = (
@@ -284,6 +295,19 @@ class Job:
         "waiters",
         "worker",
     )
+
+    handle: bytes
+    number: int
+    function: Function
+    name: bytes
+    unique: bytes
+    arguments: bytes
+    priority: Priority
+    background: bool
+    clients: list[Peer] | tuple[()]
+    worker: Peer | None
+    seq: int
+    state: JobState
 
     # Rarely changed fields (see the class docstring); assigning one shadows the default.
     #: Epoch time of a SUBMIT_JOB_EPOCH job (0: none).
@@ -308,36 +332,6 @@ class Job:
     #: HELD jobs only (a slot never set on other jobs): the peers whose output waits for the
     #: store's answer, one entry per wait; a single submitter is stored bare (no list per job).
     waiters: Peer | list[Peer] | None
-
-    def __init__(
-        self,
-        handle: bytes,
-        number: int,
-        function: Function,
-        unique: bytes,
-        arguments: bytes,
-        priority: Priority,
-        background: bool,
-        seq: int = 0,
-    ) -> None:
-        self.handle = handle
-        #: The handle's number: the job's key in the broker's job table.
-        self.number = number
-        self.function = function
-        self.name = function.name
-        self.unique = unique
-        self.arguments = arguments
-        self.priority = priority
-        self.background = background
-        #: Attached foreground clients, one entry per attachment (docs/protocol.md §3.2). A
-        #: background job starts with the shared empty tuple: one allocation (and one
-        #: GC-tracked list) less per job on the background submit path; code that attaches a
-        #: client replaces it with a list.
-        self.clients: list[Peer] | tuple[()] = ()
-        self.worker: Peer | None = None
-        #: Queue order (see Broker._seq / Broker._front).
-        self.seq = seq
-        self.state = QUEUED
 
     @property
     def orphaned(self) -> bool:

@@ -162,7 +162,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
       header and are written with one ``join`` when the base changes or the run ends. This
       needs handle numbers of at least four digits, so the first 999 jobs of a broker's life
       take the general path.
-    * ``Job.__init__`` is inlined (no Python frame per job; a test checks that both make
+    * ``Broker._new_job`` is inlined (no Python frame per job; a test checks that both make
       the same job).
     """
     functions = broker.functions
