@@ -145,7 +145,7 @@ def writer_rate(path: Path, seconds: float, in_flight: int) -> float:
     committed batch, the server's switch interval."""
     import asyncio
 
-    from gear.server.network import DURABLE_SWITCH_INTERVAL
+    from gear.server.config import DURABLE_SWITCH_INTERVAL
     from gear.server.storage import StoredJob
     from gear.server.storage.sqlite import SqliteStorage
     from gear.server.storage.writer import StorageWriter

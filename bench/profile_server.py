@@ -2,7 +2,9 @@
 
 Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]``
 
-The quickest loop for optimising :mod:`gear.server.broker`: it feeds pre-encoded request bytes
+The quickest loop for optimising :mod:`gear.server.broker` (the framing loop and runs of submits
+in ``pipeline.py``, submissions and handlers in ``requests.py``, queues and the one job exit in
+``core.py``, the store hand-off in ``durable.py``): it feeds pre-encoded request bytes
 straight into ``Broker.feed`` the way the network layer does and reports broker CPU
 microseconds per job (``time.process_time``, best of ``--repeat``; CPU time rather than wall
 time, so other processes on a shared machine disturb it little):
@@ -18,7 +20,7 @@ time, so other processes on a shared machine disturb it little):
   ``stored_batch`` call as the writer's commit does. ``durable - uniq`` is the per-job CPU the
   durable path adds on the event loop thread (the writer thread's own work is not included).
 
-The garbage collector is tuned as geard tunes it (``network.tune_gc``). ``--profile LOAD`` runs
+The garbage collector is tuned as geard tunes it (``engine.tune_gc``). ``--profile LOAD`` runs
 that load under cProfile and prints the top functions. Nothing here is asserted. Must not import
 the network layer's event loop code beyond ``tune_gc``.
 """
@@ -41,7 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 from gear import constants as c  # noqa: E402
 from gear.protocol.packets import request  # noqa: E402
 from gear.server.broker import Broker, BrokerConfig, Job, Peer  # noqa: E402
-from gear.server.network import tune_gc  # noqa: E402
+from gear.server.engine import tune_gc  # noqa: E402
 
 FUNCTION = b"bench"
 HEADER_SIZE = 12

@@ -77,11 +77,11 @@ _LAZY: dict[str, str] = {
     "BinaryJob": "gear.threaded.jobs",
     "ServerJob": "gear.threaded.jobs",
     # the job server, embeddable as gear's Server
-    "Server": "gear.server.compat",
+    "Server": "gear.server.gear_server",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from gear.server.compat import Server  # noqa: F401
+    from gear.server.gear_server import Server  # noqa: F401
     from gear.threaded.admin_requests import *  # noqa: F403
     from gear.threaded.client import *  # noqa: F403
     from gear.threaded.connection import *  # noqa: F403

@@ -41,7 +41,7 @@ def test_options_on_every_connect_and_in_order_replies() -> None:
             assert (first.handle, third.handle) == (b"H:1", b"H:3")
 
             # gearmand turns WORK_EXCEPTION into `WORK_FAIL handle\0` for clients without the
-            # option (reference 1.5); it must still fail the job, not hang it
+            # option (docs/protocol.md §1.5); it must still fail the job, not hang it
             server.send(c.WORK_FAIL, b"H:1\x00")
             with pytest.raises(JobFailedError):
                 await first.result(5)

@@ -40,7 +40,7 @@ def test_gearman_cli_client_served_by_aio_worker(server: ServerUnderTest) -> Non
             assert out.count(b"50% Complete\n") == 2
 
     run(main())
-    # libgearman always sends a UUID unique (reference 1.3)
+    # libgearman always sends a UUID unique (docs/protocol.md §1.3)
     assert len(uniques) == 2 and all(len(u) == 36 for u in uniques)
 
 

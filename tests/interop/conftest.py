@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gear.server.compat import Server
+from gear.server.gear_server import Server
 
 
 @pytest.fixture

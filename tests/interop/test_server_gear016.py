@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from gear.acl import ACL, ACLEntry
-from gear.server.compat import Server
-from tests.server.test_network_tls import PKI, make_pki
+from gear.server.gear_server import Server
+from tests.support.pki import PKI, make_pki
 
 pytestmark = pytest.mark.interop
 

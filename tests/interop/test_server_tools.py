@@ -15,7 +15,7 @@ import pytest
 
 from gear import constants as c
 from gear.protocol.packets import request
-from gear.server.compat import Server
+from gear.server.gear_server import Server
 from tests.support.peers import GearmandProcess, require_tool
 from tests.support.raw import connect, read_packet
 

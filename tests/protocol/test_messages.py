@@ -56,7 +56,7 @@ def test_epoch_refuses_what_the_protocol_cannot_express(background: bool, priori
 
 
 def test_empty_unique_keeps_both_separators() -> None:
-    # reference 1.1: a client must emit every separator, "fn\0\0payload" for an empty unique
+    # docs/protocol.md §1.1: a client must emit every separator, "fn\0\0payload" for an empty unique
     assert m.submit_job(b"fn", b"", b"payload")[12:] == b"fn\0\0payload"
 
 

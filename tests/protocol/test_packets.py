@@ -27,7 +27,7 @@ from gear.protocol.packets import (
     split_args,
 )
 
-# (type, magic, args, exact wire bytes) for every type 1-42; layouts from gearman-protocol.md 1.4.
+# (type, magic, args, exact wire bytes) for every type 1-42; layouts from docs/protocol.md §1.4.
 GOLDEN: list[tuple[int, bytes, tuple[bytes, ...], bytes]] = [
     (c.CAN_DO, c.REQ, (b"revtool",), b"\0REQ\0\0\0\x01\0\0\0\x07revtool"),
     (c.CANT_DO, c.REQ, (b"fn",), b"\0REQ\0\0\0\x02\0\0\0\x02fn"),

@@ -8,7 +8,7 @@ import pytest
 
 from gear import constants as c
 from gear.acl import ACL
-from tests.server.test_broker import Net, res
+from tests.server.helpers import Net, res
 
 UNKNOWN = b"ERR UNKNOWN_COMMAND Unknown+server+command"
 INCOMPLETE = b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+"

@@ -6,7 +6,7 @@ import pytest
 
 from gear import constants as c
 from gear.protocol.packets import request
-from tests.server.test_broker_interop import Mirror, no_fd, sorted_lines
+from tests.server.helpers import Mirror, no_fd, sorted_lines
 
 pytestmark = pytest.mark.interop
 

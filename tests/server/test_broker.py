@@ -1,94 +1,23 @@
 """Unit tests of gear.server.broker: bytes in, bytes out, with an injected clock.
 
-The helpers at the top (:class:`Net`) are shared with the other broker/admin test modules.
+The helpers (:class:`Net`, :class:`Store`...) are in tests/server/helpers.py.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
 from gear import constants as c
-from gear.protocol.packets import REQ, RES, Decoder, encode, request
-from gear.server.broker import Broker, BrokerConfig, Job, Peer
+from gear.protocol.messages import Priority
+from gear.protocol.packets import REQ, RES, encode, request
+from gear.server.broker import Broker, Job, Peer
+from gear.server.gear_server import queued_jobs
 from gear.server.storage.base import StoredJob
-
-
-class Net:
-    """A broker plus helpers to talk to it as connections would."""
-
-    def __init__(self, **config: object) -> None:
-        config.setdefault("handle_prefix", b"H:t")
-        self.now = 1_000_000.0
-        self.broker = Broker(BrokerConfig(**config), clock=lambda: self.now)  # type: ignore[arg-type]
-        self._fd = 10
-
-    def connect(self, subject: str | None = None) -> Peer:
-        self._fd += 1
-        return self.broker.connect("127.0.0.1", 40000 + self._fd, self._fd, subject)
-
-    def send(self, peer: Peer, ptype: int, *args: bytes) -> None:
-        self.broker.feed(peer, request(ptype, *args))
-
-    def raw(self, peer: Peer, data: bytes) -> None:
-        self.broker.feed(peer, data)
-
-    def take(self, peer: Peer) -> bytes:
-        """Everything queued for ``peer`` (and check it was marked dirty)."""
-        data = b"".join(peer.out)
-        if data:
-            assert peer in self.broker.dirty
-        peer.out.clear()
-        self.broker.dirty.discard(peer)
-        return data
-
-    def recv(self, peer: Peer) -> list[tuple[int, bytes]]:
-        """The packets queued for ``peer`` as (type, body)."""
-        frames = Decoder().feed_all(self.take(peer))
-        out = []
-        for frame in frames:
-            assert frame.magic == RES  # type: ignore[union-attr]
-            out.append((frame.ptype, frame.body))  # type: ignore[union-attr]
-        return out
-
-    def admin(self, peer: Peer, line: bytes) -> bytes:
-        self.raw(peer, line)
-        return self.take(peer)
-
-    def worker(self, *functions: bytes) -> Peer:
-        w = self.connect()
-        for fn in functions:
-            self.send(w, c.CAN_DO, fn)
-        return w
-
-    def sleep(self, w: Peer) -> None:
-        """GRAB (expect NO_JOB) then PRE_SLEEP, as libgearman does."""
-        self.send(w, c.GRAB_JOB_UNIQ)
-        assert self.recv(w) == [(c.NO_JOB, b"")]
-        self.send(w, c.PRE_SLEEP)
-        assert self.recv(w) == []
-
-    def submit(self, client: Peer, fn: bytes, unique: bytes = b"", data: bytes = b"x",
-               ptype: int = c.SUBMIT_JOB) -> bytes:
-        self.send(client, ptype, fn, unique, data)
-        (packet,) = self.recv(client)
-        assert packet[0] == c.JOB_CREATED, packet
-        return packet[1]
-
-    def grab(self, w: Peer, ptype: int = c.GRAB_JOB_UNIQ) -> tuple[int, list[bytes]]:
-        self.send(w, ptype)
-        (packet,) = self.recv(w)
-        return packet[0], packet[1].split(b"\x00")
-
-
-def res(ptype: int, *args: bytes) -> bytes:
-    return encode(RES, ptype, args)
-
-
-def error(code: bytes, text: bytes) -> tuple[int, bytes]:
-    return (c.ERROR, code + b"\x00" + text)
+from tests.server.helpers import Net, Store, error, res
 
 
 @pytest.fixture
@@ -190,7 +119,7 @@ def test_priority_is_global_across_functions(net: Net) -> None:
     # HIGH of every function first, oldest first; then NORMAL in submission order; then LOW.
     assert got == [b"b-high", b"a-high", b"b-norm1", b"a-norm2", b"a-low"]
     assert net.grab(w)[0] == c.NO_JOB
-    assert [j.arguments for j in net.broker.high_queue] == [b"c-high"]
+    assert [j.arguments for j in queued_jobs(net.broker, Priority.HIGH)] == [b"c-high"]
 
 
 # ---------------------------------------------------------------------- coalescing
@@ -701,55 +630,6 @@ def test_packet_size_limit_is_configurable() -> None:
 # ---------------------------------------------------------------------- durability
 
 
-class Store:
-    """A store answered by hand: a callback per job (``BrokerConfig.store``), or batched
-    (``store_batched`` + ``Broker.stored_batch``). ``pending`` holds (record, done callback or
-    job) in submission order."""
-
-    def __init__(self, batched: bool = False) -> None:
-        self.batched = batched
-        self.pending: list[tuple[StoredJob, object]] = []
-        self.removed: list[int] = []
-        self.stored: list[int] = []  # keys whose store succeeded
-        self.calls = 0  # store / store_batched calls
-        self.broker: Broker | None = None
-
-    def config(self) -> dict[str, object]:
-        if self.batched:
-            return {"store_batched": self.store_batched, "remove": self.remove}
-        return {"store": self.store, "remove": self.remove}
-
-    def net(self, **config: object) -> Net:
-        net = Net(**self.config(), **config)
-        self.broker = net.broker
-        return net
-
-    def store(self, record: StoredJob, done: object) -> None:
-        self.calls += 1
-        self.pending.append((record, done))
-
-    def store_batched(self, records: list[StoredJob], jobs: list[Job]) -> None:
-        self.calls += 1
-        self.pending.extend(zip(records, jobs, strict=True))
-
-    def remove(self, key: int) -> None:
-        self.removed.append(key)
-
-    def answer(self, token: object, exc: BaseException | None) -> None:
-        if self.batched:
-            assert self.broker is not None and isinstance(token, Job)
-            self.broker.stored_batch([token], exc)
-        else:
-            token(exc)  # type: ignore[operator]
-
-    def finish(self, index: int = 0, exc: BaseException | None = None) -> StoredJob:
-        record, token = self.pending.pop(index)
-        if exc is None:
-            self.stored.append(record.key)
-        self.answer(token, exc)
-        return record
-
-
 @pytest.fixture(params=[False, True], ids=["callback", "batched"])
 def store(request: pytest.FixtureRequest) -> Store:
     return Store(batched=request.param)
@@ -872,8 +752,9 @@ def test_take_job_can_be_overridden() -> None:
     net.submit(cl, b"f", b"", b"hold", c.SUBMIT_JOB_BG)
     w = net.worker(b"f")
     assert net.grab(w)[0] == c.NO_JOB
-    assert [j.arguments for j in net.broker.getQueue()] == [b"hold"]
-    assert net.broker.normal_queue[0].client_connection is None
+    queued = [job for p in Priority for job in queued_jobs(net.broker, p)]
+    assert [j.arguments for j in queued] == [b"hold"]
+    assert queued_jobs(net.broker, Priority.NORMAL)[0].client_connection is None
 
 
 def test_finished_jobs_do_not_pile_up_timers(net: Net) -> None:
@@ -969,3 +850,45 @@ def test_batched_store_raising_at_once_fails_that_feed() -> None:
     assert net.recv(cl) == [error(b"QUEUE_ERROR", b"database is locked"), (c.ECHO_RES, b"next"),
                             error(b"QUEUE_ERROR", b"database is locked")]
     assert net.broker.jobs == {}
+
+
+def test_every_background_submit_survives_a_restart(tmp_path: Path) -> None:
+    """Each stored submit type comes back from storage as it was submitted: function, unique,
+    data, priority, epoch time and the reducer of a background reduce job."""
+    from gear.server.storage.sqlite import SqliteStorage
+
+    storage = SqliteStorage(tmp_path / "queue.db")
+    assert storage.load() == []
+    store = Store(batched=True)
+    net = store.net()
+    cl = net.connect()
+    later = int(net.now) + 60
+    net.send(cl, c.SUBMIT_JOB_BG, b"f", b"u-normal", b"normal")
+    net.send(cl, c.SUBMIT_JOB_HIGH_BG, b"f", b"u-high", b"high")
+    net.send(cl, c.SUBMIT_JOB_LOW_BG, b"f", b"", b"low")
+    net.send(cl, c.SUBMIT_REDUCE_JOB_BACKGROUND, b"f", b"u-reduce", b"red", b"", b"reduce")
+    net.send(cl, c.SUBMIT_JOB_EPOCH, b"f", b"u-epoch", b"%d" % later, b"epoch")
+    records = [record for record, _ in store.pending]
+    storage.add(records)
+    storage.close()
+
+    storage = SqliteStorage(tmp_path / "queue.db")
+    replayed = storage.load()
+    storage.close()
+    assert replayed == records
+    restarted = Net()
+    restarted.now = net.now
+    restarted.broker.replay(replayed)
+    w = restarted.worker(b"f")
+    grabs = [restarted.grab(w, c.GRAB_JOB_ALL) for _ in range(4)]
+    assert [(ptype, body[2:]) for ptype, body in grabs] == [
+        (c.JOB_ASSIGN_UNIQ, [b"u-high", b"high"]),
+        (c.JOB_ASSIGN_UNIQ, [b"u-normal", b"normal"]),
+        (c.JOB_ASSIGN_ALL, [b"u-reduce", b"red", b"reduce"]),  # its reducer survived
+        (c.JOB_ASSIGN_UNIQ, [b"", b"low"]),
+    ]
+    assert restarted.grab(w, c.GRAB_JOB_ALL)[0] == c.NO_JOB  # the epoch job waits for its time
+    restarted.now = later
+    restarted.broker.run_timers()
+    assert restarted.grab(w, c.GRAB_JOB_ALL) == (
+        c.JOB_ASSIGN_UNIQ, [b"H:t:5", b"f", b"u-epoch", b"epoch"])

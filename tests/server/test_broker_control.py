@@ -11,8 +11,10 @@ import pytest
 import gear
 from gear import constants as c
 from gear.acl import ACL, ACLEntry
+from gear.protocol.messages import Priority
+from gear.server.gear_server import GearJob, queued_jobs
 from gear.server.storage.base import StoredJob
-from tests.server.test_broker import Net, res
+from tests.server.helpers import Net, res
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def test_drain_hands_out_nothing_but_running_jobs_finish(net: Net) -> None:
     assert net.recv(cl) == [(c.WORK_COMPLETE, running + b"\x00done")]
     assert net.broker.running_count() == 0
     # The background job stays queued for the next start; nothing woke the sleeper.
-    assert [job.handle for job in net.broker.normal_queue] == [queued]
+    assert [job.handle for job in queued_jobs(net.broker, Priority.NORMAL)] == [queued]
     assert net.take(w) == b""
 
 
@@ -127,7 +129,7 @@ def test_requeued_job_is_not_handed_out_while_draining(net: Net) -> None:
     net.broker.drain()
     net.broker.disconnect(w1)  # its job goes back to the queue...
     assert net.take(w2) == b""  # ...and nobody is woken for it
-    assert [job.handle for job in net.broker.normal_queue] == [handle]
+    assert [job.handle for job in queued_jobs(net.broker, Priority.NORMAL)] == [handle]
     assert net.broker.running_count() == 0
 
 
@@ -189,7 +191,8 @@ def test_fast_path_job_coalesces_and_reports_status(net: Net) -> None:
     job = net.broker.jobs[handle]
     assert (job.when, job.reducer, job.retries, job.key, job.keep, job.ignore) == (
         0, None, 0, None, False, False)
-    assert job.client_connection is cl and not job.running
+    view = GearJob(net.broker, job)  # gear's names for the fields the fast path set
+    assert view.client_connection.peer is cl and not view.running
     net.grab(w)
     net.send(w, c.WORK_STATUS, handle, b"1", b"4")
     assert net.recv(cl) == [(c.WORK_STATUS, handle + b"\x001\x004")]

@@ -8,8 +8,6 @@ sleeps): everything received before the marker is that step's output, compared b
 
 from __future__ import annotations
 
-import re
-import socket
 import struct
 from collections.abc import Callable
 
@@ -17,102 +15,9 @@ import pytest
 
 from gear import constants as c
 from gear.protocol.packets import REQ, RES, encode, request
-from gear.server.broker import Peer
-from tests.server.test_broker import Net, res
+from tests.server.helpers import Mirror, no_fd
 
 pytestmark = pytest.mark.interop
-
-Normalize = Callable[[bytes], bytes]
-
-
-def sorted_lines(data: bytes) -> bytes:
-    """gearmand lists functions and jobs in hash order: compare line sets."""
-    lines = data.split(b"\n")
-    return b"\n".join(sorted(lines))
-
-
-def no_fd(data: bytes) -> bytes:
-    """``workers`` shows socket fds, which differ: blank them, then sort."""
-    return sorted_lines(re.sub(rb"(?m)^\d+ ", b"FD ", data))
-
-
-class Mirror:
-    """Drive gearmand and the broker with the same steps and compare their output."""
-
-    def __init__(self, address: tuple[str, int], **config: object) -> None:
-        config.setdefault("handle_prefix", None)  # H:<hostname>, as gearmand
-        config.setdefault("version", b"1.1.20+ds")
-        self.net = Net(**config)
-        self.address = address
-        self.socks: dict[str, socket.socket] = {}
-        self.peers: dict[str, Peer] = {}
-        self.buffers: dict[str, bytes] = {}
-        self.marks = 0
-
-    def close(self) -> None:
-        for sock in self.socks.values():
-            sock.close()
-
-    def open(self, name: str) -> None:
-        sock = socket.create_connection(self.address, timeout=5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.socks[name] = sock
-        self.buffers[name] = b""
-        self.peers[name] = self.net.connect()
-
-    def _until(self, name: str, marker: bytes) -> bytes:
-        sock = self.socks[name]
-        buf = self.buffers[name]
-        while marker not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"gearmand closed {name}; got {buf!r}")
-            buf += chunk
-        end = buf.index(marker) + len(marker)
-        self.buffers[name] = buf[end:]
-        return buf[:end]
-
-    def sync(self, name: str) -> tuple[bytes, bytes]:
-        """(gearmand, broker) output of ``name`` up to a fresh ECHO marker."""
-        self.marks += 1
-        mark = b"sync-%d" % self.marks
-        self.socks[name].sendall(request(c.ECHO_REQ, mark))
-        self.net.raw(self.peers[name], request(c.ECHO_REQ, mark))
-        return self._until(name, res(c.ECHO_RES, mark)), self.net.take(self.peers[name])
-
-    def step(self, name: str, data: bytes, normalize: Normalize | None = None) -> bytes:
-        """Send ``data`` on ``name`` to both; compare what every connection got."""
-        self.socks[name].sendall(data)
-        self.net.raw(self.peers[name], data)
-        # The sender first: once its marker is back, gearmand has handled the step and queued
-        # anything it sends to the other connections before their markers.
-        order = [name] + [n for n in self.socks if n != name]
-        result = b""
-        for n in order:
-            theirs, ours = self.sync(n)
-            if normalize is not None and n == name:
-                theirs, ours = normalize(theirs), normalize(ours)
-            assert ours == theirs, f"connection {n} after {data!r}"
-            if n == name:
-                result = ours
-        return result
-
-    def closes(self, name: str, data: bytes) -> None:
-        """Both close ``name`` after ``data``, with the same bytes before the close."""
-        sock = self.socks[name]
-        sock.sendall(data)
-        self.net.raw(self.peers[name], data)
-        buf = self.buffers[name]
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        assert self.peers[name].closing
-        assert self.net.take(self.peers[name]) == buf
-        sock.close()
-        del self.socks[name]
-
 
 @pytest.fixture
 def mirror(gearmand: object) -> Mirror:

@@ -12,7 +12,7 @@ import pytest
 
 from gear import constants as c
 from gear.server import broker as b
-from tests.server.test_broker import Net, Store
+from tests.server.helpers import Net, Store
 
 FUNCTIONS = [b"a", b"b", b"c"]
 UNIQUES = [b"", b"", b"u1", b"u2", b"-"]
@@ -25,18 +25,18 @@ def check(net: Net) -> None:
     jobs = list(broker.jobs.values())
     peers = list(broker.peers)
     for handle, job in broker.jobs.items():
-        assert job.handle == handle and job.state != b.DONE
+        assert job.handle == handle and job.state != b.JobState.DONE
     for f in broker.functions.values():
         mine = [j for j in jobs if j.function is f]
         assert f.total == len(mine)
-        assert f.running == sum(j.state == b.RUNNING for j in mine)
-        assert f.waiting == sum(j.state == b.WAITING for j in mine)
-        queued = [j for j in mine if j.state == b.QUEUED]
+        assert f.running == sum(j.state == b.JobState.RUNNING for j in mine)
+        assert f.waiting == sum(j.state == b.JobState.WAITING for j in mine)
+        queued = [j for j in mine if j.state == b.JobState.QUEUED]
         assert sum(len(q) for q in f.queues) == len(queued)
         for p, queue in enumerate(f.queues):
             seqs = [j.seq for j in queue]
             assert seqs == sorted(seqs)
-            assert all(j.priority == p and j.state == b.QUEUED for j in queue)
+            assert all(j.priority == p and j.state == b.JobState.QUEUED for j in queue)
         assert f.workers == sum(peer.functions.count(f.name) for peer in peers)
         for unique, job in f.uniques.items():
             assert job.unique == unique and broker.jobs.get(job.handle) is job and not job.ignore
@@ -45,7 +45,7 @@ def check(net: Net) -> None:
         for peer in f.sleepers:
             assert peer.sleeping and f in peer.abilities and not peer.gone
     for job in jobs:
-        if job.state == b.RUNNING:
+        if job.state == b.JobState.RUNNING:
             assert job.worker is not None and job in job.worker.worker_jobs
             assert not job.worker.gone
         else:
@@ -56,7 +56,7 @@ def check(net: Net) -> None:
             assert not client.gone
             assert client.client_jobs[job] == job.clients.count(client)
         if not (job.clients or job.background or job.keep):
-            assert job.state in (b.RUNNING,), "an abandoned job must be running or gone"
+            assert job.state in (b.JobState.RUNNING,), "an abandoned job must be running or gone"
     for peer in peers:
         assert sorted(set(peer.functions)) == sorted(f.name for f in peer.abilities)
         for job in peer.worker_jobs:

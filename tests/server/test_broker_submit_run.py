@@ -1,6 +1,6 @@
 """Broker._submit_run, the pipelined-submission fast path, against the one-packet-at-a-time path.
 
-The fast path inlines ``_submit`` and ``Job.__init__`` and makes handles and JOB_CREATED replies
+The fast path inlines ``_submit`` and ``_new_job`` and makes handles and JOB_CREATED replies
 its own way, so these tests hold it to the general path: the same bytes to every connection and
 the same jobs, queues and counters, for random streams of submissions mixed with everything that
 ends a run (other packets, uniques, unknown functions, bad packets, wake-ups), around the handle
@@ -14,9 +14,10 @@ import random
 import pytest
 
 from gear import constants as c
+from gear.protocol.messages import Priority
 from gear.protocol.packets import request
 from gear.server import broker as b
-from tests.server.test_broker import Net
+from tests.server.helpers import Net
 
 SUBMITS = [c.SUBMIT_JOB, c.SUBMIT_JOB_BG, c.SUBMIT_JOB_HIGH, c.SUBMIT_JOB_HIGH_BG,
            c.SUBMIT_JOB_LOW, c.SUBMIT_JOB_LOW_BG]
@@ -31,7 +32,7 @@ def _slots(job: b.Job) -> dict[str, object]:
     return {name: getattr(job, name, "<unset>") for name in b.Job.__slots__}
 
 
-def test_fast_job_is_the_job_init_makes() -> None:
+def test_fast_job_is_the_job_new_job_makes() -> None:
     net = Net()
     net.broker._counter = 4321
     client = net.connect()
@@ -42,7 +43,9 @@ def test_fast_job_is_the_job_init_makes() -> None:
     assert [job.handle for job in jobs] == [b"H:t:4322", b"H:t:4323", b"H:t:4324", b"H:t:4325"]
     fast = jobs[3]  # the second of a run: made by the inlined path
     f = net.broker.functions[b"fn"]
-    made = b.Job(fast.handle, 4325, f, b"", b"data", b.HIGH, False, fast.seq)
+    net.broker._counter = fast.number - 1  # its twin, made by the general path
+    made = net.broker._new_job(f, b"", b"data", Priority.HIGH, False)
+    made.seq = fast.seq  # set by the submit that queues it
     made.clients = [client]
     assert _slots(fast) == _slots(made)
     assert vars(fast) == vars(made) == {}

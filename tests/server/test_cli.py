@@ -281,17 +281,17 @@ def test_admin_shutdown_stops_geard(geard: GeardProcess) -> None:
 
 
 def test_uvloop_required_but_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gear.server import network
+    from gear.server import engine
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
     with pytest.raises(cli.ConfigurationError, match=r"geartrain\[uvloop\]"):
-        network.new_event_loop(True)
-    loop = network.new_event_loop(None)  # "use it when installed": falls back quietly
+        engine.new_event_loop(True)
+    loop = engine.new_event_loop(None)  # "use it when installed": falls back quietly
     loop.close()
 
 
 def test_statsd_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gear.server.metrics import Metrics
+    from gear.server.observe.statsd import Metrics
 
     monkeypatch.setitem(sys.modules, "statsd", None)
     with pytest.raises(cli.ConfigurationError, match=r"geartrain\[statsd\]"):
@@ -315,7 +315,7 @@ def test_relative_sqlite_queue_survives_the_daemons_chdir(
 def test_tls_and_acl_options_end_to_end(tmp_path: Path) -> None:
     import ssl
 
-    from tests.server.test_network_tls import make_pki
+    from tests.support.pki import make_pki
 
     pki = make_pki(tmp_path)
     acl = tmp_path / "acl.ini"

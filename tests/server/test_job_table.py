@@ -10,7 +10,8 @@ import pytest
 
 from gear import constants as c
 from gear.server import broker as b
-from tests.server.test_broker import Net, error
+from gear.server.broker import wire
+from tests.server.helpers import Net, error
 
 
 def test_mapping_of_handles() -> None:
@@ -38,7 +39,7 @@ def test_only_the_exact_handle_is_found(handle: bytes) -> None:
     net.submit(cl, b"f", ptype=c.SUBMIT_JOB_BG)
     assert net.broker.jobs.get(handle) is None and handle not in net.broker.jobs
     body = handle.rstrip(b"\x00")
-    if len(body) < b.HANDLE_LIMIT and body != b"H:t:1":
+    if len(body) < wire.HANDLE_LIMIT and body != b"H:t:1":
         net.send(cl, c.GET_STATUS, body)
         assert net.recv(cl) == [(c.STATUS_RES, body + b"\x000\x000\x000\x000")]
 

@@ -1,9 +1,11 @@
-"""The network layer on its own: listening, batching, timers, bad input, backpressure, shutdown.
+"""The engine and transport on their own: listening, batching, timers, bad input, backpressure,
+shutdown.
 
-These tests drive :class:`gear.server.network.JobServer` with a small stand-in broker
-(:class:`StubBroker`) that keeps to the broker interface (notes/broker_iface.md), so that what is
-tested here is the network layer's contract, not scheduling. End-to-end behaviour with the real
-broker is in tests/interop/test_server_*.py and test_compat.py.
+These tests drive :class:`gear.server.engine.JobServer` with a small stand-in broker
+(:class:`StubBroker`) that implements the broker interface (:class:`gear.server.port.BrokerPort`,
+checked by mypy below), so that what is tested here is the engine's contract, not scheduling.
+End-to-end behaviour with the real broker is in tests/interop/test_server_*.py and
+test_gear_server.py.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from hypothesis import strategies as st
 from gear import constants as c
 from gear.errors import GearmanError, ServerStartError
 from gear.protocol.packets import AdminLine, Decoder, request, response
-from gear.server.network import JobServer, ServerConfig, _bind, _Connection, new_event_loop
+from gear.server.config import ServerConfig
+from gear.server.engine import JobServer, new_event_loop
+from gear.server.port import BrokerFactory, BrokerPort
 from gear.server.storage import MemoryStorage, StorageError, StoredJob
+from gear.server.transport import _Connection, bind_sockets
 
 # -- a stand-in broker ------------------------------------------------------------------------
 
@@ -51,9 +56,22 @@ class StubBroker:
 
     instances: list[StubBroker] = []
 
-    def __init__(self, config: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: Any,
+        clock: Callable[[], float],
+        *,
+        admin: Callable[[Any, Any, bytes], None] | None = None,
+        store_batched: Callable[[list[Any], list[Any]], None] | None = None,
+        remove: Callable[[int], None] | None = None,
+        packet_hook: Callable[[Any, int, bytes], None] | None = None,
+    ) -> None:
+        assert packet_hook is None, "the stand-in has no packet hook"
         self.config = config
         self.clock = clock
+        self.admin = admin
+        self.store_batched = store_batched
+        self.remove = remove
         self.dirty: set[StubPeer] = set()
         self.shutdown_requested: str | None = None
         self.peers: list[StubPeer] = []
@@ -61,6 +79,8 @@ class StubBroker:
         self.timers: list[tuple[float, StubPeer]] = []
         self.jobs: dict[bytes, StubJob] = {}
         self.replayed: list[Any] = []
+        #: Every stored_batch() answer: (jobs, exc).
+        self.batches: list[tuple[list[Any], BaseException | None]] = []
         self.feeds = 0
         self.draining = False
         #: Set when the server called connect / disconnect / drain: tests await these instead
@@ -136,8 +156,25 @@ class StubBroker:
         assert not self.peers, "replay must happen before any connection"
         self.replayed.extend(jobs)
 
+    def stored_batch(self, jobs: Iterable[Any], exc: BaseException | None) -> None:
+        """The store answered: here a "job" is the peer to tell, as ``STORED``."""
+        jobs = list(jobs)
+        self.batches.append((jobs, exc))
+        for peer in jobs:
+            self._send(peer, b"STORED\n")
+
     def job_count(self) -> int:
         return len(self.jobs)
+
+    def running_count(self) -> int:
+        return sum(1 for job in self.jobs.values() if job.running)
+
+
+def _implements_the_port(broker: StubBroker) -> BrokerPort[StubPeer]:
+    return broker  # mypy checks that the stand-in keeps to the interface
+
+
+_FACTORY: BrokerFactory = StubBroker  # and that its constructor is the engine's
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -146,7 +183,7 @@ class StubBroker:
 @asynccontextmanager
 async def serving(**kwargs: Any) -> AsyncIterator[JobServer]:
     config = ServerConfig(**{"host": "127.0.0.1", "port": 0, **kwargs})
-    server = JobServer(config, broker_class=StubBroker)  # type: ignore[arg-type]
+    server = JobServer(config, broker_class=StubBroker)
     await server.start()
     try:
         yield server
@@ -302,15 +339,15 @@ def test_a_workers_own_reply_goes_out_at_once_other_output_at_the_end_of_the_pas
 
 def test_a_large_read_is_answered_piece_by_piece_in_order() -> None:
     """A pipelining client gets the replies to the first part of a large read before the
-    server has worked through the rest of it (network._PIECE bytes at a time), while it is the
+    server has worked through the rest of it (engine._PIECE bytes at a time), while it is the
     only connection sending; otherwise, and with storage, a read is answered in one write."""
-    from gear.server import network
+    from gear.server import engine
 
     server, loop = _fake_server()
     server.piecewise = True  # what start() sets without storage
     (conn, transport), (other, _) = _attach(server, 1), _attach(server, 2)
     one = request(c.SUBMIT_JOB_BG, b"f", b"", b"x" * 50)
-    count = 3 * network._PIECE // len(one) + 7  # pieces cut packets at odd places
+    count = 3 * engine._PIECE // len(one) + 7  # pieces cut packets at odd places
     read = request(c.ECHO_REQ, b"first") + one * count + request(c.ECHO_REQ, b"end")
     expected = (response(c.ECHO_RES, b"first")
                 + b"".join(response(c.JOB_CREATED, b"H:t:%d" % n) for n in range(1, count + 1))
@@ -541,7 +578,7 @@ def test_graceful_shutdown_waits_for_running_jobs_and_stops_accepting(loop_kind:
             reader, writer = await open_conn(server.port)
             writer.write(b"run\n")
             assert await reader.readline() == b"OK\n"
-            assert not server.broker.draining
+            assert not server.broker.draining  # type: ignore[attr-defined]
             server.request_shutdown(graceful=True)
             # The shutdown task closes the listeners, then drains the broker: from now on it
             # hands out nothing new.
@@ -590,7 +627,7 @@ def test_port_in_use_is_a_clear_start_error() -> None:
         async with serving() as first:
             second = JobServer(
                 ServerConfig(host="127.0.0.1", port=first.port),
-                broker_class=StubBroker,  # type: ignore[arg-type]
+                broker_class=StubBroker,
             )
             with pytest.raises(ServerStartError, match="cannot listen"):
                 await second.start()
@@ -599,7 +636,7 @@ def test_port_in_use_is_a_clear_start_error() -> None:
 
 
 def test_bind_port_zero_gives_every_family_the_same_port() -> None:
-    socks = _bind("localhost", 0, 8)
+    socks = bind_sockets("localhost", 0, 8)
     try:
         assert len({s.getsockname()[1] for s in socks}) == 1
     finally:
@@ -616,12 +653,12 @@ class FailingStorage(MemoryStorage):
 
 
 def test_storage_failure_at_start_is_a_start_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gear.server.network._open_storage", lambda url: FailingStorage())
+    monkeypatch.setattr("gear.server.engine._open_storage", lambda url: FailingStorage())
 
     async def main() -> None:
         server = JobServer(
             ServerConfig(host="127.0.0.1", port=0, queue="sqlite:///x.db"),
-            broker_class=StubBroker,  # type: ignore[arg-type]
+            broker_class=StubBroker,
         )
         with pytest.raises(ServerStartError, match="database is corrupt"):
             await server.start()
@@ -644,30 +681,27 @@ def test_stored_jobs_are_replayed_before_listening_and_stores_flush_peers(
 ) -> None:
     storage = MemoryStorage()
     storage.add([StoredJob(1, b"f", b"u1", b"d1"), StoredJob(2, b"f", b"u2", b"d2")])
-    monkeypatch.setattr("gear.server.network._open_storage", lambda url: storage)
+    monkeypatch.setattr("gear.server.engine._open_storage", lambda url: storage)
 
     async def main() -> None:
         async with serving(queue="sqlite:///unused.db") as server:
             broker = server.broker
             assert [j.key for j in broker.replayed] == [1, 2]  # type: ignore[attr-defined]
-            config = broker.config  # type: ignore[attr-defined]
-            assert config.store is not None and config.remove is not None
+            store_batched = broker.store_batched  # type: ignore[attr-defined]
+            remove = broker.remove  # type: ignore[attr-defined]
+            assert store_batched is not None and remove is not None
+            assert broker.admin is not None  # type: ignore[attr-defined]
             reader, writer = await open_conn(server.port)
             await echo(reader, writer, b"x")
             peer = broker.peers[0]  # type: ignore[attr-defined]
-            results: list[BaseException | None] = []
-
-            def done(exc: BaseException | None) -> None:
-                # What the broker does on done(None): release the held bytes for that peer.
-                results.append(exc)
-                peer.out.append(b"STORED\n")
-                broker.dirty.add(peer)
-
-            config.store(StoredJob(3, b"f", b"u3", b"d3"), done)
-            # The writer's after_batch flushes the dirty peer without any further traffic.
+            # What the broker does at the end of a feed that made a durable job: hand the
+            # record to the store, with the job (here: the peer to answer) as its token.
+            store_batched([StoredJob(3, b"f", b"u3", b"d3")], [peer])
+            # The writer answers broker.stored_batch, then its after_batch flushes the dirty
+            # peer without any further traffic.
             assert await asyncio.wait_for(reader.readline(), 5) == b"STORED\n"
-            assert results == [None]
-            config.remove(1)
+            assert broker.batches == [([peer], None)]  # type: ignore[attr-defined]
+            remove(1)
             writer.close()
         assert [j.key for j in storage.load()] == [2, 3]  # remove flushed at shutdown
 

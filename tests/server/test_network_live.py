@@ -16,10 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gear import constants as c
+from gear.protocol.messages import Priority
 from gear.protocol.packets import request
 from gear.server.broker import BrokerConfig
-from gear.server.compat import Server
-from gear.server.network import JobServer, ServerConfig
+from gear.server.config import ServerConfig
+from gear.server.engine import JobServer
+from gear.server.gear_server import Server, queued_jobs
 from tests.support.raw import connect, read_packet
 
 
@@ -197,7 +199,8 @@ def test_graceful_shutdown_drains_the_broker() -> None:
             await asyncio.wait_for(server.wait_closed(), 5)
             for reader in (cr, wr, ar):  # then the server closed everything
                 assert await asyncio.wait_for(reader.read(), 5) == b""
-            assert [job.arguments for job in server.broker.normal_queue] == [b"queued"]
+            queued = queued_jobs(server.broker, Priority.NORMAL)
+            assert [job.arguments for job in queued] == [b"queued"]
             for writer in (cw, ww, aw):
                 writer.close()
         finally:

@@ -65,6 +65,21 @@ def test_round_trip_every_field_binary_safe(backend: Backend, storage: Storage) 
     assert all(type(field) is bytes for j in loaded for field in (j.function, j.unique, j.data))
 
 
+def test_reducer_round_trips_and_defaults_to_none(backend: Backend, storage: Storage) -> None:
+    jobs = [
+        StoredJob(1, b"count", b"u1", b"data", PRIORITY_NORMAL, 0, b"reduce\x00\xff"),
+        StoredJob(2, b"count", b"u2", b"data", PRIORITY_NORMAL, 0, b""),  # empty, not None
+        job(3),
+    ]
+    assert jobs[2].reducer is None
+    storage.add(jobs)
+    storage.close()
+    loaded = fresh_load(backend)
+    assert loaded == jobs
+    assert type(loaded[0].reducer) is bytes and loaded[1].reducer == b""
+    assert loaded[2].reducer is None
+
+
 def test_empty_uniques_never_collide(backend: Backend, storage: Storage) -> None:
     # gearmand's sqlite queue keyed rows on (unique, function) with INSERT OR REPLACE, so the
     # second background job with an empty unique replaced the first (docs/protocol.md §4.1).

@@ -134,6 +134,27 @@ def test_foreign_table_is_refused_and_left_alone(pg_url: str) -> None:
         assert count == (1,)
 
 
+def test_schema_1_table_is_upgraded_in_place(pg_url: str) -> None:
+    """A table written before stored jobs had a reducer keeps its jobs and gains the column."""
+    store = open_pg(pg_url)
+    table = sql.Identifier(store.table)
+    with psycopg.connect(store.conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL(
+            "CREATE TABLE {} (key BIGINT PRIMARY KEY, function BYTEA NOT NULL,"
+            " unique_key BYTEA NOT NULL, priority SMALLINT NOT NULL,"
+            " when_to_run BIGINT NOT NULL, data BYTEA NOT NULL)").format(table))
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS 'geard queue schema 1'").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (7, 'f', 'u', 0, 0, 'd')").format(table))
+    assert store.load() == [StoredJob(7, b"f", b"u", b"d", 0, 0, None)]
+    store.add([StoredJob(8, b"f", b"", b"d", 1, 0, b"r")])
+    store.close()
+    again = open_pg(pg_url)
+    try:
+        assert [j.reducer for j in again.load()] == [None, b"r"]
+    finally:
+        again.close()
+
+
 def test_table_names_are_identifiers_not_sql(postgres_server: PostgresServer) -> None:
     with psycopg.connect(open_pg(postgres_server.url).conninfo, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS queues")

@@ -134,6 +134,29 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
         SqliteStorage(path).load()
 
 
+def test_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A queue written before stored jobs had a reducer keeps its jobs and gains the column."""
+    path = tmp_path / "queue.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE gear_queue (key INTEGER PRIMARY KEY, function BLOB NOT NULL,"
+                     " unique_key BLOB NOT NULL, priority INTEGER NOT NULL,"
+                     " when_to_run INTEGER NOT NULL, data BLOB NOT NULL)")
+        conn.execute("INSERT INTO gear_queue VALUES (7, x'66', x'75', 0, 0, x'64')")
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute("PRAGMA user_version=1")
+    conn.close()
+    store = SqliteStorage(path)
+    assert store.load() == [StoredJob(7, b"f", b"u", b"d", 0, 0, None)]
+    store.add([StoredJob(8, b"f", b"", b"d", 1, 0, b"r")])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    again = SqliteStorage(path)
+    assert [j.reducer for j in again.load()] == [None, b"r"]
+    again.close()
+
+
 def test_tampered_table_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
     store = SqliteStorage(path)
@@ -252,14 +275,15 @@ def test_batches_store_every_field_in_its_column(tmp_path: Path) -> None:
     # for every padded statement size (1, a power of two, one above it).
     storage = SqliteStorage(tmp_path / "q.db")
     storage.load()
-    jobs = [StoredJob(k, b"fn%d" % k, b"u\x00%d" % k, b"\xff\x00data %d" % k, k % 3, 1000 + k)
+    jobs = [StoredJob(k, b"fn%d" % k, b"u\x00%d" % k, b"\xff\x00data %d" % k, k % 3, 1000 + k,
+                      b"r\x00%d" % k if k % 2 else None)
             for k in range(1, 19)]
     for batch in (jobs[:1], jobs[1:9], jobs[9:]):
         storage.add(batch)
     storage.close()
     with sqlite3.connect(tmp_path / "q.db") as conn:
-        rows = conn.execute("SELECT key, function, unique_key, data, priority, when_to_run "
-                            "FROM gear_queue ORDER BY key").fetchall()
+        rows = conn.execute("SELECT key, function, unique_key, data, priority, when_to_run, "
+                            "reducer FROM gear_queue ORDER BY key").fetchall()
     assert rows == [tuple(j) for j in jobs]
     assert all(type(r[1]) is type(r[2]) is type(r[3]) is bytes for r in rows)  # BLOBs
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from gear.errors import InvalidDataError
 from gear.protocol.messages import int_or_zero
 
-#: Commands whose success reply is a list ended by a line holding only "." (reference 2.2).
+#: Commands whose success reply is a list ended by a line holding only "." (docs/protocol.md §2.2).
 MULTILINE_COMMANDS = frozenset(
     {b"status", b"workers", b"show jobs", b"show unique jobs", b"prioritystatus", b"acl list"}
 )
@@ -27,7 +27,7 @@ def admin_command(command: str | bytes, *args: str | bytes, crlf: bool = False) 
 
     The line ends with ``\\n`` (what gear sends), or with ``\\r\\n`` when ``crlf`` is set, as
     gearadmin sends it: gearmand's ``create function`` drops the last character of the name
-    after a bare ``\\n`` (reference 2.2), and every command accepts ``\\r\\n`` (2.1).
+    after a bare ``\\n`` (docs/protocol.md §2.2), and every command accepts ``\\r\\n`` (2.1).
     """
     parts = [p.encode("utf-8") if isinstance(p, str) else p for p in (command, *args)]
     for p in parts:
@@ -88,8 +88,8 @@ class AdminReply:
 def parse_admin_error(line: bytes) -> tuple[bytes, bytes] | None:
     """``(code, text)`` of an ``ERR <code> <text>`` reply line, or None for any other line.
 
-    gearmand's text is ``+``-separated and may be missing (``ERR UNKNOWN_JOB``, reference 2.2);
-    it is returned as sent. ``code`` is the first word after ``ERR``.
+    gearmand's text is ``+``-separated and may be missing (``ERR UNKNOWN_JOB``,
+    docs/protocol.md §2.2); it is returned as sent. ``code`` is the first word after ``ERR``.
     """
     if not line.startswith(b"ERR"):
         return None

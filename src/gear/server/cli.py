@@ -70,7 +70,7 @@ def default_data_dir() -> Path:
 
 
 def _version() -> str:
-    from gear import __version__
+    from gear._version import __version__
 
     return __version__
 
@@ -309,7 +309,7 @@ def _statsd_from_env() -> Any:
     host = os.environ.get("STATSD_HOST")
     if not host:
         return None
-    from gear.server.metrics import Metrics
+    from gear.server.observe.statsd import Metrics
 
     return Metrics(
         host, int(os.environ.get("STATSD_PORT", "8125")), os.environ.get("STATSD_PREFIX") or None
@@ -369,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pidfile = str(data_dir / per_port("geard.pid", args.port))
     try:
         from gear.server.broker import BrokerConfig
-        from gear.server.network import ServerConfig, build_ssl_context, run_server
+        from gear.server.config import ServerConfig
+        from gear.server.engine import run_server
+        from gear.server.transport import build_ssl_context
 
         queue = _queue_url(args, data_dir)
         if queue.startswith("sqlite:///") or args.log_file is None or pidfile:

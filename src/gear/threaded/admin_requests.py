@@ -1,6 +1,6 @@
 """gear's admin (text protocol) request classes, client side and server side.
 
-Owns ``AdminRequest`` and its subclasses (reference/gear-0.16-api.md 3.5) and
+Owns ``AdminRequest`` and its subclasses (docs/gear-compat.md §3.5) and
 ``ServerAdminRequest`` (3.12): the command line each one sends and the ``isComplete`` contract
 the connection's reader relies on: called repeatedly with the *whole* accumulated buffer, it
 returns ``(False, None)`` until the reply is complete, then ``(True, remainder)`` and sets
@@ -68,8 +68,8 @@ class AdminRequest:
         if self.single_line:
             return self._completeLine(data)
         # When a list reply ends (a "." line, or one "ERR ..." line instead of the list) is
-        # decided by admin_text.AdminReply, line by line (reference 2.2). The buffer only grows
-        # between calls, so each call resumes after the last complete line it saw.
+        # decided by admin_text.AdminReply, line by line (docs/protocol.md §2.2). The buffer
+        # only grows between calls, so each call resumes after the last complete line it saw.
         reply = self._reply
         if reply is None:
             reply = self._reply = admin_text.AdminReply(self.command or b"")

@@ -1,6 +1,6 @@
 """The storage contract every backend implements, and the record it stores.
 
-Owns: :class:`StoredJob` (what survives a restart: reference/gearman-protocol.md 4.1, plus our
+Owns: :class:`StoredJob` (what survives a restart: docs/protocol.md §4.1, plus our
 own key so that jobs with an empty unique never overwrite each other) and :class:`Storage` (the
 backend interface). Backends live beside this file; the group-commit writer that drives them from
 the event loop is ``writer.py``.
@@ -8,7 +8,7 @@ the event loop is ``writer.py``.
 Must not import the broker, the network layer or asyncio: backends are blocking and are run
 off the event loop by the writer.
 
-Semantics (design.md section 3, "durability"):
+Semantics (docs/semantics.md, "Background jobs and durability"):
 
 * ``add`` is durable when it returns: one transaction and one fsync for the whole batch.
 * ``remove`` deletes finished jobs; it may lag (write-behind), so a crash can replay a job that
@@ -24,11 +24,13 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from gear.errors import GearmanError
+from gear.protocol.messages import Priority
 
-#: Priorities as stored (gearmand's numbering, reference 4.2): 0 = high, 1 = normal, 2 = low.
-PRIORITY_HIGH = 0
-PRIORITY_NORMAL = 1
-PRIORITY_LOW = 2
+#: Priorities as stored: :class:`~gear.protocol.messages.Priority`, gearmand's numbering
+#: (docs/protocol.md §4.2): 0 = high, 1 = normal, 2 = low. The names are aliases of its members.
+PRIORITY_HIGH = Priority.HIGH
+PRIORITY_NORMAL = Priority.NORMAL
+PRIORITY_LOW = Priority.LOW
 
 
 class StorageError(GearmanError):
@@ -44,7 +46,8 @@ class StoredJob(NamedTuple):
 
     ``key`` is assigned by the server, unique among stored jobs, and never reused while the
     store holds it (the server starts its counter above the largest key ``load`` returned).
-    ``when`` is the Unix time an epoch job becomes runnable, 0 for "now".
+    ``when`` is the Unix time an epoch job becomes runnable, 0 for "now". ``reducer`` is the
+    reducer of a SUBMIT_REDUCE_JOB_BACKGROUND job (handed out by GRAB_JOB_ALL), else None.
 
     A NamedTuple rather than a frozen dataclass: one is built per durable submit on the event
     loop, and a tuple is about five times cheaper to construct (measured: ~0.2 us vs ~1 us).
@@ -56,6 +59,7 @@ class StoredJob(NamedTuple):
     data: bytes
     priority: int = PRIORITY_NORMAL
     when: int = 0
+    reducer: bytes | None = None
 
 
 class Storage(abc.ABC):

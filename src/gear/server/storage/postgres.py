@@ -12,8 +12,10 @@ What it guarantees, and how:
 * One transaction per batch (``executemany``, which psycopg pipelines into one round trip) and
   PostgreSQL's ``synchronous_commit`` default: COMMIT returns after the WAL is flushed. Deletes
   are write-behind, so their transaction runs with ``synchronous_commit = off``.
-* Our own ``key BIGINT PRIMARY KEY``; function, unique and data are ``BYTEA`` (binary-safe), so
-  empty uniques never collide (docs/protocol.md §4.1).
+* Our own ``key BIGINT PRIMARY KEY``; function, unique, data and reducer are ``BYTEA``
+  (binary-safe), so empty uniques never collide (docs/protocol.md §4.1).
+* The table's comment names its schema version; a table of version 1 (no ``reducer`` column) is
+  upgraded in place at :meth:`load`.
 * A lost connection (server restart, network cut) is reconnected on the next batch. gearmand 1.1
   never reconnected (#390). If a stale connection fails *before* COMMIT was sent, nothing was
   written, so the batch is retried once on a fresh connection; if that fails too, or the failure
@@ -43,8 +45,10 @@ from gear.server.storage.base import Storage, StorageError, StorageLockedError, 
 
 log = logging.getLogger("gear.server.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MARKER = f"geard queue schema {SCHEMA_VERSION}"
+#: Markers of our older schemas -> the statement that upgrades them to the next version.
+_UPGRADES = {"geard queue schema 1": "ALTER TABLE {} ADD COLUMN reducer BYTEA"}
 DEFAULT_TABLE = "gear_queue"
 
 
@@ -85,8 +89,8 @@ class PostgresStorage(Storage):
         # Names this instance's sessions, so that a stale one can be told from another server's.
         self._app_name = f"geard queue {socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._insert = sql.SQL(
-            "INSERT INTO {} (key, function, unique_key, priority, when_to_run, data) "
-            "VALUES (%s, %s, %s, %s, %s, %s)").format(self._table)
+            "INSERT INTO {} (key, function, unique_key, priority, when_to_run, data, reducer) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)").format(self._table)
         self._delete = sql.SQL("DELETE FROM {} WHERE key = ANY(%s)").format(self._table)
 
     def __repr__(self) -> str:
@@ -188,7 +192,7 @@ class PostgresStorage(Storage):
             self._ensure_table(conn)
             rows = conn.execute(
                 self._pg.sql.SQL(
-                    "SELECT key, function, unique_key, priority, when_to_run, data "
+                    "SELECT key, function, unique_key, priority, when_to_run, data, reducer "
                     "FROM {} ORDER BY key").format(self._table)).fetchall()
             conn.commit()
         except StorageError:
@@ -198,8 +202,8 @@ class PostgresStorage(Storage):
             self._drop_connection()
             raise self._fail("cannot read the queue", exc) from exc
         return [StoredJob(int(key), bytes(function), bytes(unique), bytes(data), int(priority),
-                          int(when))
-                for key, function, unique, priority, when, data in rows]
+                          int(when), None if reducer is None else bytes(reducer))
+                for key, function, unique, priority, when, data, reducer in rows]
 
     def _ensure_table(self, conn: Any) -> None:
         sql = self._pg.sql
@@ -213,11 +217,17 @@ class PostgresStorage(Storage):
                 " unique_key BYTEA NOT NULL,"
                 " priority SMALLINT NOT NULL CHECK (priority IN (0, 1, 2)),"
                 " when_to_run BIGINT NOT NULL,"
-                " data BYTEA NOT NULL)").format(self._table))
+                " data BYTEA NOT NULL,"
+                " reducer BYTEA)").format(self._table))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 self._table, sql.Literal(_MARKER)))
             return
         comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()[0]
+        if comment in _UPGRADES:  # our older schema: upgrade it (in load's transaction)
+            conn.execute(sql.SQL(_UPGRADES[comment]).format(self._table))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                self._table, sql.Literal(_MARKER)))
+            return
         if comment != _MARKER:
             raise self._fail(
                 f"table {name} exists but is not a geard queue (comment {comment!r}, expected "
@@ -226,7 +236,8 @@ class PostgresStorage(Storage):
     def add(self, jobs: Sequence[StoredJob]) -> None:
         if not jobs:
             return
-        rows = [(j.key, j.function, j.unique, j.priority, j.when, j.data) for j in jobs]
+        rows = [(j.key, j.function, j.unique, j.priority, j.when, j.data, j.reducer)
+                for j in jobs]
         self._run_batch(f"store {len(rows)} job(s)", self._insert, rows, durable=True)
 
     def remove(self, keys: Sequence[int]) -> None:

@@ -22,11 +22,12 @@ Durability choices (the point of this backend):
 * Our own ``key INTEGER PRIMARY KEY``: gearmand keyed its table on (unique, function) and used
   ``INSERT OR REPLACE``, so two background jobs with an empty unique overwrote each other
   (docs/protocol.md §4.1). A plain ``INSERT`` on our key can never overwrite.
-* Function, unique and data are BLOBs: Gearman fields are bytes, never text.
+* Function, unique, data and reducer are BLOBs: Gearman fields are bytes, never text.
 * The file is identified by ``PRAGMA application_id`` and versioned by ``PRAGMA user_version``.
   Anything else (a gearmand queue, another application's database, a newer schema, a corrupt or
   read-only file) makes :meth:`load` raise :class:`StorageError` naming the file: the server must
-  refuse to start rather than run without the jobs it promised to keep.
+  refuse to start rather than run without the jobs it promised to keep. An older schema of ours
+  is upgraded in place at :meth:`load` (version 1 had no ``reducer`` column).
 * Only one server may use a file: an exclusive ``flock`` on the database file (independent of
   SQLite's own POSIX locks, so the ``sqlite3`` shell can still read the queue while we run).
 """
@@ -52,9 +53,11 @@ except ImportError:  # pragma: no cover - Windows
 #: ``PRAGMA application_id`` of our queue files: b"GEAR" as a big-endian integer.
 APPLICATION_ID = 0x47454152
 #: ``PRAGMA user_version`` of the schema this code reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLE = "gear_queue"
-_COLUMNS = ("key", "function", "unique_key", "priority", "when_to_run", "data")
+_COLUMNS = ("key", "function", "unique_key", "priority", "when_to_run", "data", "reducer")
+#: Version 1 -> 2: the reducer of a background reduce job (NULL for every other job).
+_UPGRADES = {1: f"ALTER TABLE {TABLE} ADD COLUMN reducer BLOB"}
 
 # No CHECK constraints: they cost a third of the insert time; load() validates every row.
 _SCHEMA = f"""
@@ -64,7 +67,8 @@ CREATE TABLE {TABLE} (
     unique_key  BLOB    NOT NULL,
     priority    INTEGER NOT NULL,
     when_to_run INTEGER NOT NULL,
-    data        BLOB    NOT NULL
+    data        BLOB    NOT NULL,
+    reducer     BLOB
 )
 """
 #: Largest number of rows per INSERT statement (a power of two; lowered at open() when the
@@ -74,12 +78,13 @@ MAX_ROWS_PER_INSERT = 2048
 
 @functools.lru_cache(maxsize=32)
 def _insert_rows(count: int) -> str:
-    # VALUES rows are named column1..column6 and take a StoredJob's fields in its own order
-    # (key, function, unique, data, priority, when), so a batch binds the flattened records
-    # with no per-job Python work; padding rows are all NULL and filtered out.
-    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * count)
-    return (f"INSERT INTO {TABLE} (key, function, unique_key, data, priority, when_to_run) "
-            "SELECT column1, column2, column3, column4, column5, column6 "
+    # VALUES rows are named column1..column7 and take a StoredJob's fields in its own order
+    # (key, function, unique, data, priority, when, reducer), so a batch binds the flattened
+    # records with no per-job Python work; padding rows are all NULL and filtered out.
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (f"INSERT INTO {TABLE} "
+            "(key, function, unique_key, data, priority, when_to_run, reducer) "
+            "SELECT column1, column2, column3, column4, column5, column6, column7 "
             f"FROM (VALUES {values}) WHERE column1 IS NOT NULL")
 
 
@@ -103,7 +108,13 @@ _NULLS: list[object] = [None] * len(_COLUMNS)  # one padding row's parameters
 _WIDTH = len(StoredJob._fields)
 #: Positions of a StoredJob's byte strings (function, unique, data).
 _BLOB_COLUMNS = (1, 2, 3)
+#: Position of its reducer: bytes or None.
+_REDUCER_COLUMN = 6
 _copy: Callable[[Any], object] = bytearray
+
+
+def _copy_reducer(value: Any) -> object:
+    return None if value is None else bytearray(value)
 
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} ORDER BY key"
 
@@ -235,6 +246,9 @@ class SqliteStorage(Storage):
             raise self._fail(
                 f"not a geard queue database (application_id {app_id:#x}, tables "
                 f"{', '.join(tables) or 'none'}){hint}; refusing to use it")
+        while version in _UPGRADES and version < SCHEMA_VERSION:  # our older schema: upgrade
+            conn.execute(_UPGRADES[version])
+            version += 1
         if version != SCHEMA_VERSION:
             raise self._fail(
                 f"queue schema version {version}, this geard reads version {SCHEMA_VERSION}")
@@ -247,12 +261,13 @@ class SqliteStorage(Storage):
         conn = self._require()
         jobs: list[StoredJob] = []
         try:
-            for key, function, unique, priority, when, data in conn.execute(_SELECT):
+            for key, function, unique, priority, when, data, reducer in conn.execute(_SELECT):
                 if (not isinstance(key, int) or priority not in (0, 1, 2)
                         or not isinstance(when, int)):
                     raise self._fail(f"invalid row with key {key!r}")
                 jobs.append(StoredJob(key, _blob(function), _blob(unique), _blob(data),
-                                      priority, when))
+                                      priority, when,
+                                      None if reducer is None else _blob(reducer)))
         except sqlite3.Error as exc:
             # Never a partial list: a half-read queue would silently drop jobs.
             raise self._fail(_explain(exc), exc) from exc
@@ -330,6 +345,9 @@ class SqliteStorage(Storage):
         # then waits for; the copy costs a third of that. Measured: 1.16 -> 0.44 us per row.
         for column in _BLOB_COLUMNS:
             params[column::_WIDTH] = map(_copy, params[column::_WIDTH])
+        reducers = params[_REDUCER_COLUMN::_WIDTH]
+        if reducers.count(None) != len(reducers):  # NULLs bind as they are (the common case)
+            params[_REDUCER_COLUMN::_WIDTH] = map(_copy_reducer, reducers)
         if size > len(jobs):
             params += _NULLS * (size - len(jobs))
         conn.execute(_insert_rows(size), params)

@@ -17,8 +17,8 @@ import gear
 from gear import constants as c
 from gear.errors import GearmanError
 from gear.protocol.packets import request
-from gear.server.compat import Server
-from tests.server.test_network_tls import PKI, make_pki
+from gear.server.gear_server import Server
+from tests.support.pki import PKI, make_pki
 from tests.support.raw import connect, read_packet
 
 
@@ -88,6 +88,24 @@ def test_queue_views_follow_the_jobs(server: Server) -> None:
     assert any(b"fn" in peer.functions for peer in server.active_connections)
 
 
+def test_jobs_and_connections_carry_gears_server_names(server: Server) -> None:
+    client = connect(server.port)
+    client.sendall(request(c.SUBMIT_JOB, b"fn", b"u", b"x"))
+    handle = read_packet(client)[1][0]
+    worker = connect(server.port)
+    worker.sendall(request(c.CAN_DO, b"fn") + request(c.GRAB_JOB_UNIQ))
+    assert read_packet(worker)[0] == c.JOB_ASSIGN_UNIQ
+    job = server.jobs[handle]
+    conns = server.active_connections
+    runner = next(conn for conn in conns if b"fn" in conn.functions)
+    submitter = next(conn for conn in conns if conn != runner)
+    assert job.running and job.worker_connection == runner and job.client_connection == submitter
+    assert list(runner.related_jobs) == [handle] and list(submitter.related_jobs) == [handle]
+    assert runner.related_jobs[handle] == job and job in server.jobs.values()
+    job.waiting = True  # what Zuul's servers set on their jobs: kept on the job
+    assert server.jobs[handle].waiting is True
+
+
 class HoldingServer(Server):
     """Zuul-style: jobs whose name starts with ``hold:`` stay queued while ``hold`` is set."""
 
@@ -130,7 +148,7 @@ def test_getJobForConnection_override_decides_what_a_worker_gets() -> None:
 
 
 def test_statsd_reports_gears_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gear.server.metrics.GAUGE_INTERVAL", 0.05)
+    monkeypatch.setattr("gear.server.observe.statsd.GAUGE_INTERVAL", 0.05)
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(5)
@@ -235,6 +253,26 @@ class MassDoServer(Server):
             raise RuntimeError("a bug in the override")
         else:
             super().handlePacket(packet)
+
+
+def test_statsd_times_a_handlePacket_override_and_its_own_types() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    srv = MassDoServer(0, host="127.0.0.1", statsd_host="127.0.0.1",
+                       statsd_port=receiver.getsockname()[1], statsd_prefix="s")
+    try:
+        worker = connect(srv.port)
+        worker.sendall(_raw(MASS_DO, b"a\x00b") + request(c.ECHO_REQ, b"x"))
+        assert read_packet(worker) == (MASS_DONE, [b"2"])  # the override handled its type
+        assert read_packet(worker) == (c.ECHO_RES, [b"x"])
+        assert srv.seen == [MASS_DO, c.ECHO_REQ]
+        seen: set[bytes] = set()
+        while not {b"s.packet.UNKNOWN:1|c", b"s.packet.ECHO_REQ:1|c"} <= seen:
+            seen.update(receiver.recv(4096).splitlines())
+    finally:
+        srv.shutdown()
+        receiver.close()
 
 
 def _raw(ptype: int, body: bytes) -> bytes:

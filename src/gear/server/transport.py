@@ -1,0 +1,344 @@
+"""The job server's transport: sockets, TLS and one :class:`asyncio.Protocol` per connection.
+
+Owns what touches the operating system's sockets, and decides nothing about Gearman:
+
+* :func:`bind_sockets`: bound, listening, non-blocking sockets. IPv4 and IPv6: "all addresses"
+  binds ``0.0.0.0`` and ``::`` (v6-only) on the same port;
+* :class:`Acceptor`: our own accept loop over them. Socket options are set before the transport
+  exists (TCP_NODELAY and SO_KEEPALIVE on every accepted socket, plus the keepalive tunables when
+  asked: gearmand only applied them to the listening socket before 2.0, docs/protocol.md §3.17),
+  and each transport is built by the event loop, with the TLS handshake under a timeout, so a
+  silent client never blocks anyone (gear and gearmand block, docs/protocol.md §3.16 /
+  docs/gear-compat.md §3.13);
+* :func:`build_ssl_context` and :func:`peer_common_name`: key+cert+ca is mutual TLS like gear
+  (CERT_REQUIRED, the client certificate's CN becomes the peer's ``ssl_subject`` for ACLs);
+  key+cert alone is server-only TLS;
+* :class:`_Connection`: moves a connection's bytes to its host and back-pressure to its
+  transport (a peer whose unsent output passes a high-water mark stops being read until it
+  drains, so one slow reader cannot grow server memory without bound).
+
+The transport knows its host only through :class:`ConnectionHost` (declared here, implemented
+by :class:`gear.server.engine.JobServer`), never the engine or the broker: every latency policy
+(when to write, how to feed a large read) is the host's.
+
+Must not import the engine, the broker, admin, storage, the CLI or the threaded API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from gear.errors import ConfigurationError
+from gear.server.config import DEFAULT_HIGH_WATER, TLS_HANDSHAKE_TIMEOUT, ServerConfig
+
+log = logging.getLogger("gear.server")
+
+
+def build_ssl_context(key: str | None, cert: str | None, ca: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plaintext.
+
+    key+cert+ca: mutual TLS (CERT_REQUIRED against ``ca``), the model gear uses; key+cert: TLS
+    without client certificates (what gearmand does, docs/protocol.md §3.16). A CA without key
+    and cert, or only one of key/cert, is a configuration error rather than a silent plaintext
+    server (gearmand's Debian build serves plaintext when asked for TLS, docs/protocol.md §3.16
+    / #207).
+    """
+    if not (key or cert or ca):
+        return None
+    if not (key and cert):
+        raise ConfigurationError("TLS needs both a key and a certificate (--ssl-key, --ssl-cert)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+        if ca:
+            ctx.load_verify_locations(ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load TLS key/certificates: {exc}") from exc
+    return ctx
+
+
+def peer_common_name(cert: dict[str, Any] | None) -> str | None:
+    """The last commonName of a peer certificate's subject (what gear's ServerConnection uses)."""
+    if not cert:
+        return None
+    cn = None
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                cn = value
+    return cn
+
+
+def socket_options(config: ServerConfig) -> list[tuple[int, int, int]]:
+    """``setsockopt`` arguments for every accepted socket: TCP_NODELAY, SO_KEEPALIVE and, when
+    ``config.keepalive`` is set, the keepalive tunables this platform has."""
+    opts = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    ]
+    if config.keepalive:
+        for name, value in (
+            ("TCP_KEEPIDLE", config.tcp_keepidle),
+            ("TCP_KEEPINTVL", config.tcp_keepintvl),
+            ("TCP_KEEPCNT", config.tcp_keepcnt),
+        ):
+            opt = getattr(socket, name, None)
+            if opt is not None:
+                opts.append((socket.IPPROTO_TCP, opt, int(value)))
+    return opts
+
+
+def bind_sockets(host: str | None, port: int, backlog: int) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for ``host`` (None/"" = all IPv4 and IPv6).
+
+    With several addresses and port 0 every socket gets the port the first one picked, so a
+    client reaches the same server on 127.0.0.1 and ::1.
+    """
+    if host in (None, "", "*"):
+        candidates: list[tuple[int, str]] = [(int(socket.AF_INET), "0.0.0.0")]
+        if socket.has_ipv6:
+            candidates.append((int(socket.AF_INET6), "::"))
+    else:
+        infos = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+        candidates = []
+        for fam, _type, _proto, _canon, sa in infos:
+            item = (int(fam), str(sa[0]))
+            if item not in candidates:
+                candidates.append(item)
+    socks: list[socket.socket] = []
+    errors: list[OSError] = []
+    try:
+        for family, addr in candidates:
+            sock = socket.socket(socket.AddressFamily(family), socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    # Separate v4 and v6 sockets: peers show their real IPv4 address, not ::ffff:.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                bind_port = socks[0].getsockname()[1] if socks else port
+                sock.bind((addr, bind_port))
+                sock.listen(backlog)
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                # A host without IPv6 (or without that address) still serves the others.
+                if exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL) and len(candidates) > 1:
+                    errors.append(exc)
+                    continue
+                raise
+            socks.append(sock)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    if not socks:
+        raise errors[0] if errors else OSError(errno.EADDRNOTAVAIL, "no address to listen on")
+    return socks
+
+
+class PeerHandle(Protocol):
+    """What the transport reads of the host's per-connection object."""
+
+    #: Set when the connection is to be closed once its output is written: no more reading.
+    closing: bool
+
+
+class ConnectionHost(Protocol):
+    """What a :class:`_Connection` calls, all on the event loop thread.
+
+    ``peer_data`` is the hot path: it is called once per read with the bytes as received, and
+    it is the host's to decide how to feed them and when to write the replies.
+    """
+
+    def peer_connected(
+        self, conn: _Connection, host: str, port: int, fd: int, ssl_subject: str | None
+    ) -> PeerHandle | None:
+        """A connection is up: its peer object, or None to refuse it (the transport aborts)."""
+        ...
+
+    def peer_data(self, peer: Any, data: bytes) -> None:
+        """``data`` arrived from ``peer`` (never called once ``peer.closing`` is set)."""
+        ...
+
+    def peer_eof(self) -> None:
+        """A peer half-closed: write what its last requests produced before the close."""
+        ...
+
+    def peer_lost(self, peer: Any, exc: Exception | None) -> None:
+        """The connection of ``peer`` is gone."""
+        ...
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection: moves bytes between its transport and its host."""
+
+    __slots__ = ("_data", "_high_water", "_host", "_tls", "peer", "transport")
+
+    def __init__(
+        self, host: ConnectionHost, tls: bool = False, high_water: int = DEFAULT_HIGH_WATER
+    ) -> None:
+        self._host = host
+        # Bound once: data_received is the hot path, one call into the host per read.
+        self._data = host.peer_data
+        self._tls = tls
+        self._high_water = high_water
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it: no isinstance.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        peername = transport.get_extra_info("peername") or ("", 0)
+        subject = peer_common_name(transport.get_extra_info("peercert")) if self._tls else None
+        transport.set_write_buffer_limits(high=self._high_water)
+        peer = self._host.peer_connected(self, str(peername[0]), int(peername[1]), fd, subject)
+        if peer is None:  # accepted just before the listener closed, during shutdown
+            transport.abort()
+            return
+        self.peer = peer
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None or peer.closing:
+            return
+        self._data(peer, data)
+
+    def eof_received(self) -> bool:
+        # The peer half-closed (``echo status | nc -N host 4730``): send the replies its last
+        # requests produced (the flush is otherwise deferred to the end of this loop pass),
+        # then close like gearmand; returning False makes the transport close after writing.
+        self._host.peer_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is None:
+            return
+        self.peer = None
+        self._host.peer_lost(peer, exc)
+
+    # Backpressure (asyncio calls these around the write-buffer limits set in connection_made):
+    # stop reading a peer we cannot write to, so its requests stop generating replies.
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+class Acceptor:
+    """The accept loop over a server's listening sockets.
+
+    Our own loop rather than ``loop.create_server``: socket options are set before the
+    transport exists, and stopping is exact (asyncio 3.11 leaks a socket accepted in the same
+    iteration as Server.close(): its transport setup asserts and is lost).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: ConnectionHost,
+        config: ServerConfig,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        debug: bool = False,
+    ) -> None:
+        self._loop = loop
+        self._ssl = ssl_context
+        self._options = socket_options(config)
+        tls = ssl_context is not None
+        high_water = config.write_high_water
+        self._factory: Callable[[], _Connection] = lambda: _Connection(host, tls, high_water)
+        self._debug = debug
+        self._listeners: list[socket.socket] = []
+        self._setups: set[asyncio.Task[None]] = set()
+        self._stopped = False
+        #: (host, port) of every listening socket, in bind order.
+        self.addresses: list[tuple[str, int]] = []
+
+    def listen(self, socks: list[socket.socket]) -> None:
+        """Start accepting on ``socks`` (from :func:`bind_sockets`); they are ours to close."""
+        for sock in socks:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+            self._listeners.append(sock)
+            addr = sock.getsockname()
+            self.addresses.append((str(addr[0]), int(addr[1])))
+
+    def _accept(self, listener: socket.socket) -> None:
+        """The listening socket is readable: accept what is waiting (bounded per wake-up)."""
+        loop = self._loop
+        for _ in range(64):
+            try:
+                conn, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: stop accepting for a moment instead of spinning.
+                    log.error("cannot accept connections: %s", exc)
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(0.5, self._resume_accept, listener)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # that peer gave up before we accepted it
+                raise
+            conn.setblocking(False)
+            try:
+                for level, opt, value in self._options:
+                    conn.setsockopt(level, opt, value)
+            except OSError:  # already reset by the peer: the transport will notice
+                pass
+            task = loop.create_task(self._setup(conn))
+            self._setups.add(task)
+            task.add_done_callback(self._setups.discard)
+
+    def _resume_accept(self, listener: socket.socket) -> None:
+        if not self._stopped and listener.fileno() >= 0:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    async def _setup(self, conn: socket.socket) -> None:
+        """Build the transport of one accepted socket; with TLS, this includes the handshake,
+        driven by the loop with a timeout (it never blocks other connections)."""
+        try:
+            await self._loop.connect_accepted_socket(
+                self._factory,
+                conn,
+                ssl=self._ssl,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl else None,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            # A failed TLS handshake (no/unknown client certificate, plaintext on a TLS port,
+            # silence until the timeout) or a peer gone early: only this socket is affected.
+            if self._debug:
+                log.debug("connection setup failed: %r", exc)
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop accepting and close the listening sockets (idempotent)."""
+        self._stopped = True
+        for listener in self._listeners:
+            if listener.fileno() >= 0:
+                self._loop.remove_reader(listener.fileno())
+                listener.close()
+
+    async def drop_setups(self) -> None:
+        """Cancel the connections still being set up (TLS handshakes in progress)."""
+        for task in list(self._setups):
+            task.cancel()
+        if self._setups:
+            await asyncio.gather(*self._setups, return_exceptions=True)
