@@ -81,6 +81,10 @@ def test_status_admin_request_on_every_connection(
 ) -> None:
     client, worker = pair
     worker.registerFunction("counted")
+    # CAN_DO travels on the worker's connection and the status request on the client's: an
+    # echo on the worker's connection is answered only after its CAN_DO was handled.
+    for connection in worker.active_connections:
+        connection.echo(timeout=10)
     client.submitJob(gear.TextJob("counted", "x"), background=True)
     rows: dict[str, list[int]] = {}
     for connection in client.active_connections:
