@@ -32,7 +32,8 @@ def check(net: Net) -> None:
         assert f.running == sum(j.state == b.JobState.RUNNING for j in mine)
         assert f.waiting == sum(j.state == b.JobState.WAITING for j in mine)
         queued = [j for j in mine if j.state == b.JobState.QUEUED]
-        assert sum(len(q) for q in f.queues) == len(queued)
+        assert sum(len(q) - q.dead for q in f.queues) == len(queued)
+        assert all(q[0].state == b.JobState.QUEUED for q in f.queues if q)  # a live head
         for p, queue in enumerate(f.queues):
             seqs = [j.seq for j in queue]
             assert seqs == sorted(seqs)

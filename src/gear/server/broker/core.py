@@ -374,6 +374,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         queue = f.queues[job.priority]
         if queue[0] is job:
             queue.popleft()
+            if queue.dead:  # keep the head live (JobQueue)
+                queue.purge()
         else:  # an overriding take_job chose a job deeper in the queue
             queue.remove(job)
         job.state = RUNNING
@@ -529,7 +531,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         job.clients = [p for p in job.clients if p is not peer]
         peer.client_jobs.pop(job, None)
         if job.orphaned and job.state is QUEUED:
-            job.function.queues[job.priority].remove(job)
+            job.function.queues[job.priority].forget(job)  # O(1): no scan of the queue
             self._finish(job, Outcome.ORPHANED)
         # A running job goes on; its results reach nobody and it is forgotten when it ends.
 
@@ -547,7 +549,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         if state is HELD or job.ignore:
             return False
         if state is QUEUED:
-            job.function.queues[job.priority].remove(job)
+            job.function.queues[job.priority].forget(job)
         elif state is WAITING:
             job.function.waiting -= 1
         self._finish(job, CANCELLED, res(_WORK_FAIL, job.handle))
