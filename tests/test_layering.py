@@ -155,6 +155,26 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         ("gear.server.gear_server",),
     ),
     (
+        "the harp protocol, records and service do no I/O",
+        ("gear.server.harp.protocol", "gear.server.harp.records", "gear.server.harp.service"),
+        IO_MODULES,
+        (),
+    ),
+    (
+        "the harp side uses the broker's face, never the engine, admin or the package face",
+        ("gear.server.harp",),
+        ("gear.server.engine", "gear.server.admin", "gear.server.broker.core",
+         "gear.server.cli", "gear"),
+        (),
+    ),
+    (
+        "nothing below the engine imports the harp side",
+        ("gear.server.broker", "gear.server.admin", "gear.server.storage",
+         "gear.server.transport", "gear.protocol"),
+        ("gear.server.harp",),
+        (),
+    ),
+    (
         "the socket helpers import nothing above them",
         ("gear.net",),
         ("gear.protocol", "gear.threaded", "gear.aio", "gear.server", "gear"),

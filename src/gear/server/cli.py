@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acl", dest="acl", metavar="PATH", default=None,
                    help="path to ACL file (INI: [<certificate CN>] register=, invoke=, grant=); "
                    "needs --ssl-key, --ssl-cert and --ssl-ca")
+    p.add_argument("--harp-port", dest="harp_port", type=int, default=None, metavar="PORT",
+                   help="also serve HarpCaller's JSON-lines protocol on PORT (docs/harp.md; "
+                   "default off; TLS with the --ssl-* options when given)")
+    p.add_argument("--harp-address", dest="harp_address", default="127.0.0.1",
+                   help="address of the harp port (default 127.0.0.1)")
+    p.add_argument("--harp-retention", dest="harp_retention", type=float,
+                   default=604800, metavar="SECONDS",
+                   help="keep an ended harp call's record this long (default 604800: 7 days)")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -402,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_packet_size=args.max_packet_size,
             queue=queue,
             shutdown_timeout=args.shutdown_timeout,
+            harp_port=args.harp_port,
+            harp_host=args.harp_address,
+            harp_retention=args.harp_retention,
         )
         bkw: dict[str, Any] = {
             "job_retries": args.job_retries,

@@ -50,3 +50,9 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     write_high_water: int = DEFAULT_HIGH_WATER
     backlog: int = DEFAULT_BACKLOG
+    #: HarpCaller's protocol on this port (docs/harp.md); None: off. 0 picks a free one.
+    harp_port: int | None = None
+    #: Address of the harp port (HarpCaller's dispatcher listens on localhost by default).
+    harp_host: str | None = "127.0.0.1"
+    #: Seconds an ended harp call's record is kept (default 7 days).
+    harp_retention: float = 7 * 24 * 3600.0

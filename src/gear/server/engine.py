@@ -97,6 +97,8 @@ class JobServer:
         self.refusing = False
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        #: The HarpCaller port (``--harp-port``), when configured.
+        self.harp: Any = None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -159,11 +161,38 @@ class JobServer:
             ) from exc
         self._acceptor = Acceptor(loop, self, self.config, self.ssl_context, debug=self.debug)
         self._acceptor.listen(socks)
+        if self.config.harp_port is not None:
+            await self._start_harp()
         for host, port in self.addresses:
             log.info("listening on %s port %d%s", host, port, " (TLS)" if self.ssl_context else "")
         if self.metrics is not None:
             self.metrics.start(self, loop)
         self.after_broker_call()
+
+    async def _start_harp(self) -> None:
+        """The HarpCaller port (docs/harp.md), beside the Gearman one."""
+        from gear.server.harp.listener import HarpListener
+
+        self.harp = HarpListener(self.broker, self.connections, self.after_broker_call,
+                                 self.config.harp_retention)
+        try:
+            addresses = await self.harp.listen(self.config.harp_host, self.config.harp_port or 0,
+                                               self.config.backlog, self.ssl_context)
+        except OSError as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            await self._close_storage()
+            raise ServerStartError(
+                f"cannot listen on {self.config.harp_host or '*'}:{self.config.harp_port}"
+                f" (harp): {exc}") from exc
+        for host, port in addresses:
+            log.info("harp port on %s port %d%s", host, port,
+                     " (TLS)" if self.ssl_context else "")
+
+    @property
+    def harp_port(self) -> int | None:
+        """The harp port listened on (resolved when 0 was asked for), or None."""
+        harp = self.harp
+        return harp.addresses[0][1] if harp is not None and harp.addresses else None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -382,6 +411,8 @@ class JobServer:
         log.info("shutting down (%s)", "graceful" if graceful else "immediate")
         if self._acceptor is not None:
             self._acceptor.stop()
+        if self.harp is not None:
+            await self.harp.close()
         try:
             if graceful and self.broker is not None:
                 # Draining: workers asking for work get NO_JOB, running jobs finish, queued

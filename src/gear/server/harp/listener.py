@@ -1,0 +1,196 @@
+"""The harp port's network side: one asyncio Protocol per HarpCaller connection.
+
+Owns :class:`HarpListener` (binds the harp port, TLS with the server's context, drives the
+service's timers and the link from the broker) and :class:`HarpConnection` (line framing:
+requests answered one at a time, in order; further requests on a connection are served after
+the current one is answered, so HarpCaller's one-request clients and longer sessions both work).
+
+Must not import the engine (the engine imports this) or the broker's internals: it talks to
+:class:`~gear.server.harp.service.HarpService` and to the engine through the callables given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from gear.server.harp.protocol import error_reply
+from gear.server.harp.service import HarpService
+from gear.server.transport import bind_sockets
+
+__all__ = ["MAX_LINE", "HarpConnection", "HarpListener"]
+
+log = logging.getLogger("gear.server.harp")
+
+#: A request line longer than this is answered ``request_too_large`` and the connection closed.
+MAX_LINE = 16 * 1024 * 1024
+
+
+class _LinkTransport:
+    """Stands in for a socket for the service's broker peer: the engine's flush writes to it."""
+
+    def __init__(self, listener: HarpListener) -> None:
+        self.listener = listener
+
+    def write(self, data: bytes) -> None:
+        self.listener.service.deliver(data)
+        self.listener.schedule_process()
+
+    def close(self) -> None:
+        self.listener.unlink()
+
+    abort = close
+
+
+class _Link:
+    """What the engine's ``connections`` maps the service's peer to."""
+
+    def __init__(self, listener: HarpListener) -> None:
+        self.transport = _LinkTransport(listener)
+
+
+class HarpConnection(asyncio.Protocol):
+    """One HarpCaller client connection."""
+
+    def __init__(self, listener: HarpListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.lines: deque[bytes] = deque()
+        self.busy = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.lines.clear()
+        self.listener.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        *lines, rest = buf.split(b"\n")
+        if len(rest) > MAX_LINE:
+            self.lines.clear()
+            self.write(error_reply("request_too_large",
+                                   f"a request line is limited to {MAX_LINE} bytes"))
+            self.done(close=True)
+            return
+        self.buf = rest
+        self.lines.extend(line.rstrip(b"\r") for line in lines)
+        self._next()
+
+    def eof_received(self) -> bool:
+        return True  # half-close: answer what was asked, then close in done()
+
+    def _next(self) -> None:
+        while not self.busy and self.lines and not self.closed:
+            line = self.lines.popleft()
+            if not line.strip():
+                continue
+            self.busy = True
+            try:
+                self.listener.service.handle_line(line, self)
+            except Exception:
+                log.exception("harp request failed: %r", line[:200])
+                self.write(error_reply("internal_error", "geard failed serving the request"))
+                self.done(close=True)
+            self.listener.after_call()
+
+    # -- the service's Sink ------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def done(self, close: bool = False) -> None:
+        self.busy = False
+        if close:
+            self.closed = True
+            self.lines.clear()
+            if self.transport is not None:
+                self.transport.close()
+        elif self.lines and not self.closed:
+            asyncio.get_running_loop().call_soon(self._next)
+
+
+class HarpListener:
+    """The harp port of one job server."""
+
+    def __init__(self, broker: Any, connections: dict[Any, Any],
+                 after_broker_call: Callable[[], None], retention: float) -> None:
+        self._engine_connections = connections
+        self._after_broker_call = after_broker_call
+        self.service = HarpService(broker, time.time, after_broker_call, retention=retention)
+        self.service.rearm = self.schedule_process
+        connections[self.service.link] = _Link(self)
+        self.connections: set[HarpConnection] = set()
+        self.servers: list[asyncio.Server] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._process_pending = False
+
+    async def listen(self, host: str | None, port: int, backlog: int,
+                     ssl_context: ssl.SSLContext | None) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        for sock in bind_sockets(host, port, backlog):
+            server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
+                                              ssl=ssl_context, backlog=backlog)
+            self.servers.append(server)
+        return self.addresses
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for server in self.servers:
+            for sock in server.sockets:
+                out.append(sock.getsockname()[:2])
+        return out
+
+    def after_call(self) -> None:
+        """After each service call: flush the broker's output and re-arm the timer."""
+        self._after_broker_call()
+        deadline = self.service.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            loop = asyncio.get_running_loop()
+            self._timer_at = deadline
+            self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.service.run_timers()
+        self.after_call()
+
+    def schedule_process(self) -> None:
+        if not self._process_pending:
+            self._process_pending = True
+            asyncio.get_running_loop().call_soon(self._process)
+
+    def _process(self) -> None:
+        self._process_pending = False
+        self.service.process()
+        self.after_call()
+
+    def unlink(self) -> None:
+        self._engine_connections.pop(self.service.link, None)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.unlink()

@@ -1,0 +1,414 @@
+"""geard as a HarpCaller dispatcher: HarpCaller calls mapped onto Gearman jobs.
+
+Owns :class:`HarpService`: the request handling of the harp port (docs/harp.md), the mapping of
+a call to host ``H``, procedure ``P`` onto a Gearman job of function ``H/P`` (its data the JSON
+of the arguments, its unique the call's id), the named queues with a concurrency limit and the
+``timeout`` / ``max_exec_time`` timers.
+
+The service is a client of the broker like any other: it owns one broker peer (the *link*,
+``broker.connect``) on which it submits with SUBMIT_JOB and reads JOB_CREATED, WORK_DATA,
+WORK_COMPLETE, WORK_EXCEPTION and WORK_FAIL (the engine writes the link's output to
+:meth:`HarpService.received` as it writes a socket's). Each ``H/P`` function gets a lifecycle
+policy (:class:`_CallPolicy`, ``Broker.set_policy``) that stamps the start time and arms the
+timers, so plain Gearman functions keep the broker's fast path.
+
+Sans-I/O: must not import sockets, asyncio or threads. The network side (``listener.py``)
+gives it lines and a :class:`Sink` per connection, calls :meth:`HarpService.run_timers` at
+:meth:`HarpService.next_deadline` and :meth:`HarpService.process` after each flush; the service
+calls ``kick`` (the engine's flush request) after its broker calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import struct
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gear import constants as c
+from gear.protocol.packets import request
+from gear.server.broker import JobEvents, Outcome
+from gear.server.harp.protocol import BadRequest, Request, encode, invalid_jobid, parse_request
+from gear.server.harp.records import CallRecord, RecordTable
+
+__all__ = ["DEFAULT_RETENTION", "HarpService", "Sink"]
+
+#: How long an ended call's record is kept (seconds): 7 days, HarpCaller's default.
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+_HEADER = struct.Struct(">4sII")
+_TIMEOUT = {"error": {"type": "timeout", "message": "reading result timed out"}}
+_MAX_EXEC = {"error": {"type": "timeout", "message": "maximum execution time exceeded"}}
+_CANCELLED = {"cancelled": True}
+
+
+class Sink(Protocol):
+    """One harp connection, as the service writes to it."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def done(self, close: bool = False) -> None:
+        """The current request is answered; ``close``: close the connection after the write."""
+
+
+class _Queue:
+    __slots__ = ("concurrency", "running", "waiting")
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.running: set[str] = set()
+        self.waiting: deque[CallRecord] = deque()
+
+
+class _CallPolicy(JobEvents):
+    """The lifecycle policy of every ``H/P`` function: start time and timers."""
+
+    def __init__(self, service: HarpService) -> None:
+        self.service = service
+
+    def assigned(self, job: Any, worker: Any) -> None:
+        self.service._started(job)
+
+    def progressed(self, job: Any, kind: int, body: bytes) -> None:
+        if kind == c.WORK_DATA:
+            self.service._progressed(job)
+
+    def finished(self, job: Any, outcome: Outcome) -> None:
+        self.service._outcomes[job.unique] = outcome
+
+
+class HarpService:
+    """The HarpCaller protocol served on a broker (see the module docstring)."""
+
+    def __init__(self, broker: Any, clock: Callable[[], float], kick: Callable[[], None],
+                 retention: float = DEFAULT_RETENTION) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.kick = kick
+        self.records = RecordTable(retention)
+        self.link = broker.connect("harp", 0, -1, None)
+        self._policy = _CallPolicy(self)
+        self._functions: set[bytes] = set()
+        self._pending: deque[CallRecord] = deque()  # submitted, JOB_CREATED not yet read
+        self._by_handle: dict[bytes, CallRecord] = {}
+        self._outcomes: dict[bytes, Outcome] = {}
+        self._queues: dict[str, _Queue] = {}
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._timer_seq = 0
+        self._buf = b""
+        self._inbox: list[bytes] = []
+        self._processing = False
+        #: Called when the earliest deadline moved earlier (the listener re-arms its timer).
+        self.rearm: Callable[[], None] = lambda: None
+        broker.feed(self.link, request(c.OPTION_REQ, b"exceptions"))
+        self._drain()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle_line(self, line: bytes, sink: Sink) -> None:
+        """Serve one request line; the answer goes to ``sink`` (now or, for waits, later)."""
+        try:
+            req = parse_request(line)
+        except BadRequest as exc:
+            sink.write(exc.reply())
+            sink.done(close=True)
+            return
+        getattr(self, "_r_" + req.kind)(req, sink)
+
+    def _r_call(self, req: Request, sink: Sink) -> None:
+        now = self.clock()
+        self.records.prune(now)
+        rec = CallRecord(str(uuid.uuid4()), req.host, req.procedure, req.arguments, req.info,
+                         now)
+        rec.timeout, rec.max_exec_time = req.timeout, req.max_exec_time
+        self.records.add(rec)
+        if req.queue is not None:
+            key = json.dumps(req.queue, sort_keys=True, separators=(",", ":"))
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(req.concurrency)
+            queue.concurrency = req.concurrency
+            rec.queue = key
+            if len(queue.running) >= queue.concurrency:
+                queue.waiting.append(rec)
+            else:
+                queue.running.add(rec.id)
+                self._submit(rec)
+        else:
+            self._submit(rec)
+        sink.write(encode({"harpcaller": 1, "job_id": rec.id}))
+        sink.done()
+
+    def _r_cancel(self, req: Request, sink: Sink) -> None:
+        sink.write(encode({"cancelled": self.cancel(req.job_id)}))
+        sink.done()
+
+    def _r_get_status(self, req: Request, sink: Sink) -> None:
+        rec = self.records.get(req.job_id)
+        sink.write(invalid_jobid() if rec is None else encode(rec.status()))
+        sink.done()
+
+    def _r_get_result(self, req: Request, sink: Sink) -> None:
+        rec = self.records.get(req.job_id)
+        if rec is None:
+            sink.write(invalid_jobid())
+            sink.done()
+        elif rec.ended:
+            sink.write(encode(rec.reply))
+            sink.done()
+        elif not req.wait:
+            sink.write(encode({"no_result": True}))
+            sink.done()
+        else:
+            def on_event(event: tuple[Any, ...]) -> None:
+                if event[0] == "end":
+                    rec.listeners.remove(on_event) if on_event in rec.listeners else None
+                    sink.write(encode(event[1]))
+                    sink.done()
+
+            rec.listeners.append(on_event)
+
+    def _r_read_stream(self, req: Request, sink: Sink) -> None:
+        rec = self.records.get(req.job_id)
+        if rec is None:
+            sink.write(invalid_jobid())
+            sink.done(close=True)
+            return
+        first = rec.first_packet(req.since, req.recent)
+        out = [encode({"packet": n, "data": rec.stream[n]})
+               for n in range(first, len(rec.stream))]
+        out.append(encode(rec.reply) if rec.ended else encode({"continue": True}))
+        sink.write(b"".join(out))
+        sink.done()
+
+    def _r_follow_stream(self, req: Request, sink: Sink) -> None:
+        rec = self.records.get(req.job_id)
+        if rec is None:
+            sink.write(invalid_jobid())
+            sink.done(close=True)
+            return
+        first = rec.first_packet(req.since, req.recent)
+        out = [encode({"packet": n, "data": rec.stream[n]})
+               for n in range(first, len(rec.stream))]
+        if rec.ended:
+            out.append(encode(rec.reply))
+            sink.write(b"".join(out))
+            sink.done()
+            return
+        if out:
+            sink.write(b"".join(out))
+        start = max(first, len(rec.stream))
+
+        def on_event(event: tuple[Any, ...]) -> None:
+            if event[0] == "packet":
+                if event[1] >= start:
+                    sink.write(encode({"packet": event[1], "data": event[2]}))
+            else:
+                sink.write(encode(event[1]))
+                sink.done()
+
+        rec.listeners.append(on_event)
+
+    # -- calls and jobs ----------------------------------------------------------------------
+
+    def cancel(self, job_id: str | None) -> bool:
+        """Cancel a queued or running call; False if unknown or already ended."""
+        rec = self.records.get(job_id)
+        if rec is None or rec.ended:
+            return False
+        if rec.handle is None and rec.queue is not None:
+            queue = self._queues.get(rec.queue)
+            if queue is not None and rec in queue.waiting:
+                queue.waiting.remove(rec)
+        self._end(rec, _CANCELLED)
+        return True
+
+    def _submit(self, rec: CallRecord) -> None:
+        name = rec.function
+        if name not in self._functions:
+            self._functions.add(name)
+            self.broker.set_policy(name, self._policy)
+        data = json.dumps(rec.arguments, separators=(",", ":")).encode()
+        self._pending.append(rec)
+        self.broker.feed(self.link, request(c.SUBMIT_JOB, name, rec.id.encode(), data))
+        self._drain()
+
+    def _end(self, rec: CallRecord, reply: dict[str, Any]) -> None:
+        now = self.clock()
+        if not rec.end(reply, now):
+            return
+        self.records.ended(rec, now)
+        handle = rec.handle
+        if handle is not None:
+            self._by_handle.pop(handle, None)
+            job = self.broker.jobs.get(handle)
+            if job is not None and job.unique == rec.id.encode():
+                self.broker.cancel(job)  # queued: forgotten; running: its results dropped
+                self._drain()
+        if rec.queue is not None:
+            queue = self._queues.get(rec.queue)
+            if queue is not None:
+                queue.running.discard(rec.id)
+                while queue.waiting and len(queue.running) < queue.concurrency:
+                    nxt = queue.waiting.popleft()
+                    queue.running.add(nxt.id)
+                    self._submit(nxt)
+                if not queue.running and not queue.waiting:
+                    del self._queues[rec.queue]
+        self.kick()
+
+    def _record_of(self, job: Any) -> CallRecord | None:
+        rec = self._by_handle.get(job.handle)
+        if rec is None:
+            rec = self.records.get(job.unique.decode())
+        return rec if rec is not None and not rec.ended else None
+
+    def _started(self, job: Any) -> None:
+        rec = self._record_of(job)
+        if rec is None:
+            return
+        now = self.clock()
+        if rec.start_time is None:
+            rec.start_time = now
+            if rec.max_exec_time is not None:
+                self._arm(now + rec.max_exec_time, rec, "max")
+        if rec.timeout is not None:
+            self._arm(now + rec.timeout, rec, f"t{len(rec.stream)}")
+
+    def _progressed(self, job: Any) -> None:
+        rec = self._record_of(job)
+        if rec is not None and rec.timeout is not None:
+            # Message n arrives: the timer waits for message n + 1 (or the result).
+            self._arm(self.clock() + rec.timeout, rec, f"t{len(rec.stream) + 1}")
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm(self, when: float, rec: CallRecord, tag: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, rec.id, tag))
+        if self._timers[0][2] == rec.id:
+            self.rearm()  # a new earliest deadline: the network side re-arms its timer
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def run_timers(self) -> None:
+        now = self.clock()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, job_id, tag = heapq.heappop(timers)
+            rec = self.records.get(job_id)
+            if rec is None or rec.ended:
+                continue
+            if tag == "max":
+                self._end(rec, _MAX_EXEC)
+            elif tag == f"t{len(rec.stream)}":
+                # Still no message since this timer was armed.
+                self._end(rec, _TIMEOUT)
+
+    # -- the link's input: the broker's replies to our submissions ---------------------------
+
+    def _drain(self) -> None:
+        """Read what the broker wrote to the link during the call just made."""
+        out = self.link.out
+        if out:
+            self._inbox.extend(out)
+            out.clear()
+            self.broker.dirty.discard(self.link)
+        self.process()
+
+    def deliver(self, data: bytes) -> None:
+        """The engine's flush wrote ``data`` to the link: kept for :meth:`process`, which the
+        network side calls right after the flush (never inside it: handling a packet may call
+        the broker, and the flush is iterating the broker's dirty set)."""
+        self._inbox.append(data)
+
+    def process(self) -> None:
+        """Handle the link's input (JOB_CREATED, WORK_*), in order; re-entry only queues."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            inbox = self._inbox
+            while inbox:
+                data = b"".join(inbox)
+                inbox.clear()
+                buf = self._buf + data if self._buf else data
+                pos, n = 0, len(buf)
+                while n - pos >= 12:
+                    _, ptype, size = _HEADER.unpack_from(buf, pos)
+                    if n - pos - 12 < size:
+                        break
+                    body = buf[pos + 12:pos + 12 + size]
+                    pos += 12 + size
+                    self._packet(ptype, body)
+                self._buf = buf[pos:]
+        finally:
+            self._processing = False
+
+    def _packet(self, ptype: int, body: bytes) -> None:
+        if ptype == c.JOB_CREATED:
+            rec = self._pending.popleft()
+            rec.handle = body
+            if not rec.ended:
+                self._by_handle[body] = rec
+            else:  # ended (cancelled, timed out) before its JOB_CREATED was read
+                job = self.broker.jobs.get(body)
+                if job is not None and job.unique == rec.id.encode():
+                    self.broker.cancel(job)
+                    self._drain()
+                    self.kick()
+            return
+        if ptype == c.ERROR:
+            rec = self._pending.popleft()
+            code, _, text = body.partition(b"\0")
+            self._end(rec, {"error": {"type": "submit_failed",
+                                      "message": f"{code.decode()}: {text.decode()}"}})
+            return
+        handle, _, payload = body.partition(b"\0")
+        found = self._by_handle.get(handle)
+        if found is None or found.ended:
+            return
+        rec = found
+        if ptype == c.WORK_DATA:
+            rec.add(_json(payload))
+        elif ptype == c.WORK_COMPLETE:
+            self._end(rec, {"result": _json(payload)})
+        elif ptype == c.WORK_EXCEPTION:
+            self._end(rec, {"exception": _exception(payload)})
+        elif ptype == c.WORK_FAIL:
+            outcome = self._outcomes.pop(rec.id.encode(), Outcome.FAIL)
+            self._end(rec, _fail_reply(outcome))
+        if rec.ended:
+            self._outcomes.pop(rec.id.encode(), None)
+
+
+def _json(payload: bytes) -> Any:
+    """A worker's JSON value; a payload that is not JSON is kept as its text."""
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return payload.decode("utf-8", "replace")
+
+
+def _exception(payload: bytes) -> dict[str, Any]:
+    value = _json(payload)
+    if isinstance(value, dict) and "type" in value:
+        return {"type": str(value["type"]), "message": str(value.get("message", "")),
+                "data": value.get("data")}
+    return {"type": "exception", "message": value if isinstance(value, str) else
+            json.dumps(value), "data": None}
+
+
+def _fail_reply(outcome: Outcome) -> dict[str, Any]:
+    if outcome is Outcome.RETRIES_EXHAUSTED:
+        return {"error": {"type": "worker_lost",
+                          "message": "the worker went away too many times (job_retries)"}}
+    if outcome is Outcome.TIMEOUT:
+        return {"error": {"type": "timeout", "message": "the worker's CAN_DO_TIMEOUT expired"}}
+    if outcome is Outcome.CANCELLED:
+        return {"error": {"type": "cancelled", "message": "cancelled by the admin protocol"}}
+    return {"error": {"type": "failed", "message": "the worker reported WORK_FAIL"}}
