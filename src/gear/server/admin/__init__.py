@@ -8,15 +8,8 @@ gear's ``acl`` verbs. Reads the broker through its query interface (``function_s
 ``drop_function``, ``write``, ``close``): never a write into a broker field. Imports the broker
 (one way: the broker never imports admin); must not import sockets, asyncio, threads or the
 network layer.
-
-Importing this package also makes :func:`run_command` the admin handler of Brokers constructed
-without ``admin=`` (transitional, until the engine passes it; see
-``gear.server.broker.core.default_line_handler``).
 """
 
 from gear.server.admin.commands import run_command
-from gear.server.broker import set_default_line_handler
 
 __all__ = ["run_command"]
-
-set_default_line_handler(run_command)

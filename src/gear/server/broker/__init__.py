@@ -109,7 +109,7 @@ copy" list, is followed):
   every function ever seen).
 """
 
-from gear.server.broker.core import Broker, LineHandler, set_default_line_handler
+from gear.server.broker.core import Broker, LineHandler
 from gear.server.broker.lifecycle import JobEvents, Outcome
 from gear.server.broker.model import (
     BrokerConfig,
@@ -139,6 +139,5 @@ __all__ = [
     "Outcome",
     "Peer",
     "atoi_u32",
-    "set_default_line_handler",
     "strtol",
 ]

@@ -70,26 +70,13 @@ _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
 
-#: The admin line handler a Broker uses when none is passed: set by ``gear.server.admin`` when
-#: it is imported. Transitional, so that callers that construct a Broker without ``admin=``
-#: (the network layer before the engine split) keep their admin commands; it goes when the
-#: engine passes ``admin=`` itself. The broker never imports admin.
-default_line_handler: LineHandler | None = None
-
-
-def set_default_line_handler(handler: LineHandler) -> None:
-    """Make ``handler`` the admin line handler of Brokers constructed without ``admin=``."""
-    global default_line_handler
-    default_line_handler = handler
-
-
 class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
     The callables the server wires in are keyword arguments: ``admin`` (the admin line
     handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`).
-    Each one not given is taken from its ``BrokerConfig`` field, which is kept for callers that
-    still pass it there (the network layer, until the engine split passes them here).
+    Each one not given is taken from its ``BrokerConfig`` field, still accepted from embedders
+    that pass them there; the engine passes them here.
     """
 
     # The fast path and durability, bound as methods (the functions take the broker first).
@@ -223,12 +210,10 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
 
     def _admin_line(self, peer: Peer, line: bytes) -> None:
         admin = self._admin
-        if admin is None:
-            admin = self._admin = default_line_handler
-            if admin is None:  # no admin wired in: every command is unknown
-                self._write(peer, b"ERR UNKNOWN_COMMAND Unknown+server+command"
-                            + line.split(b" ", 1)[0] + b"\r\n")
-                return
+        if admin is None:  # no admin wired in (the engine passes one): every command is unknown
+            self._write(peer, b"ERR UNKNOWN_COMMAND Unknown+server+command"
+                        + line.split(b" ", 1)[0] + b"\r\n")
+            return
         admin(self, peer, line)
 
     # ------------------------------------------------------------------ output
