@@ -175,6 +175,24 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         (),
     ),
     (
+        "gear.harp (HarpCaller's client) imports only itself, gear.net and gear.errors",
+        ("gear.harp",),
+        ("gear.server", "gear.threaded", "gear.aio", "gear.protocol", "gear"),
+        (),
+    ),
+    (
+        "gear.harp's requests, replies and worker convention do no I/O",
+        ("gear.harp.messages",),
+        IO_MODULES,
+        (),
+    ),
+    (
+        "the asyncio and threaded harp modules use gear.harp's sans-I/O module only",
+        ("gear.aio.harp", "gear.aio.harp_worker", "gear.threaded.harp_worker"),
+        ("gear.harp.client", "gear.server"),
+        (),
+    ),
+    (
         "the socket helpers import nothing above them",
         ("gear.net",),
         ("gear.protocol", "gear.threaded", "gear.aio", "gear.server", "gear"),
