@@ -77,7 +77,7 @@ class JSONConnection:
         self.port = port
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._file: Any = None
+        self._buffer = b""
         self.connect()
 
     def _wrap(self, sock: socket.socket) -> socket.socket:
@@ -87,7 +87,7 @@ class JSONConnection:
         """Connect to the address given (a new connection is already connected)."""
         self.close()
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = _connect(self.host, self.port, self.timeout)
         except OSError as exc:
             raise CommunicationError(f"can't connect to {self.host}:{self.port}: {exc}") from exc
         try:
@@ -98,7 +98,7 @@ class JSONConnection:
             sock.close()
             raise CommunicationError(f"can't connect to {self.host}:{self.port}: {exc}") from exc
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._buffer = b""
 
     def __enter__(self) -> JSONConnection:
         return self
@@ -112,10 +112,8 @@ class JSONConnection:
 
     def close(self) -> None:
         """Close the connection; :meth:`connect` opens it again."""
-        file, sock = getattr(self, "_file", None), getattr(self, "_sock", None)
-        self._file = self._sock = None
-        if file is not None:
-            file.close()
+        sock = getattr(self, "_sock", None)
+        self._sock = None
         if sock is not None:
             sock.close()
 
@@ -130,16 +128,55 @@ class JSONConnection:
 
     def receive(self) -> Any:
         """The next JSON line, deserialized; None at EOF."""
-        if self._file is None:
+        sock = self._sock
+        if sock is None:
             raise CommunicationError("socket not connected")
+        buffer = self._buffer
+        end = buffer.find(b"\n")
         try:
-            line = self._file.readline()
+            while end < 0:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    self._buffer = b""
+                    if buffer:
+                        raise CommunicationError("unexpected EOF in the middle of a line")
+                    return None
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    end += len(buffer)
+                buffer += chunk
         except OSError as exc:
             raise CommunicationError(
                 f"can't read from {self.host}:{self.port}: {exc}") from exc
-        if not line:
-            return None
-        return m.decode(line)
+        self._buffer = buffer[end + 1:]
+        return m.decode(buffer[:end + 1])
+
+
+#: Addresses of numeric hosts, resolved once: a name lookup per connection costs more than
+#: the connection (a name that is not numeric is looked up every time, as DNS may change).
+_NUMERIC: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+
+def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A connected TCP socket (socket.create_connection, minus the lookup for numeric hosts)."""
+    key = (host, port)
+    info = _NUMERIC.get(key)
+    if info is None:
+        try:
+            info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
+                                      socket.AI_NUMERICHOST)[0]
+        except socket.gaierror:
+            return socket.create_connection((host, port), timeout=timeout)
+        _NUMERIC[key] = info
+    family, kind, proto, _name, address = info
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class JSONSSLConnection(JSONConnection):
