@@ -265,3 +265,12 @@ def test_bad_server_is_communication_error(reply: bytes) -> None:
         assert ("EOF" in str(outcome)) == (reply == b"")
     finally:
         server.close()
+
+
+def test_a_host_name_is_looked_up(live: Any) -> None:
+    rpc = harp.HarpCaller("localhost", live.harp_port, timeout=WAIT)
+    assert rpc.localhost.echo("by name").get() == ["by name"]
+    with pytest.raises(TypeError, match="unknown job options"):
+        rpc.localhost(queues={"typo": 1})
+    with pytest.raises(AttributeError):
+        rpc.__wrapped__  # noqa: B018 - dunder names are not hosts (copy, pickle, inspect)
