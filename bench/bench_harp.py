@@ -81,20 +81,18 @@ def serve_aio(port: int, ready: Callable[[], None]) -> None:
 def serve_threaded(port: int, ready: Callable[[], None]) -> None:
     from gear.threaded.harp_worker import HarpWorker
 
-    workers = []
-    for i in range(8):  # a gear Worker runs one job per getJob caller: 8 threads each
-        w = gear.Worker(f"bench-harp-threaded-{i}")
-        w.addServer("127.0.0.1", port)
-        w.waitForServer(10)
-        hw = HarpWorker(w, "bench")
-        hw.register("echo", lambda x: x)
+    # One Worker connection with 8 threads in getJob, as the plain worker below.
+    w = gear.Worker("bench-harp-threaded")
+    w.addServer("127.0.0.1", port)
+    w.waitForServer(10)
+    hw = HarpWorker(w, "bench")
+    hw.register("echo", lambda x: x)
 
-        def stream(n: int) -> Any:
-            yield from range(n)
+    def stream(n: int) -> Any:
+        yield from range(n)
 
-        hw.register("stream", stream)
-        hw.start(threads=1)
-        workers.append(hw)
+    hw.register("stream", stream)
+    hw.start(threads=8)
     plain = gear.Worker("bench-plain-threaded")
     plain.addServer("127.0.0.1", port)
     plain.waitForServer(10)
