@@ -537,8 +537,9 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
 
         A queued or waiting job is forgotten at once (gearmand leaves it counted until a GRAB
         reaps it). A running job is not stopped: its clients get WORK_FAIL and are detached, it
-        stops coalescing, and it stays counted as running until its worker finishes (results
-        reach nobody) or goes away (no requeue). A job whose store is pending, or that is
+        stops coalescing, its worker gets JOB_CANCEL if it opted in (docs/protocol.md §1.7),
+        and it stays counted as running until its worker finishes (results reach nobody) or
+        goes away (no requeue). A job whose store is pending, or that is
         already cancelled, cannot be cancelled: returns False.
         """
         state = job.state
