@@ -12,6 +12,7 @@ import struct
 import pytest
 
 from gear import constants as c
+from gear.protocol.packets import request
 from tests.server.helpers import Net, error, res
 
 
@@ -130,3 +131,18 @@ def test_job_cancel_sent_to_the_server_is_an_invalid_command(net: Net) -> None:
     # Types between gearmand's last (42) and the extension stay unknown: the connection closes.
     net.raw(p, b"\x00REQ" + struct.pack("!II", 50, 0))
     assert p.closing
+
+
+def test_the_opt_in_keeps_the_fast_path(net: Net) -> None:
+    # The flag is per peer and read only when a running job is cancelled or times out:
+    # functions stay on the pipelined path (Function.plain) and plain jobs run as before.
+    w = opted_in(net, b"f")
+    cl = net.connect()
+    f = net.broker.functions[b"f"]
+    assert f.plain
+    net.raw(cl, b"".join(request(c.SUBMIT_JOB, b"f", b"", b"%d" % i) for i in range(3)))
+    handles = [body for _, body in net.recv(cl)]
+    for h in handles:
+        assert net.grab(w)[1][0] == h
+        net.send(w, c.WORK_COMPLETE, h, b"r")
+    assert net.take(w) == b"" and f.plain and net.broker.jobs == {}
