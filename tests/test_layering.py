@@ -114,6 +114,7 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
             "gear.server.broker.model",
             "gear.server.broker.wire",
             "gear.server.broker.lifecycle",
+            "gear.server.broker.dead",
         ),
         ("gear.server.broker.core",),
         (),

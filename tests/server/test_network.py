@@ -65,6 +65,8 @@ class StubBroker:
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Any, int, bytes], None] | None = None,
+        bury: Callable[[Any], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> None:
         assert packet_hook is None, "the stand-in has no packet hook"
         self.config = config
@@ -155,6 +157,9 @@ class StubBroker:
     def replay(self, jobs: Iterable[Any]) -> None:
         assert not self.peers, "replay must happen before any connection"
         self.replayed.extend(jobs)
+
+    def replay_dead(self, records: list[Any]) -> None:
+        self.replayed_dead = list(records)
 
     def stored_batch(self, jobs: Iterable[Any], exc: BaseException | None) -> None:
         """The store answered: here a "job" is the peer to tell, as ``STORED``."""

@@ -8,7 +8,8 @@ defaults except where noted) plus the gearmand options users reach for (docs/pro
 ``-j/--job-retries``, ``--job-handle-prefix``, ``-w/--worker-wakeup``, ``--exceptions``,
 ``-t/--threads`` (accepted for drop-in command lines; one event loop serves everything),
 ``--verbose``, ``-l/--log-file``, ``-L/--listen``, ``-P/--pid-file``, and our own ``--queue``,
-``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout`` and
+``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout``,
+``--dead-letter-max`` and
 ``--config FILE`` (TOML, config_file.py). The default queue, pidfile and log are per port
 (``queue.db`` for 4730, ``queue-<port>.db`` otherwise), so servers on different ports coexist.
 
@@ -145,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TCP keepalive probes count")
     p.add_argument("--version", dest="version", action="store_true", help="show version")
     # -- gearmand's options --
-    p.add_argument("-j", "--job-retries", dest="job_retries", type=int, default=0,
-                   help="attempts before a job whose worker keeps dying fails (0: no limit)")
+    p.add_argument("-j", "--job-retries", dest="job_retries", type=int, default=5,
+                   help="attempts before a job whose worker keeps dying fails (default 5; "
+                   "gearmand's default is 0: no limit)")
+    p.add_argument("--dead-letter-max", dest="dead_letter_max", type=int, default=10000,
+                   help="background jobs whose retries ran out kept for 'show dead jobs' "
+                   "(default 10000, the oldest dropped first; 0: keep none)")
     p.add_argument("--job-handle-prefix", dest="job_handle_prefix", default=None,
                    help="job handle prefix (default H:<hostname>)")
     p.add_argument("-w", "--worker-wakeup", dest="worker_wakeup", type=int, default=0,
@@ -416,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         bkw: dict[str, Any] = {
             "job_retries": args.job_retries,
+            "dead_letter_max": args.dead_letter_max,
             "worker_wakeup": args.worker_wakeup,
             "exceptions_default": args.exceptions,
             "acl": acl,

@@ -139,6 +139,8 @@ class JobServer:
             # callback per job.
             store_batched=writer.add_many if writer is not None else None,
             remove=writer.remove if writer is not None else None,
+            bury=writer.bury if writer is not None else None,
+            revive=writer.revive if writer is not None else None,
             packet_hook=metrics.packet if metrics is not None else None,  # times each packet
         )
         if writer is not None:
@@ -147,9 +149,15 @@ class JobServer:
         self.piecewise = writer is None
         if stored:
             broker.replay(stored)
+        dead = writer.dead if writer is not None else []
+        if dead:
+            broker.replay_dead(dead)
         if storage is not None:
             log.info("job queue: %s; replayed %d stored background jobs", storage.where,
                      len(stored))
+            if dead:
+                log.info("job queue: %d dead background jobs in the dead-letter list "
+                         "(admin 'show dead jobs')", len(dead))
         else:
             log.info("job queue: memory (background jobs do not survive a restart)")
         try:

@@ -61,7 +61,8 @@ class BrokerPort(Protocol[PeerT]):
       the store answers with ``stored_batch(jobs, exc)`` once per committed batch (any
       grouping and order; each job answered once): ``exc`` None announces and runs them,
       otherwise they are forgotten and answered ERROR QUEUE_ERROR in place of JOB_CREATED.
-    * Start: ``replay(records)`` queues the stored jobs, before any connection.
+    * Start: ``replay(records)`` queues the stored jobs, before any connection, then
+      ``replay_dead(dead)`` puts back the stored dead-letter list.
     * Shutdown: ``shutdown_requested`` is set by admin ``shutdown`` (None, "immediate" or
       "graceful"); the engine polls it on each flush. ``drain()`` hands out nothing new from
       then on (running jobs finish, queued ones stay queued and stored); ``running_count()``
@@ -87,6 +88,8 @@ class BrokerPort(Protocol[PeerT]):
 
     def replay(self, jobs: Iterable[Any]) -> None: ...
 
+    def replay_dead(self, records: list[Any]) -> None: ...
+
     def drain(self) -> None: ...
 
     def running_count(self) -> int: ...
@@ -101,7 +104,8 @@ class BrokerFactory(Protocol):
     ``gear.server.admin.run_command``); ``store_batched`` and ``remove`` are the storage
     writer's, given only with a durable queue; ``packet_hook(peer, ptype, body)``, given only
     with statsd metrics, receives every request packet in place of the broker's own handler
-    (it calls ``broker.dispatch``).
+    (it calls ``broker.dispatch``). ``bury(dead)`` and ``revive(key)``, the writer's too, change
+    the stored dead-letter list.
     """
 
     def __call__(
@@ -113,4 +117,6 @@ class BrokerFactory(Protocol):
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Any, int, bytes], None] | None = None,
+        bury: Callable[[Any], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> BrokerPort[Any]: ...

@@ -7,7 +7,8 @@ the queues and wake-ups, ``take_job``, the job's one entry (``_new_job``) and on
 (``function_stats``, ``connections``, ``job_records``, ``cancellable``/``cancel_job``,
 ``set_max_queue``, ``request_shutdown``, ``create_function``/``drop_function``, ``write``,
 ``close``). The packet handlers are in ``requests.py``, the fast path in ``pipeline.py``,
-durability in ``durable.py``, the timer heap in ``timers.py``; the package docstring
+durability in ``durable.py``, the timer heap in ``timers.py``, the dead-letter list in
+``dead.py``; the package docstring
 (``__init__.py``) is the interface with the network layer and the list of decisions.
 
 Must not import sockets, asyncio, threads, the network layer, admin or
@@ -28,6 +29,7 @@ import gear.server.broker.pipeline as pipeline
 from gear._version import __version__
 from gear.protocol.messages import Priority
 from gear.protocol.packets import Decoder
+from gear.server.broker.dead import DeadLetters
 from gear.server.broker.gear_views import BrokerGearViews
 from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
@@ -45,7 +47,7 @@ from gear.server.broker.wire import (
     NOOP,
     res,
 )
-from gear.server.storage.base import StoredJob
+from gear.server.storage.base import DeadJob, StoredJob
 
 if TYPE_CHECKING:
     from gear.acl import ACL
@@ -66,15 +68,18 @@ _new_object = object.__new__
 COMPLETE = Outcome.COMPLETE
 EXCEPTION = Outcome.EXCEPTION
 CANCELLED = Outcome.CANCELLED
+RETRIES_EXHAUSTED = Outcome.RETRIES_EXHAUSTED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
 
-class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
+class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
     The callables the server wires in are keyword arguments: ``admin`` (the admin line
-    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`).
+    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`),
+    and ``bury``/``revive`` (the store's dead-letter list: ``dead.py``; without them a durable
+    server keeps dead jobs in memory only).
     Each one not given is taken from its ``BrokerConfig`` field, still accepted from embedders
     that pass them there; the engine passes them here.
     """
@@ -96,6 +101,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         store_batched: Callable[[list[StoredJob], list[Job]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Peer, int, bytes], None] | None = None,
+        bury: Callable[[DeadJob], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -133,6 +140,10 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             store_batched = durable.per_job(config.store, self)
         self._store_batched = store_batched
         self._remove = remove if remove is not None else config.remove
+        self._bury_store = bury
+        self._revive_store = revive
+        #: handle -> dead job, oldest death first: the dead-letter list (``dead.py``).
+        self.dead: dict[bytes, DeadJob] = {}
         # Durable jobs created by the current feed(), handed to store_batched at its end.
         self._new_records: list[StoredJob] = []
         self._new_jobs: list[Job] = []
@@ -477,6 +488,9 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             client.client_jobs.pop(job, None)
         if job.timer is not None:
             self._timers.cancel(job)
+        if outcome is RETRIES_EXHAUSTED:
+            self._bury(job)  # logged; a background job is kept in the dead-letter list
+            return
         key = job.key
         if key is not None and self._remove is not None:
             self._remove(key)
@@ -498,7 +512,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             self._finish(job, Outcome.ORPHANED)
             return
         if self._retries and job.retries >= self._retries:
-            self._finish(job, Outcome.RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
+            self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return
         self._front -= 1
         job.seq = self._front
