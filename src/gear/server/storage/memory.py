@@ -48,9 +48,9 @@ class MemoryStorage(Storage):
 
     def bury(self, jobs: Sequence[DeadJob]) -> None:
         for dead in jobs:
-            key = dead.job.key
-            if self._jobs.pop(key, None) is not None:
-                self._dead[key] = dead
+            stored = self._jobs.pop(dead.job.key, None)
+            if stored is not None:  # the stored record is kept, as a database keeps its row
+                self._dead[stored.key] = DeadJob(stored, dead.attempts, dead.died)
 
     def revive(self, keys: Sequence[int]) -> None:
         for key in keys:
