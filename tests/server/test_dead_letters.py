@@ -275,3 +275,15 @@ def test_acl_needs_invoke_permission() -> None:
     assert [line[1] for line in dead_lines(net)] == [b"g"]
     anonymous = net.connect()
     assert net.admin(anonymous, b"retry dead jobs\n") == b"OK 0\n"
+
+
+@pytest.mark.parametrize(("retries", "first"), [(5, b"requeued"), (0, b"next")])
+def test_requeue_goes_to_the_front_with_a_limit_and_the_tail_without(
+        retries: int, first: bytes) -> None:
+    net = Net(job_retries=retries)
+    cl = net.connect()
+    net.submit(cl, b"f", b"", b"requeued", c.SUBMIT_JOB_BG)
+    net.submit(cl, b"f", b"", b"next", c.SUBMIT_JOB_BG)
+    kill(net)
+    w = net.worker(b"f")
+    assert net.grab(w)[1][3] == first

@@ -149,3 +149,39 @@ def test_dead_letter_list_survives_a_restart(tmp_path: Path) -> None:
             await server.shutdown(graceful=False)
 
     asyncio.run(main())
+
+
+def test_geard_options_wire_the_retries_and_the_bound() -> None:
+    from gear.server import cli
+    from tests.support.peers import GeardProcess
+    from tests.support.raw import connect, read_packet
+
+    defaults = cli.parse_args([])
+    assert (defaults.job_retries, defaults.dead_letter_max) == (5, 10000)
+    assert cli.parse_args(["-j", "0"]).job_retries == 0
+
+    geard = GeardProcess("--queue", "memory", "-j", "1", "--dead-letter-max", "1",
+                         "--job-handle-prefix", "H:p")
+    try:
+        client = connect(geard.port)
+        client.sendall(request(c.SUBMIT_JOB_BG, b"poison", b"a", b"1")
+                       + request(c.SUBMIT_JOB_BG, b"poison", b"b", b"2"))
+        assert [read_packet(client) for _ in range(2)] == [(c.JOB_CREATED, [b"H:p:1"]),
+                                                           (c.JOB_CREATED, [b"H:p:2"])]
+        for _ in range(2):  # a worker takes the next job and its connection closes
+            worker = connect(geard.port)
+            worker.sendall(request(c.CAN_DO, b"poison") + request(c.GRAB_JOB_UNIQ))
+            while (packet := read_packet(worker))[0] != c.JOB_ASSIGN_UNIQ:
+                worker.sendall(request(c.PRE_SLEEP if packet[0] == c.NO_JOB
+                                       else c.GRAB_JOB_UNIQ))
+            worker.close()
+        client.sendall(b"show dead jobs\n")
+        listing = b""
+        while not listing.endswith(b".\n"):
+            listing += client.recv(4096)
+        (line,) = listing[:-2].splitlines()  # both died after one attempt; the bound kept one
+        handle, function, _unique, attempts, _died, _size = line.split(b"\t")
+        assert (handle in (b"H:p:1", b"H:p:2"), function, attempts) == (True, b"poison", b"1")
+        client.close()
+    finally:
+        geard.stop()

@@ -496,8 +496,9 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
             self._remove(key)
 
     def _requeue(self, job: Job) -> None:
-        """The worker let go of a running job (disconnect, CANT_DO): back to the front
-        (docs/protocol.md §3.6)."""
+        """The worker let go of a running job (disconnect, CANT_DO): back to the front, or
+        to the tail when ``job_retries`` is 0 (docs/protocol.md §3.6; docs/semantics.md,
+        "Where a re-queued job goes")."""
         worker = job.worker
         assert worker is not None
         del worker.worker_jobs[job]
@@ -514,10 +515,15 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
         if self._retries and job.retries >= self._retries:
             self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return
-        self._front -= 1
-        job.seq = self._front
         job.state = QUEUED
-        f.queues[job.priority].appendleft(job)
+        if self._retries:  # first in line again: a poison job uses up its attempts at once
+            self._front -= 1
+            job.seq = self._front
+            f.queues[job.priority].appendleft(job)
+        else:  # no limit: at the head a poison job would take every worker for ever
+            self._seq += 1
+            job.seq = self._seq
+            f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
                 receiver.requeued(job)
