@@ -73,7 +73,9 @@ copy" list, is followed):
   Priorities are :class:`gear.protocol.messages.Priority` (gearmand's order: the deque index).
 * A job re-queued because its worker went away (disconnect, CANT_DO, RESET_ABILITIES) goes to
   the *front* of its priority (gearmand appends to the tail); it gets a sequence number smaller
-  than any other, so it is also first across functions. ``job_retries`` counts attempts
+  than any other, so it is also first across functions. With ``job_retries`` 0 (no limit) it
+  goes to the tail instead: at the front a poison job would hold every worker for ever
+  (docs/semantics.md, "Where a re-queued job goes"). ``job_retries`` counts attempts
   (gearmand ``-j``: N attempts, then WORK_FAIL; 0 = unlimited; default 5, where gearmand's is
   unlimited). A background job whose attempts ran out goes to the dead-letter list
   (``dead.py``), and is logged: the broker's one log line, never per packet.
