@@ -1,7 +1,7 @@
 """Probe: dying workers beside normal ones, geard (requeue to the front or the tail) vs gearmand.
 
 Usage: ``python3 bench/probe_poison.py [--jobs 2000] [--dying 4] [--good 2] [--retries 5]
-[--poison 0]``
+[--poison 0] [--repeat 1] [--limit 120]``
 
 A client submits ``--jobs`` foreground jobs of one function in one burst. ``--good`` workers
 complete every job they get; ``--dying`` workers grab a job and close their connection without
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--good", type=int, default=2)
     parser.add_argument("--retries", type=int, default=5)
     parser.add_argument("--poison", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row (the median)")
     parser.add_argument("--limit", type=float, default=120.0,
                         help="give up on a server after this many seconds")
     parser.add_argument("--serve", choices=("front", "tail"), help=argparse.SUPPRESS)
@@ -201,23 +202,23 @@ def main(argv: list[str] | None = None) -> None:
         ("gearmand (tail),      -j 0", lambda: GearmandProcess()),
     ]
     print(f"{args.jobs} foreground jobs, {args.poison} poison jobs first, {args.dying} dying + "
-          f"{args.good} good workers")
-    baseline: float | None = None
+          f"{args.good} good workers; median of {args.repeat} run(s)")
     for name, start in rows:
-        server = start()  # type: ignore[operator]
-        try:
-            took, failed, ended, deaths = asyncio.run(run_load(
-                server.port, args.jobs, args.dying, args.good, args.poison, args.limit))
-        finally:
-            server.stop()
-        if name.startswith("gearmand") and name.endswith("-j 0"):
-            baseline = took
+        runs = []
+        for _ in range(args.repeat):
+            server = start()  # type: ignore[operator]
+            try:
+                runs.append(asyncio.run(run_load(
+                    server.port, args.jobs, args.dying, args.good, args.poison, args.limit)))
+            finally:
+                server.stop()
+        runs.sort()
+        took, failed, ended, deaths = runs[len(runs) // 2]
         unfinished = f" ({args.jobs - ended} NOT ended: gave up)" if ended < args.jobs else ""
+        spread = f" (runs: {', '.join(f'{r[0] * 1000:.0f}' for r in runs)} ms)"
         print(f"{name}: {took * 1000:8.0f} ms to end every normal job, {failed:5d} failed, "
-              f"{deaths:6d} worker deaths{unfinished}", flush=True)
-    if baseline:
-        print(f"(gearmand -j 0, its default: {baseline * 1000:.0f} ms)")
-
+              f"{deaths:6d} worker deaths{unfinished}{spread if len(runs) > 1 else ''}",
+              flush=True)
 
 if __name__ == "__main__":
     main()

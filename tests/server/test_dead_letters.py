@@ -209,6 +209,14 @@ def test_zero_bound_keeps_nothing() -> None:
     assert dead_lines(net) == [] and store.buried == [] and store.removed == [1]
 
 
+@pytest.mark.parametrize("bound", [0, -1])
+def test_replay_with_no_room_drops_the_stored_dead_jobs(bound: int) -> None:
+    store = DeadStore()
+    net = store.net(dead_letter_max=bound)
+    net.broker.replay_dead([DeadJob(StoredJob(4, b"g", b"", b"d", 1, 0), 5, 1.0)])
+    assert dead_lines(net) == [] and store.removed == [4]
+
+
 def test_store_hand_off_bury_revive_remove() -> None:
     store = DeadStore()
     net = store.net(job_retries=2)

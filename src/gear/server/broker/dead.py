@@ -113,7 +113,7 @@ class DeadLetters:
 
     def _keep_dead(self, handle: bytes, dead: DeadJob) -> None:
         self.dead[handle] = dead
-        limit = self.config.dead_letter_max
+        limit = max(0, self.config.dead_letter_max)
         while len(self.dead) > limit:
             oldest = next(iter(self.dead))
             old = self.dead.pop(oldest)
