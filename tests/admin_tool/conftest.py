@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -69,11 +67,3 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
-
-
-def has_gearadmin() -> bool:
-    return shutil.which("gearadmin") is not None
-
-
-def environment(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}

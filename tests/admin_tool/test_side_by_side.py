@@ -9,6 +9,7 @@ the server are run in do/undo pairs so both tools meet the same state.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -202,17 +203,22 @@ def test_the_same_server_state_reads_the_same_through_tls(tmp_path) -> None:
                           "--ssl-ca", pki.ca, "--ssl-cert", pki.server_cert,
                           "--ssl-key", pki.server_key)
     try:
-        plain_env = {"GEARMAND_CA_CERTIFICATE": pki.ca, "GEARMAN_CLIENT_PEM": pki.client_cert,
-                     "GEARMAN_CLIENT_KEY": pki.client_key}
+        files = {"GEARMAND_CA_CERTIFICATE": pki.ca, "GEARMAN_CLIENT_PEM": pki.client_cert,
+                 "GEARMAN_CLIENT_KEY": pki.client_key}
         hp = ["-h", "127.0.0.1", "-p", str(server.port)]
-        import os
-
-        env = {**os.environ, **plain_env}
+        env = {**os.environ, **files}
         assert gear_admin(*hp, "-S", "--create-function", "secure", env=env) == (0, b"OK\n", b"")
         status = gear_admin(*hp, "-S", "--status", env=env)
         assert status == (0, b"secure\t0\t0\t0\n.\n", b"")
         assert gear_admin(*hp, "--ssl-ca", pki.ca, "--ssl-cert", pki.client_cert,
                           "--ssl-key", pki.client_key, "--status") == status
+        plain = GeardProcess("--queue", "memory", "-l", "none")
+        try:
+            php = ["-h", "127.0.0.1", "-p", str(plain.port)]
+            assert gearadmin(*php, "-S", "--create-function", "secure") == (0, b"OK\n", b"")
+            assert gearadmin(*php, "-S", "--status") == status
+        finally:
+            plain.stop()
         missing = {**os.environ, "GEARMAND_CA_CERTIFICATE": str(tmp_path / "none.pem")}
         assert gear_admin(*hp, "-S", "--status", env=missing) == (
             1, b"", f"Error: Error loading CA file {tmp_path / 'none.pem'}\n".encode())

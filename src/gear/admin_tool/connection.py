@@ -11,7 +11,7 @@ print the same bytes for the same server (docs/gear-admin.md §4):
 * a reply starting ``OK `` prints the rest, ``OK\\r`` prints ``OK``, ``ERR `` prints the rest
   after ``Error: `` on stderr (and does not change the exit status), anything else prints as is;
 * the server closing the connection ends the run: ``Socket was shutdown while reading from
-  HOST``.
+  HOST`` (except after our ``shutdown``, where it is the expected end of the reply).
 
 Beyond gearadmin: a ``timeout`` (seconds) bounds the connect and every read (gearadmin waits
 forever), and TLS comes from :func:`gear.net.client_tls_context`.
@@ -125,8 +125,12 @@ def connect(host: str, port: str, timeout: float | None = None,
     raise AdminError(f"Error connecting to {host}.\n")
 
 
-def read_reply(sock: socket.socket, host: str, timeout: float | None) -> bytes:
-    """gearadmin's read: one blocking read, then more while data keeps coming within 5 ms."""
+def read_reply(sock: socket.socket, host: str, timeout: float | None,
+               closing: bool = False) -> bytes:
+    """gearadmin's read: one blocking read, then more while data keeps coming within 5 ms.
+
+    ``closing``: the command makes the server close the connection (``shutdown``), so the end
+    of the connection ends the reply instead of being an error."""
     data = b""
     while True:
         try:
@@ -136,6 +140,8 @@ def read_reply(sock: socket.socket, host: str, timeout: float | None) -> bytes:
         except OSError:
             raise AdminError(f"Error occurred while reading data from {host}")
         if not chunk:
+            if closing:
+                return data
             raise AdminError(f"Socket was shutdown while reading from {host}")
         data += chunk
         if not _more_to_read(sock):
@@ -169,4 +175,5 @@ def run_commands(
                 raise AdminError(f"Timed out after {timeout:g} seconds sending to {host}")
             except OSError as exc:
                 raise AdminError(f"Failed during send({os.strerror(exc.errno or 0)})")
-            on_reply(Reply.of(read_reply(sock, host, timeout)))
+            closing = line.startswith(b"shutdown")
+            on_reply(Reply.of(read_reply(sock, host, timeout, closing)))

@@ -126,8 +126,9 @@ class TopModel:
         lines += [self._row(r, width) for r in rows[:body]]
         if body and len(rows) > body:
             lines[-1] = f"... {len(rows) - body + 1} more functions"
-        lines += [""] * (height - len(lines) - 1) + [KEYS_HELP]
-        return [line[:width] for line in lines[:height]]
+        # The keys stay on the last line however small the terminal is.
+        lines = lines[: height - 1] + [""] * (height - 1 - len(lines)) + [KEYS_HELP]
+        return [line[:width] for line in lines[-height:]] if height > 0 else []
 
     def _name_width(self, width: int) -> int:
         return max(width - NUMBER_WIDTH * (len(COLUMNS) - 1), 8)
