@@ -34,7 +34,9 @@ def top(any_server: ServerProcess) -> Iterator[Terminal]:
 
 def rows(lines: list[str]) -> list[list[str]]:
     """The function rows: the lines under the heading, split into cells."""
-    heading = next(i for i, line in enumerate(lines) if line.startswith("FUNCTION"))
+    heading = next((i for i, line in enumerate(lines) if line.startswith("FUNCTION")), None)
+    if heading is None:  # not drawn yet
+        return []
     out = []
     for line in lines[heading + 1:]:
         if not line or line.startswith("q quit"):
@@ -53,7 +55,8 @@ def test_queues_sorting_and_quit(any_server: ServerProcess, top: Terminal) -> No
     keep.append(submit_background(any_server.port, b"alpha")[0])
     # queued, largest first: zeta (3) above alpha (1)
     top.wait_for(lambda lines: order(lines) == ["zeta", "alpha"] and
-                 rows(lines)[0][:4] == ["zeta", "3", "0", "0"], what="zeta 3 above alpha 1")
+                 rows(lines)[0][:4] == ["zeta", "3", "0", "0"] and "queued 4" in lines[1],
+                 what="zeta 3 above alpha 1")
     top.type("1")  # by name: alpha first
     top.wait_for(lambda lines: order(lines) == ["alpha", "zeta"] and "FUNCTION^" in lines[3],
                  what="sorted by name")
