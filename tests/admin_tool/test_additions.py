@@ -104,3 +104,9 @@ def test_server_only_tls_needs_just_the_ca(tmp_path) -> None:
                           "--status") == (0, b".\n", b"")
     finally:
         server.stop()
+
+
+def test_top_without_a_terminal_says_so() -> None:
+    status, out, err = gear_admin("top", "-p", "1")
+    assert (status, out) == (2, b"")
+    assert err == b"gear-admin top: needs a terminal (for a one-off reading: gear-admin --status)\n"

@@ -99,6 +99,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """Run the view until ``q``; the exit status."""
     args = _arguments(argv)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        sys.stderr.write("gear-admin top: needs a terminal (for a one-off reading: "
+                         "gear-admin --status)\n")
+        return 2
     tls = None
     if args.ssl_ca or args.ssl_cert or args.ssl_key:
         tls = TlsFiles(args.ssl_ca, args.ssl_cert, args.ssl_key)
