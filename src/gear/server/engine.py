@@ -17,6 +17,10 @@ and :func:`tune_gc`:
   replies written at once, so a pipelining client keeps the server busy
   (:meth:`JobServer._feed_pieces`). A third, for durable queues: the storage writer thread runs
   with a lowered switch interval (:data:`~gear.server.config.DURABLE_SWITCH_INTERVAL`);
+* output limits: after a write to a connection that asyncio has paused (over its high-water
+  mark), its limits are checked (:meth:`gear.server.transport._Connection.check_output`,
+  which may abort it: a disconnect like any other); the fast path pays one attribute test
+  per write;
 * the broker's wiring: it is built with admin's ``run_command`` as its admin line handler, the
   storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
   :class:`~gear.server.port.BrokerFactory`);
@@ -43,7 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 from gear.errors import ConfigurationError, ServerStartError
 from gear.server.config import DURABLE_SWITCH_INTERVAL, ServerConfig
-from gear.server.transport import Acceptor, _Connection, bind_sockets, build_ssl_context
+from gear.server.transport import (
+    Acceptor,
+    _Connection,
+    bind_sockets,
+    build_ssl_context,
+    raise_nofile_limit,
+)
 
 if TYPE_CHECKING:
     from gear.server.broker import BrokerConfig
@@ -328,6 +338,8 @@ class JobServer:
                     data = out[0] if len(out) == 1 else b"".join(out)
                     out.clear()
                     transport.write(data)  # type: ignore[union-attr]
+                    if conn.paused:  # over the high-water mark: the output limits apply
+                        conn.check_output()
                 if peer.closing:
                     transport.close()  # type: ignore[union-attr]  # flushes what was written
             dirty.clear()
@@ -363,6 +375,8 @@ class JobServer:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)  # type: ignore[union-attr]
+            if conn.paused:
+                conn.check_output()
         if peer.closing:
             transport.close()  # type: ignore[union-attr]  # flushes what was written first
 
@@ -542,6 +556,7 @@ def run_server(
     loop = new_event_loop(use_uvloop)
     server = JobServer(config, broker_config, metrics=metrics)
     tune_gc()
+    raise_nofile_limit()  # geard's process only: an embedding application keeps its own
 
     async def main() -> None:
         started = False
