@@ -435,8 +435,9 @@ class Acceptor:
         # try, failed accepts not yet logged, when the last line was logged, when it started.
         self._backoff = 0.0
         self._refused = 0
-        self._logged_at = 0.0
+        self._logged_at = -ACCEPT_BACKOFF_MAX
         self._exhausted_at = 0.0
+        self._recovery: asyncio.TimerHandle | None = None
         #: accept() calls that failed for lack of descriptors, in total (for tests and probes).
         self.refusals = 0
         #: (host, port) of every listening socket, in bind order.
@@ -465,7 +466,7 @@ class Acceptor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # that peer gave up before we accepted it
                 raise
-            if self._backoff:
+            if self._exhausted_at:
                 self._recovered()
             conn.setblocking(False)
             try:
@@ -479,8 +480,8 @@ class Acceptor:
 
     def _out_of_descriptors(self, listener: socket.socket, exc: OSError) -> None:
         """accept() failed for lack of descriptors: stop accepting on ``listener`` for the
-        back-off (100 ms doubling to 1 s), log at most once per interval of at least a second
-        with the count of failures, and keep serving the connections we have.
+        back-off (100 ms doubling to 1 s), keep serving the connections we have, and log at
+        most one line per second, with the count of failures since the last line.
 
         The waiting connections stay in the kernel's backlog and are accepted once descriptors
         are free again. asyncio's own server would log every attempt, once a second, with a
@@ -490,30 +491,40 @@ class Acceptor:
         now = loop.time()
         self.refusals += 1
         self._refused += 1
-        if not self._backoff:
+        if not self._exhausted_at:
             self._exhausted_at = now
-            self._backoff = ACCEPT_BACKOFF_FIRST
+        self._backoff = (min(self._backoff * 2, ACCEPT_BACKOFF_MAX) if self._backoff
+                         else ACCEPT_BACKOFF_FIRST)
+        if now - self._logged_at >= ACCEPT_BACKOFF_MAX:
+            log.error("cannot accept connections: %s (open files limit %s); %d accepts failed "
+                      "since the last report; pausing accepts for %g ms (up to %g s), the open "
+                      "connections are still served", exc.strerror, _nofile_soft(),
+                      self._refused, self._backoff * 1000, ACCEPT_BACKOFF_MAX)
             self._logged_at = now
             self._refused = 0
-            log.error("cannot accept connections: %s (open files limit %s); pausing accepts "
-                      "(%g ms, doubling to %g s), the open connections are still served",
-                      exc.strerror, _nofile_soft(), ACCEPT_BACKOFF_FIRST * 1000,
-                      ACCEPT_BACKOFF_MAX)
-        else:
-            self._backoff = min(self._backoff * 2, ACCEPT_BACKOFF_MAX)
-            if now - self._logged_at >= ACCEPT_BACKOFF_MAX:
-                log.error("still out of descriptors: %d accepts failed in the last %.1f s",
-                          self._refused, now - self._logged_at)
-                self._logged_at = now
-                self._refused = 0
         loop.remove_reader(listener.fileno())
         loop.call_later(self._backoff, self._resume_accept, listener)
 
     def _recovered(self) -> None:
-        log.warning("accepting connections again after %.1f s out of descriptors",
-                    self._loop.time() - self._exhausted_at)
+        """An accept worked after failures: the next failure starts the back-off afresh, and
+        once a report is due (a second after the last line) and nothing failed since, one line
+        says so."""
         self._backoff = 0.0
+        if self._recovery is None:
+            delay = max(0.0, self._logged_at + ACCEPT_BACKOFF_MAX - self._loop.time())
+            self._recovery = self._loop.call_later(delay, self._report_recovery)
+
+    def _report_recovery(self) -> None:
+        self._recovery = None
+        if self._backoff or self._stopped:  # failing again: its own lines report
+            return
+        now = self._loop.time()
+        log.warning("accepting connections again after %.1f s short of descriptors (%d more "
+                    "accepts failed since the last report)", now - self._exhausted_at,
+                    self._refused)
+        self._logged_at = now
         self._refused = 0
+        self._exhausted_at = 0.0
 
     def _resume_accept(self, listener: socket.socket) -> None:
         if not self._stopped and listener.fileno() >= 0:
@@ -539,6 +550,9 @@ class Acceptor:
     def stop(self) -> None:
         """Stop accepting and close the listening sockets (idempotent)."""
         self._stopped = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            self._recovery = None
         for listener in self._listeners:
             if listener.fileno() >= 0:
                 self._loop.remove_reader(listener.fileno())
