@@ -20,7 +20,7 @@ import threading
 import time
 
 from gear import constants as c
-from gear.protocol.packets import request
+from gear.protocol.packets import RES, encode, request
 from tests.support.raw import connect, read_packet
 
 
@@ -91,7 +91,7 @@ class Pinger(threading.Thread):
         self.max_gap = 0.0
         self.rounds = 0
         self._stop_event = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.error: BaseException | None = None
         self._last = time.perf_counter()
         self.start()
@@ -107,8 +107,30 @@ class Pinger(threading.Thread):
                     self.max_gap = max(self.max_gap, now - self._last)
                     self._last = now
                     self.rounds += 1
+                    self._lock.notify_all()
         except BaseException as exc:  # reported by stop()
             self.error = exc
+            with self._lock:
+                self._lock.notify_all()
+
+    def wait_rounds(self, count: int, timeout: float = 60.0) -> None:
+        """Wait for ``count`` more round trips."""
+        with self._lock:
+            target = self.rounds + count
+            if not self._lock.wait_for(
+                    lambda: self.rounds >= target or self.error is not None, timeout):
+                raise AssertionError(f"ping loop: {self.rounds} of {target} rounds")
+        if self.error is not None:
+            raise AssertionError(f"ping loop failed: {self.error!r}")
+
+    def wait_seconds(self, seconds: float) -> None:
+        """Keep measuring for ``seconds`` (a measured stretch, not a synchronisation)."""
+        end = time.perf_counter() + seconds
+        with self._lock:
+            while time.perf_counter() < end and self.error is None:
+                self._lock.wait(end - time.perf_counter())
+        if self.error is not None:
+            raise AssertionError(f"ping loop failed: {self.error!r}")
 
     def reset(self) -> None:
         with self._lock:
@@ -162,6 +184,23 @@ def queued_total(port: int, function: bytes) -> int | None:
         if cols[0] == function and len(cols) >= 4:
             return int(cols[1])
     return None
+
+
+def drain(sock: socket.socket, timeout: float = 60.0) -> int:
+    """Read and drop everything the server has sent on ``sock`` so far: sends an ECHO and
+    reads up to its answer. Returns the bytes read."""
+    answer = encode(RES, c.ECHO_RES, (b"drain-marker",))
+    sock.sendall(request(c.ECHO_REQ, b"drain-marker"))
+    sock.settimeout(timeout)
+    tail = b""
+    total = 0
+    while not tail.endswith(answer):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise AssertionError("closed while draining")
+        total += len(chunk)
+        tail = (tail + chunk)[-len(answer):]
+    return total
 
 
 def submit_many(sock: socket.socket, function: bytes, count: int, tag: bytes = b"j",

@@ -99,6 +99,7 @@ class JobServer:
         self._stopping = False
         self._hurry = False  # an immediate shutdown was asked for: stop waiting for jobs
         self._flush_pending = False
+        self._deferred_pending = False  # a _run_deferred call is scheduled
         # The peer of the latest read, and whether large reads may be fed in pieces (not with
         # storage: replies wait for the commit anyway). See _feed_pieces.
         self.last_reader: Any = None
@@ -299,6 +300,23 @@ class JobServer:
             log.exception("internal error disconnecting %s:%s", peer.host, peer.port)
         if self.debug:
             log.debug("connection from %s:%s closed (%s)", peer.host, peer.port, exc)
+        if not self._deferred_pending:
+            self._deferred_pending = True
+            self._loop.call_soon(self._run_deferred)  # type: ignore[union-attr]
+        self.after_broker_call()
+
+    def _run_deferred(self) -> None:
+        """One slice of the broker's deferred work per loop pass (port.py, "Deferred work"):
+        between two slices every other connection's reads and writes are handled."""
+        more = False
+        try:
+            more = self.broker.run_deferred()
+        except Exception:
+            log.exception("internal error in the broker's deferred work")
+        if more:
+            self._loop.call_soon(self._run_deferred)  # type: ignore[union-attr]
+        else:
+            self._deferred_pending = False
         self.after_broker_call()
 
     # -- the flush -------------------------------------------------------------------------

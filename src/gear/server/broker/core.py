@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -69,6 +70,9 @@ CANCELLED = Outcome.CANCELLED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
+#: Jobs of a leaving client detached per slice: ~1 ms of the loop on an idle machine
+#: (docs/semantics.md, "Removal from a queue").
+DETACH_SLICE = 500
 
 class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
@@ -146,6 +150,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         self.version: bytes = version if version is not None else __version__.encode()
         #: Draining for a graceful shutdown (:meth:`drain`): no job is handed out any more.
         self.draining = False
+        #: Gone clients whose jobs are still being detached, a slice per run_deferred().
+        self._leaving: deque[Peer] = deque()
         self._handlers = self._handler_table()
 
     # ------------------------------------------------------------------ connections
@@ -162,7 +168,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
 
     def disconnect(self, peer: Peer) -> None:
         """The connection is gone: requeue the jobs it runs, detach it from its jobs
-        (docs/protocol.md §3.6, §3.7).
+        (docs/protocol.md §3.6, §3.7): up to ``DETACH_SLICE`` of them now, the rest by
+        :meth:`run_deferred`.
 
         Safe to call twice. Output still in ``peer.out`` or held is dropped.
         """
@@ -178,12 +185,40 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         peer.abilities = []
         peer.functions = []
         peer.timeouts = {}
+        client_jobs = peer.client_jobs
         # Detach as a client first, so that a job it both submitted and ran (or one failed by
         # the retry limit) never writes to this gone peer.
-        for job in list(peer.client_jobs):
-            self._detach_client(job, peer)
+        for job in list(peer.worker_jobs):
+            if job in client_jobs:
+                self._detach_client(job, peer)
         for job in list(peer.worker_jobs):
             self._requeue(job)
+        # Its own jobs: a slice now, the rest in slices on later passes of the loop
+        # (run_deferred), so that a client leaving with 100,000 jobs never holds every other
+        # connection for the whole of it (docs/semantics.md, "Removal from a queue").
+        # Meanwhile those jobs still name it: output for it is dropped with the connection.
+        if client_jobs:
+            self._detach_slice(peer)
+            if client_jobs:
+                self._leaving.append(peer)
+
+    def _detach_slice(self, peer: Peer) -> None:
+        jobs = peer.client_jobs
+        for job in list(islice(jobs, DETACH_SLICE)):
+            self._detach_client(job, peer)
+
+    def run_deferred(self) -> bool:
+        """Do one slice of the work a call left for later (the jobs of clients that left with
+        more than ``DETACH_SLICE``); True while more remains. The network layer calls it once
+        per pass of its loop until it returns False."""
+        leaving = self._leaving
+        if not leaving:
+            return False
+        peer = leaving[0]
+        self._detach_slice(peer)
+        if not peer.client_jobs:
+            leaving.popleft()
+        return bool(leaving)
 
     # ------------------------------------------------------------------ input
 
@@ -513,7 +548,11 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     def _detach_client(self, job: Job, peer: Peer) -> None:
         """Client ``peer`` disconnected: drop all its attachments to ``job`` (docs/protocol.md
         §3.7)."""
-        job.clients = [p for p in job.clients if p is not peer]
+        clients = job.clients
+        if len(clients) == 1 and clients[0] is peer:  # the usual case: no new list
+            job.clients = ()
+        else:
+            job.clients = [p for p in clients if p is not peer]
         peer.client_jobs.pop(job, None)
         if job.orphaned and job.state is QUEUED:
             job.function.queues[job.priority].forget(job)  # O(1): no scan of the queue
