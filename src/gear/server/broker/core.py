@@ -74,6 +74,26 @@ _WORK_FAIL = c.WORK_FAIL
 #: (docs/semantics.md, "Removal from a queue").
 DETACH_SLICE = 500
 
+def _detach_slice(broker: Broker, peer: Peer) -> None:
+    """Detach gone client ``peer`` from up to ``DETACH_SLICE`` of its jobs, oldest first."""
+    for job in list(islice(peer.client_jobs, DETACH_SLICE)):
+        broker._detach_client(job, peer)
+
+
+def _run_deferred(broker: Broker) -> bool:
+    """``Broker.run_deferred``: one slice of the work a call left for later (the jobs of
+    clients that left with more than ``DETACH_SLICE``); True while more remains. The network
+    layer calls it once per pass of its loop until it returns False."""
+    leaving = broker._leaving
+    if not leaving:
+        return False
+    peer = leaving[0]
+    _detach_slice(broker, peer)
+    if not peer.client_jobs:
+        leaving.popleft()
+    return bool(leaving)
+
+
 class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
@@ -90,6 +110,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     _hold = durable.hold
     stored_batch = durable.stored_batch
     replay = durable.replay
+    run_deferred = _run_deferred
 
     def __init__(
         self,
@@ -198,27 +219,10 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         # connection for the whole of it (docs/semantics.md, "Removal from a queue").
         # Meanwhile those jobs still name it: output for it is dropped with the connection.
         if client_jobs:
-            self._detach_slice(peer)
+            _detach_slice(self, peer)
             if client_jobs:
                 self._leaving.append(peer)
 
-    def _detach_slice(self, peer: Peer) -> None:
-        jobs = peer.client_jobs
-        for job in list(islice(jobs, DETACH_SLICE)):
-            self._detach_client(job, peer)
-
-    def run_deferred(self) -> bool:
-        """Do one slice of the work a call left for later (the jobs of clients that left with
-        more than ``DETACH_SLICE``); True while more remains. The network layer calls it once
-        per pass of its loop until it returns False."""
-        leaving = self._leaving
-        if not leaving:
-            return False
-        peer = leaving[0]
-        self._detach_slice(peer)
-        if not peer.client_jobs:
-            leaving.popleft()
-        return bool(leaving)
 
     # ------------------------------------------------------------------ input
 
