@@ -8,6 +8,8 @@ The option parsing (sizes, TOML keys) is tested here too.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,8 @@ from gear import constants as c
 from gear.errors import ConfigurationError
 from gear.protocol.packets import request
 from gear.server import cli
-from gear.server.config import parse_size
+from gear.server.config import ServerConfig, parse_size
+from gear.server.transport import OutputLimits, _Connection
 from tests.server.test_network_live import Bystanders
 from tests.support.load import RawWorker, queued_total, rss, submit_many
 from tests.support.peers import GeardProcess, wait_for
@@ -134,6 +137,113 @@ def test_soft_limit_cuts_a_stalled_client_but_not_one_that_is_only_behind(
         stalled.close()
     finally:
         worker.stop()
+
+
+# -- the rule, on a stand-in transport ------------------------------------------------------
+
+
+class FakeTransport:
+    """Just what _Connection uses of a transport; ``size`` is the unsent output."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.high: int | None = None
+        self.aborted = False
+        self.reading = True
+
+    def get_extra_info(self, name: str) -> object:
+        return ("10.0.0.7", 51234) if name == "peername" else None
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        self.high = high
+
+    def get_write_buffer_size(self) -> int:
+        return self.size
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class FakeHost:
+    def __init__(self) -> None:
+        self.peer = type("Peer", (), {"closing": False})()
+
+    def peer_connected(self, *args: object) -> object:
+        return self.peer
+
+    def peer_data(self, peer: object, data: bytes) -> None: ...
+    def peer_eof(self) -> None: ...
+    def peer_lost(self, peer: object, exc: Exception | None) -> None: ...
+
+
+def connection(hard: int, soft: int, seconds: float) -> tuple[_Connection, FakeTransport]:
+    config = ServerConfig(output_limit_hard=hard, output_limit_soft=soft,
+                          output_limit_soft_seconds=seconds)
+    conn = _Connection(FakeHost(), False, config.write_high_water,  # type: ignore[arg-type]
+                       OutputLimits.of(config))
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport
+
+
+def test_the_high_water_mark_is_kept_at_or_below_the_limits() -> None:
+    assert connection(8 * MiB, 1 * MiB, 60)[1].high == MiB
+    assert connection(2 * MiB, 0, 60)[1].high == 2 * MiB
+    assert connection(0, 0, 60)[1].high == 4 * MiB  # no limits: the plain high-water mark
+    assert OutputLimits.of(ServerConfig(output_limit_hard=0, output_limit_soft=0)) is None
+
+
+def test_soft_limit_clock_restarts_when_the_reader_catches_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> None:
+        conn, transport = connection(0, MiB, 30.0)
+        conn.pause_writing()
+        assert conn.paused and not transport.reading
+        transport.size = 2 * MiB
+        conn.check_output()  # over: the clock starts, a timer for when the time is up
+        assert conn._soft_timer is not None and not transport.aborted
+        transport.size = MiB // 2
+        conn.check_output()  # back under the soft limit: clock and timer gone
+        assert conn._soft_timer is None and conn._over_since is None
+        transport.size = 2 * MiB
+        conn.check_output()
+        conn._soft_time_up()  # the time is up and it is still over: cut
+        assert transport.aborted
+        conn2, transport2 = connection(0, MiB, 30.0)
+        conn2.pause_writing()
+        transport2.size = 2 * MiB
+        conn2.check_output()
+        transport2.size = 100
+        conn2.resume_writing()  # below the low-water mark: reading again, clock stopped
+        assert transport2.reading and conn2._soft_timer is None and not conn2.paused
+        conn2._soft_time_up()  # a late timer changes nothing
+        assert not transport2.aborted
+        conn3, transport3 = connection(4 * MiB, 0, 0)
+        conn3.pause_writing()
+        transport3.size = 4 * MiB
+        conn3.check_output()  # at the limit is not over it
+        assert not transport3.aborted
+        transport3.size += 1
+        conn3.check_output()
+        assert transport3.aborted
+
+    with caplog.at_level(logging.WARNING, logger="gear.server"):
+        asyncio.run(run())
+    cuts = [r.getMessage() for r in caplog.records if "output limit" in r.getMessage()]
+    assert len(cuts) == 2
+    assert cuts[0].startswith("closing the connection from 10.0.0.7:51234: 2097152 bytes")
+    assert "soft output limit of 1048576 bytes for 30 s" in cuts[0]
+    assert "hard output limit of 4194304 bytes" in cuts[1]
 
 
 # -- options ---------------------------------------------------------------------------------
