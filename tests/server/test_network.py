@@ -171,6 +171,9 @@ class StubBroker:
     def job_count(self) -> int:
         return len(self.jobs)
 
+    def run_deferred(self) -> bool:
+        return False
+
     def running_count(self) -> int:
         return sum(1 for job in self.jobs.values() if job.running)
 

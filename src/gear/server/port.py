@@ -68,6 +68,10 @@ class BrokerPort(Protocol[PeerT]):
       then on (running jobs finish, queued ones stay queued and stored); ``running_count()``
       is the number of jobs assigned to a worker, which a graceful shutdown waits to reach 0.
     * Gauges: ``job_count()`` is every job in memory (queued, held or running).
+    * Deferred work: a call may leave bounded slices of work for later (the jobs of a client
+      that left with many); ``run_deferred()`` does one slice and returns True while more
+      remains. The engine calls it once per loop pass after a disconnect until it returns
+      False, so other connections are served between slices.
     """
 
     #: Peers whose ``out`` gained bytes since the engine last flushed.
@@ -95,6 +99,8 @@ class BrokerPort(Protocol[PeerT]):
     def running_count(self) -> int: ...
 
     def job_count(self) -> int: ...
+
+    def run_deferred(self) -> bool: ...
 
 
 class BrokerFactory(Protocol):

@@ -27,7 +27,10 @@ Interface with the network layer (extended only additively):
   the callables the server wires in (each of the first four also still read from its
   ``BrokerConfig`` field when not given; ``bury``/``revive`` are the store's dead-letter list).
 * ``broker.connect(host, port, fd, ssl_subject)`` returns a :class:`Peer`; ``broker.feed(peer,
-  data)`` for every chunk received; ``broker.disconnect(peer)`` once the socket is gone.
+  data)`` for every chunk received; ``broker.disconnect(peer)`` once the socket is gone. A
+  client that leaves with many jobs is detached from them in slices: ``broker.run_deferred()``
+  does the next one and returns True while more remain; the network layer calls it once per
+  pass of its loop until then (docs/semantics.md, "Removal from a queue").
 * Output accumulates in ``peer.out`` (encoded byte strings, in order) and every peer whose ``out``
   gained bytes is added to ``broker.dirty``. After each call into the broker (data, timers, store
   callbacks) the network layer writes ``b"".join(peer.out)`` for each dirty peer, clears ``out``
