@@ -241,7 +241,9 @@ class Client(Endpoint):
 
     def _connect(self, conn: _Conn, deadline: float | None) -> bool:
         if conn.link.connected:
-            return True
+            if not conn.link.closed_by_peer():
+                return True
+            conn.session.connection_lost(errors.LOST_CONNECTION("LOST_CONNECTION"))
         try:
             conn.link.connect(deadline)
         except errors.COULD_NOT_CONNECT as exc:

@@ -136,6 +136,29 @@ class Link:
         sock.settimeout(None)
         self.sock = sock
 
+    def closed_by_peer(self) -> bool:
+        """Whether an idle connection was closed by the server (it is then closed here too).
+
+        Called before a new request goes out on a connection that sat idle: a server that
+        restarted in between would otherwise cost the request (sent into a dead socket).
+        """
+        sock = self.sock
+        if sock is None:
+            return True
+        ready, _, _ = select.select([sock], [], [], 0)
+        if not ready:
+            return False
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b""
+        if data:
+            return False
+        self.close()
+        return True
+
     def send(self, data: bytes, deadline: float | None = None) -> None:
         """Write all of ``data``; LOST_CONNECTION (and the link closes) if the server is gone."""
         sock = self.sock

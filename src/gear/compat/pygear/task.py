@@ -97,7 +97,6 @@ class Task:
         """Record the outcome; the state stays WORK until :meth:`_finished` (after callbacks)."""
         self._done = True
         self._returncode = CODE[code]
-        self._running = False
         if error is not None:
             self._error = error
 
