@@ -43,8 +43,8 @@ class Address:
 
     host: str
     port: int
-    family: int
-    sockaddr: tuple[object, ...]
+    #: Every (family, sockaddr) the name resolved to, tried in order on connect.
+    targets: tuple[tuple[int, tuple[object, ...]], ...]
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -60,8 +60,8 @@ def resolve(host: str | None, port: int) -> Address:
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise errors.GETADDRINFO(f"GETADDRINFO: {name}:{port}: {exc}") from None
-    family, _, _, _, sockaddr = infos[0]
-    return Address(name, port, family, tuple(sockaddr))
+    targets = tuple((family, tuple(sockaddr)) for family, _, _, _, sockaddr in infos)
+    return Address(name, port, targets)
 
 
 def parse_server(entry: str) -> Address:
@@ -115,26 +115,29 @@ class Link:
         return self.sock.fileno()
 
     def connect(self, deadline: float | None) -> None:
-        """Connect (COULD_NOT_CONNECT on failure, TIMEOUT if the deadline passes first)."""
+        """Connect to the first address of the name that accepts (COULD_NOT_CONNECT if none
+        does, TIMEOUT if the deadline passes first)."""
         address = self.address
-        sock = socket.socket(address.family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(_remaining(deadline, SLICE * 20))
-            sock.connect(address.sockaddr)
-        except TimeoutError:
-            sock.close()
-            if deadline is not None and time.monotonic() >= deadline:
-                raise errors.TIMEOUT(f"TIMEOUT: connecting to {address}") from None
-            raise errors.COULD_NOT_CONNECT(f"COULD_NOT_CONNECT: {address}: timed out") from None
-        except OSError as exc:
-            sock.close()
-            raise errors.COULD_NOT_CONNECT(f"COULD_NOT_CONNECT: {address}: {exc}") from None
-        except BaseException:
-            sock.close()
-            raise
-        set_nodelay(sock)
-        sock.settimeout(None)
-        self.sock = sock
+        failure: BaseException | None = None
+        for family, sockaddr in address.targets:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(_remaining(deadline, SLICE * 20))
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise errors.TIMEOUT(f"TIMEOUT: connecting to {address}") from None
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            set_nodelay(sock)
+            sock.settimeout(None)
+            self.sock = sock
+            return
+        raise errors.COULD_NOT_CONNECT(f"COULD_NOT_CONNECT: {address}: {failure}")
 
     def closed_by_peer(self) -> bool:
         """Whether an idle connection was closed by the server (it is then closed here too).
