@@ -112,6 +112,8 @@ class Admin:
                 if ready is None:
                     raise errors.TIMEOUT(f"TIMEOUT: no reply to {command!r} in {self._timeout} s")
                 data = link.recv()
+                if data is None:
+                    continue
                 if not data:
                     raise errors.COULD_NOT_CONNECT(
                         "Connection Failed: socket error communicating with the host")

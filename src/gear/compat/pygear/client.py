@@ -317,6 +317,8 @@ class Client(Endpoint):
 
     def _receive(self, conn: _Conn) -> None:
         data = conn.link.recv()
+        if data is None:
+            return
         if not data:
             conn.drop(errors.LOST_CONNECTION(f"LOST_CONNECTION: {conn.link.address} closed"))
             return

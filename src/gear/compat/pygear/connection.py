@@ -1,4 +1,4 @@
-"""The I/O under the pygear front: server addresses, one blocking socket each, a select loop.
+"""The I/O under the pygear front: server addresses, one socket each, a select loop.
 
 pygear wrapped libgearman, whose calls block inside C where Ctrl-C could not reach them (the
 README's own warning). Here every wait is a ``select`` in Python on the connections involved,
@@ -95,7 +95,7 @@ def deadline_of(timeout_ms: int) -> float | None:
 
 
 class Link:
-    """One blocking TCP connection to a server (None when not connected)."""
+    """One TCP connection to a server, non-blocking under select (None when not connected)."""
 
     __slots__ = ("address", "sock")
 
@@ -134,7 +134,8 @@ class Link:
                 sock.close()
                 raise
             set_nodelay(sock)
-            sock.settimeout(None)
+            # Non-blocking from here on: every wait is a select (module docstring).
+            sock.setblocking(False)
             self.sock = sock
             return
         raise errors.COULD_NOT_CONNECT(f"COULD_NOT_CONNECT: {address}: {failure}")
@@ -163,33 +164,35 @@ class Link:
         return True
 
     def send(self, data: bytes, deadline: float | None = None) -> None:
-        """Write all of ``data``; LOST_CONNECTION (and the link closes) if the server is gone."""
+        """Write all of ``data``; LOST_CONNECTION (and the link closes) if the server is gone,
+        TIMEOUT if it stops reading until ``deadline``."""
         sock = self.sock
         if sock is None:
             raise errors.LOST_CONNECTION(f"LOST_CONNECTION: not connected to {self.address}")
+        view = memoryview(data)
         try:
-            if deadline is not None:
-                sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock.sendall(data)
-        except TimeoutError:
-            self.close()
-            raise errors.TIMEOUT(f"TIMEOUT: sending to {self.address}") from None
+            while view:
+                try:
+                    sent = sock.send(view)
+                except BlockingIOError:
+                    if not _wait_writable(sock, deadline):
+                        self.close()
+                        raise errors.TIMEOUT(f"TIMEOUT: sending to {self.address}") from None
+                    continue
+                view = view[sent:]
         except OSError as exc:
             self.close()
             raise errors.LOST_CONNECTION(f"LOST_CONNECTION: {self.address}: {exc}") from None
-        finally:
-            if deadline is not None and self.sock is not None:
-                self.sock.settimeout(None)
 
-    def recv(self) -> bytes:
-        """Read what is there (the caller selected the socket); b"" means the server closed."""
+    def recv(self) -> bytes | None:
+        """Read what is there: None if nothing is (yet), b"" if the server closed."""
         sock = self.sock
         if sock is None:
             return b""
         try:
             return sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            raise
+            return None
         except OSError:
             return b""
 
@@ -200,6 +203,20 @@ class Link:
                 sock.close()
             except OSError:
                 pass
+
+
+def _wait_writable(sock: socket.socket, deadline: float | None) -> bool:
+    """Wait until ``sock`` takes more bytes; False when ``deadline`` passed first."""
+    while True:
+        wait = SLICE
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            wait = min(wait, left)
+        _, ready, _ = select.select([], [sock], [], wait)
+        if ready:
+            return True
 
 
 def _remaining(deadline: float | None, default: float | None) -> float | None:

@@ -237,6 +237,8 @@ class Worker(Endpoint):
 
     def _receive(self, conn: _Conn) -> None:
         data = conn.link.recv()
+        if data is None:
+            return
         if not data:
             self._note(errors.LOST_CONNECTION(f"LOST_CONNECTION: {conn.link.address} closed"))
             conn.drop()
@@ -400,6 +402,8 @@ def _read_packet(link: Link, deadline: float | None) -> tuple[int, bytes]:
         if wait_readable([link], deadline) is None:
             raise errors.TIMEOUT("TIMEOUT")
         data = link.recv()
+        if data is None:
+            continue
         if not data:
             raise errors.LOST_CONNECTION(f"LOST_CONNECTION: {link.address} closed")
         for frame in decoder.feed(data):
