@@ -34,6 +34,8 @@ from gear.net import set_nodelay
 DEFAULT_PORT = 4730
 #: The longest a single select waits before the loop looks again (seconds).
 SLICE = 0.5
+#: A connection silent this long (seconds) is checked for a server-side close before use.
+IDLE = 0.05
 _RECV_SIZE = 65536
 
 
@@ -97,11 +99,13 @@ def deadline_of(timeout_ms: int) -> float | None:
 class Link:
     """One TCP connection to a server, non-blocking under select (None when not connected)."""
 
-    __slots__ = ("address", "sock")
+    __slots__ = ("address", "heard", "sock")
 
     def __init__(self, address: Address) -> None:
         self.address = address
         self.sock: socket.socket | None = None
+        #: When the server last sent something (monotonic seconds).
+        self.heard = 0.0
 
     def __repr__(self) -> str:
         return f"<Link {self.address} {'up' if self.sock else 'down'}>"
@@ -149,6 +153,8 @@ class Link:
         sock = self.sock
         if sock is None:
             return True
+        if time.monotonic() - self.heard < IDLE:
+            return False  # it answered a moment ago: not worth a system call per request
         ready, _, _ = select.select([sock], [], [], 0)
         if not ready:
             return False
@@ -190,11 +196,14 @@ class Link:
         if sock is None:
             return b""
         try:
-            return sock.recv(_RECV_SIZE)
+            data = sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError:
             return b""
+        if data:
+            self.heard = time.monotonic()
+        return data
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
