@@ -22,6 +22,7 @@ def test_status_create_and_drop_function(server) -> None:
         {"function": "foo", "available_workers": 0, "running": 0, "total": 0}
     ]
     admin.maxqueue("foo", 100)
+    admin.maxqueue("foo")  # the seed's "maxqueue [function_name] [max_queue_size]"
     admin.drop_function("foo")
     assert admin.status() == []
 

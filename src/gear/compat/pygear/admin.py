@@ -183,8 +183,12 @@ class Admin:
         except ValueError:
             raise errors.ERROR(f"Failed to parse server response (OK {value})") from None
 
-    def maxqueue(self, function_name: str, queue_size: int) -> None:
-        self._ok("maxqueue", function_name, str(int(queue_size)))
+    def maxqueue(self, function_name: str, queue_size: int | None = None) -> None:
+        """Limit the function's queue (negative: no limit; omitted: the server's default)."""
+        if queue_size is None:
+            self._ok("maxqueue", function_name)
+        else:
+            self._ok("maxqueue", function_name, str(int(queue_size)))
 
     def shutdown(self, graceful: bool = False) -> None:
         """Shut the server down; ``graceful``: after the running jobs finish."""
