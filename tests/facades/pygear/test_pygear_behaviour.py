@@ -347,3 +347,27 @@ def test_coalesced_foreground_jobs_both_complete(server, start_worker) -> None:
     c.run_tasks()
     assert a.result() == b.result() == "same"
     assert a.job_handle() == b.job_handle()
+
+
+def test_function_timeout_is_sent_as_can_do_timeout(geard) -> None:
+    # geard fails a job whose CAN_DO_TIMEOUT fired; gearmand re-queues it (docs/protocol.md §3.8)
+    server = geard
+    release = threading.Event()
+
+    def stuck(job: Any) -> str:
+        release.wait(10)
+        return "too late"
+
+    w = pygear.Worker()
+    w.add_server(server.host, server.port)
+    w.add_function("stuck", 1, stuck)  # seconds, as pygear's add_function takes them
+    w.set_timeout(5000)
+    thread = threading.Thread(target=w.work, daemon=True)
+    thread.start()
+    try:
+        c = client(server, timeout=8000)
+        with pytest.raises(pygear.WORK_FAIL):  # the server gave up on the job after 1 s
+            c.do("stuck", "x")
+    finally:
+        release.set()
+        thread.join(10)
