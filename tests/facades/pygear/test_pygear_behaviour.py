@@ -371,3 +371,43 @@ def test_function_timeout_is_sent_as_can_do_timeout(geard) -> None:
     finally:
         release.set()
         thread.join(10)
+
+
+def test_a_full_queue_raises_job_queue_full(server) -> None:
+    admin = pygear.Admin(server.host, server.port, 10)
+    admin.create_function("capped")  # maxqueue applies to a function that exists
+    admin.maxqueue("capped", 1)
+    c = client(server)
+    c.do_background("capped", "first")
+    with pytest.raises(pygear.JOB_QUEUE_FULL):
+        c.do_background("capped", "second")
+
+
+def test_a_server_that_hangs_up_mid_job_raises_lost_connection() -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def hang_up() -> None:
+        for _ in range(2):  # do() and run_tasks()
+            conn, _ = listener.accept()
+            conn.recv(4096)  # OPTION_REQ and SUBMIT_JOB, then nothing but a close
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    c = pygear.Client()
+    c.add_server("127.0.0.1", listener.getsockname()[1])
+    c.set_timeout(5000)
+    try:
+        with pytest.raises(pygear.LOST_CONNECTION):
+            c.do("reverse", "x")
+        t = c.add_task("reverse", "y")
+        with pytest.raises(pygear.LOST_CONNECTION):
+            c.run_tasks()
+        assert pygear.describe_returncode(t.returncode()) == "LOST_CONNECTION"
+    finally:
+        thread.join(10)
+        listener.close()

@@ -528,6 +528,9 @@ class Client(Endpoint):
             self._queued = tasks
             raise errors.NO_SERVERS("NO_SERVERS")
         self._run(tasks)
+        lost = errors.CODE["LOST_CONNECTION"]
+        if any(task._returncode == lost for task in tasks):
+            raise errors.LOST_CONNECTION("LOST_CONNECTION: a server went away during run_tasks")
 
     def set_workload_fn(self, function: Callable[[Task], Any]) -> None:
         """Kept for pygear's API; never called (workloads are sent whole, no NEED_WORKLOAD)."""
