@@ -341,9 +341,16 @@ def test_coalesced_foreground_jobs_both_complete(server, start_worker) -> None:
 
     start_worker(server, {"slow": slow})
     c = client(server)
+    created: list[Any] = []
+
+    def on_created(task: Any) -> None:  # the job may finish once both submissions have a handle
+        created.append(task)
+        if len(created) == 2:
+            gate.set()
+
+    c.set_created_fn(on_created)
     a = c.add_task("slow", "same", unique="one")
     b = c.add_task("slow", "same", unique="one")
-    threading.Timer(0.2, gate.set).start()
     c.run_tasks()
     assert a.result() == b.result() == "same"
     assert a.job_handle() == b.job_handle()
