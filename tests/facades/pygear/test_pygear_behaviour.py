@@ -418,3 +418,28 @@ def test_a_server_that_hangs_up_mid_job_raises_lost_connection() -> None:
     finally:
         thread.join(10)
         listener.close()
+
+
+def test_a_worker_serves_every_server_it_was_given() -> None:
+    from gear.server.gear_server import Server
+
+    servers = [Server(0, host="127.0.0.1"), Server(0, host="127.0.0.1")]
+    try:
+        w = pygear.Worker()
+        w.add_servers([f"127.0.0.1:{s.port}" for s in servers])
+        w.add_function("where", 0, lambda job: job.workload())
+        w.set_timeout(5000)
+        for n, s in enumerate(servers):
+            c = pygear.Client()
+            c.add_server("127.0.0.1", s.port)
+            c.set_timeout(5000)
+            c.do_background("where", f"server {n}")
+        seen = []
+        for _ in servers:
+            job = w.grab_job()
+            seen.append(job.workload())
+            job.send_complete(None)
+        assert sorted(seen) == ["server 0", "server 1"]
+    finally:
+        for s in servers:
+            s.shutdown()
