@@ -7,9 +7,9 @@ bounded by the call's deadline, so:
 * a timeout is a deadline for the whole call (``set_timeout`` in milliseconds; negative means
   none), and :class:`~gear.compat.pygear.errors.TIMEOUT` is raised when it passes;
 * Ctrl-C raises KeyboardInterrupt at once while blocked: ``select`` returns to the interpreter
-  on a signal, whose handler raises (PEP 475 restarts the wait only when the handler returns);
-  the wait is also cut in slices of :data:`SLICE` seconds, so a handler that merely sets a flag
-  is seen within one slice by any loop that checks it;
+  on a signal, whose handler raises (PEP 475 restarts the wait only when the handler returns),
+  unlike a wait inside libgearman's C code, where the handler could not run until it returned;
+  one ``select`` lasts at most :data:`SLICE` seconds, after which the loop re-reads the clock;
 * every socket sets TCP_NODELAY (gear.net), so a request is never held back by Nagle.
 
 Also the address rules of libgearman that pygear inherits: ``add_server(host, port)`` with port
