@@ -1,0 +1,256 @@
+"""Job metrics for ``/metrics`` and ``/status``: an observer of the broker's lifecycle seam.
+
+Owns :class:`JobMetrics` (a ``JobEvents`` observer: finished jobs per function and outcome, the
+queue-wait and run-time histograms), :class:`Histogram` (cumulative buckets, no lock: every
+observation runs on the broker's thread) and :class:`Labels` (the bounded function label).
+Never a second decoder of traffic: everything here comes from job events or from the broker's
+own counts, read at scrape time (docs/operations.md §5).
+
+Decisions:
+
+* Submitted jobs are not counted per event: the pipelined fast path makes jobs without telling
+  anyone one by one. A function's jobs submitted so far is what it holds now (``Function.total``)
+  plus the jobs that left it (``finished`` events), minus the jobs cancelled while running that
+  are still with their worker (told ``finished`` already, still counted in ``total``). Exact,
+  and free on the hot path. A submission coalesced onto a job already queued or running is not
+  a new job and is not counted (docs/protocol.md §3.2).
+* Queue wait is from the job's creation (or its requeue) to its assignment; run time from its
+  assignment to its result (complete, fail, exception, timeout). The creation time of jobs made
+  on the fast path comes from one ``created_run`` per run (``bulk_created``): a checkpoint list
+  of (first number, time), looked up by bisection when the job is assigned; checkpoints older
+  than the oldest job in memory are pruned.
+* Label cardinality: the first ``max_functions`` function names seen keep their own label;
+  every later one is folded into :data:`OTHER` (counters, histograms and gauges alike).
+
+Must not import the engine, the transport, admin or asyncio; reaches the broker through what it
+is given (``functions``, ``jobs``) and the lifecycle types.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gear.server.broker.lifecycle import JobEvents, Outcome
+from gear.server.broker.model import Job, JobState, Peer
+
+__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "outcome_label"]
+
+#: The label value every function past ``max_functions`` is folded into.
+OTHER = "__other__"
+#: Queue wait and run time buckets (seconds): 100 us to an hour.
+TIME_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+    1800.0, 3600.0,
+)
+#: Storage batch commit buckets (seconds).
+STORE_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+)
+#: Outcomes whose run time is observed (the worker gave a result or its time ran out).
+_TIMED = frozenset({Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION, Outcome.TIMEOUT})
+_CANCELLED = Outcome.CANCELLED
+_DONE = JobState.DONE
+#: Checkpoints kept before a prune is tried without a scrape.
+_PRUNE_EVERY = 4096
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """The ``outcome`` label value: the enum's value with ``_`` for spaces."""
+    return outcome.value.replace(" ", "_")
+
+
+class Histogram:
+    """Cumulative-bucket histogram of seconds (the Prometheus kind), updated without a lock."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        #: counts[i]: observations <= bounds[i] and > bounds[i-1]; the last one is +Inf.
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def add(self, other: Histogram) -> None:
+        """Fold ``other`` (same bounds) into this one."""
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.sum += other.sum
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative (le, count) pairs, ending with ``+Inf`` (the exposition's form)."""
+        out = []
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return out
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+class Labels:
+    """Function name -> label value, bounded: past ``limit`` names, :data:`OTHER`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self._labels: dict[bytes, str] = {}
+
+    def __call__(self, name: bytes) -> str:
+        label = self._labels.get(name)
+        if label is None:
+            if len(self._labels) < self.limit:
+                label = name.decode("utf-8", "replace")
+                if label == OTHER:  # a function really named so shares the folded series
+                    label = OTHER
+            else:
+                label = OTHER
+            self._labels[name] = label
+        return label
+
+    @property
+    def folded(self) -> int:
+        """Names folded into :data:`OTHER`."""
+        return sum(1 for v in self._labels.values() if v == OTHER)
+
+
+class JobMetrics(JobEvents):
+    """Counts and times every job's life (register with ``broker.add_observer``)."""
+
+    bulk_created = True
+
+    def __init__(self, max_functions: int = 100,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.label = Labels(max_functions)
+        #: (function label, outcome label) -> jobs finished so.
+        self.finished_jobs: dict[tuple[str, str], int] = {}
+        #: function label -> finished events (any outcome).
+        self.left: dict[str, int] = {}
+        self.queue_wait: dict[str, Histogram] = {}
+        self.run_time: dict[str, Histogram] = {}
+        #: Batch commit latency of the durable store (observed on the writer thread).
+        self.store_latency = Histogram(STORE_BUCKETS)
+        self.store_jobs = 0
+        self._store_lock = threading.Lock()
+        # job number -> when it became queued (general path and requeues).
+        self._born: dict[int, float] = {}
+        # fast-path runs: first job number, and when the run was made.
+        self._run_first: list[int] = []
+        self._run_time: list[float] = []
+        # job number -> when it was assigned.
+        self._started: dict[int, float] = {}
+        # Jobs cancelled while running: told finished, still counted by their function.
+        self._lingering: dict[Job, None] = {}
+        # The broker's job table by number, in creation order (bind()): its first key is the
+        # oldest job in memory.
+        self._jobs: dict[int, Any] = {}
+
+    def bind(self, broker: Any) -> None:
+        """Observe ``broker`` (a :class:`~gear.server.broker.Broker`) from now on."""
+        self._jobs = broker.jobs.by_number
+        broker.add_observer(self)
+
+    # -- events (the broker's thread) ------------------------------------------------------
+
+    def created(self, job: Job) -> None:
+        self._born[job.number] = self.clock()
+
+    def created_run(self, first: int, last: int) -> None:
+        self._run_first.append(first)
+        self._run_time.append(self.clock())
+        if len(self._run_first) % _PRUNE_EVERY == 0:
+            self._prune()
+
+    def assigned(self, job: Job, worker: Peer) -> None:
+        now = self.clock()
+        n = job.number
+        self._started[n] = now
+        born = self._born.pop(n, None)
+        if born is None:
+            i = bisect_right(self._run_first, n) - 1
+            if i < 0:
+                return  # made before this observer was registered
+            born = self._run_time[i]
+        label = self.label(job.name)
+        h = self.queue_wait.get(label)
+        if h is None:
+            h = self.queue_wait[label] = Histogram(TIME_BUCKETS)
+        h.observe(now - born)
+
+    def requeued(self, job: Job) -> None:
+        n = job.number
+        self._started.pop(n, None)
+        self._born[n] = self.clock()
+
+    def finished(self, job: Job, outcome: Outcome) -> None:
+        n = job.number
+        self._born.pop(n, None)
+        started = self._started.pop(n, None)
+        label = self.label(job.name)
+        if started is not None and outcome in _TIMED:
+            h = self.run_time.get(label)
+            if h is None:
+                h = self.run_time[label] = Histogram(TIME_BUCKETS)
+            h.observe(self.clock() - started)
+        if outcome is _CANCELLED and job.worker is not None:
+            self._lingering[job] = None
+        key = (label, outcome_label(outcome))
+        self.finished_jobs[key] = self.finished_jobs.get(key, 0) + 1
+        self.left[label] = self.left.get(label, 0) + 1
+
+    # -- the storage writer (its own thread) -----------------------------------------------
+
+    def store_batch(self, seconds: float, jobs: int) -> None:
+        """One committed (or failed) batch of ``jobs`` stored in ``seconds``."""
+        with self._store_lock:
+            self.store_latency.observe(seconds)
+            self.store_jobs += jobs
+
+    def store_snapshot(self) -> tuple[list[tuple[str, int]], float, int]:
+        """(buckets, sum, jobs) of the store latency, consistent with each other."""
+        with self._store_lock:
+            h = self.store_latency
+            return h.buckets(), h.sum, self.store_jobs
+
+    # -- reading (at scrape time) ----------------------------------------------------------
+
+    def submitted(self, functions: Iterable[Any]) -> dict[str, int]:
+        """Jobs submitted per function label, from the broker's ``functions`` (see the module
+        docstring)."""
+        out: dict[str, int] = dict(self.left)
+        for f in functions:
+            if f.total:
+                label = self.label(f.name)
+                out[label] = out.get(label, 0) + f.total
+        if self._lingering:
+            for job in list(self._lingering):
+                if job.state is _DONE:
+                    del self._lingering[job]
+                else:
+                    label = self.label(job.name)
+                    out[label] = out.get(label, 0) - 1
+        self._prune()
+        return out
+
+    def _prune(self) -> None:
+        """Drop the checkpoints of runs whose every job has left: jobs numbered below the
+        oldest in memory are gone; the checkpoint covering the oldest stays."""
+        oldest = next(iter(self._jobs), None)
+        if oldest is None:
+            self._run_first.clear()
+            self._run_time.clear()
+            return
+        i = bisect_right(self._run_first, oldest) - 1
+        if i > 0:
+            del self._run_first[:i]
+            del self._run_time[:i]
