@@ -78,7 +78,7 @@ class HttpSide:
         self.exposition: Exposition | None = None
         self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer] = []
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._page = resources.files(__package__).joinpath("page.html").read_bytes()
 
     def bind(self, broker: Any) -> None:
@@ -100,8 +100,11 @@ class HttpSide:
         """Stop listening and close every HTTP connection."""
         for server in self._servers:
             server.close()
-        for writer in list(self._writers):
-            writer.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
@@ -110,7 +113,9 @@ class HttpSide:
     # -- the HTTP exchange -----------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             first = True
             while True:
@@ -129,7 +134,7 @@ class HttpSide:
         except Exception:
             log.exception("internal error serving HTTP")
         finally:
-            self._writers.discard(writer)
+            self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
