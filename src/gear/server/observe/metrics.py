@@ -37,7 +37,7 @@ from typing import Any
 from gear.server.broker.lifecycle import JobEvents, Outcome
 from gear.server.broker.model import Job, JobState, Peer
 
-__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "outcome_label"]
+__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "outcome_label"]
 
 #: The label value every function past ``max_functions`` is folded into.
 OTHER = "__other__"
@@ -50,8 +50,10 @@ TIME_BUCKETS: tuple[float, ...] = (
 STORE_BUCKETS: tuple[float, ...] = (
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 )
-#: Outcomes whose run time is observed (the worker gave a result or its time ran out).
-_TIMED = frozenset({Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION, Outcome.TIMEOUT})
+#: Outcomes whose run time is observed (the worker gave a result or its time ran out), by
+#: value.
+_TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
+                                     Outcome.TIMEOUT))
 _CANCELLED = Outcome.CANCELLED
 _DONE = JobState.DONE
 #: Checkpoints kept before a prune is tried without a scrape.
@@ -123,8 +125,29 @@ class Labels:
         return sum(1 for v in self._labels.values() if v == OTHER)
 
 
+class Series:
+    """What one function label accumulates (several functions share :data:`OTHER`'s)."""
+
+    __slots__ = ("finished", "label", "left", "run", "wait")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.wait = Histogram(TIME_BUCKETS)
+        self.run = Histogram(TIME_BUCKETS)
+        #: ``Outcome._value_`` -> jobs finished so.
+        self.finished: dict[str, int] = {}
+        #: Finished events, any outcome.
+        self.left = 0
+
+
 class JobMetrics(JobEvents):
-    """Counts and times every job's life (register with ``broker.add_observer``)."""
+    """Counts and times every job's life (register with :meth:`bind`).
+
+    The event methods are the hot path of a server with ``--http-port`` (two per job on a
+    foreground load), so they are written flat: one dict lookup by function name for the
+    :class:`Series`, buckets bisected inline, outcomes keyed by their (hash-cached) value
+    string rather than by the enum, whose hash is a Python call.
+    """
 
     bulk_created = True
 
@@ -132,12 +155,9 @@ class JobMetrics(JobEvents):
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.label = Labels(max_functions)
-        #: (function label, outcome label) -> jobs finished so.
-        self.finished_jobs: dict[tuple[str, str], int] = {}
-        #: function label -> finished events (any outcome).
-        self.left: dict[str, int] = {}
-        self.queue_wait: dict[str, Histogram] = {}
-        self.run_time: dict[str, Histogram] = {}
+        # label -> Series, and function name -> its label's Series (the events' lookup).
+        self._series: dict[str, Series] = {}
+        self._by_name: dict[bytes, Series] = {}
         #: Batch commit latency of the durable store (observed on the writer thread).
         self.store_latency = Histogram(STORE_BUCKETS)
         self.store_jobs = 0
@@ -147,6 +167,7 @@ class JobMetrics(JobEvents):
         # fast-path runs: first job number, and when the run was made.
         self._run_first: list[int] = []
         self._run_time: list[float] = []
+        self._prune_at = _PRUNE_EVERY
         # job number -> when it was assigned.
         self._started: dict[int, float] = {}
         # Jobs cancelled while running: told finished, still counted by their function.
@@ -160,16 +181,29 @@ class JobMetrics(JobEvents):
         self._jobs = broker.jobs.by_number
         broker.add_observer(self)
 
+    def series(self, name: bytes) -> Series:
+        """The :class:`Series` function ``name`` counts into."""
+        s = self._by_name.get(name)
+        if s is None:
+            label = self.label(name)
+            s = self._series.get(label)
+            if s is None:
+                s = self._series[label] = Series(label)
+            self._by_name[name] = s
+        return s
+
     # -- events (the broker's thread) ------------------------------------------------------
 
     def created(self, job: Job) -> None:
         self._born[job.number] = self.clock()
 
     def created_run(self, first: int, last: int) -> None:
-        self._run_first.append(first)
+        firsts = self._run_first
+        firsts.append(first)
         self._run_time.append(self.clock())
-        if len(self._run_first) % _PRUNE_EVERY == 0:
+        if len(firsts) >= self._prune_at:
             self._prune()
+            self._prune_at = len(self._run_first) + _PRUNE_EVERY
 
     def assigned(self, job: Job, worker: Peer) -> None:
         now = self.clock()
@@ -181,11 +215,10 @@ class JobMetrics(JobEvents):
             if i < 0:
                 return  # made before this observer was registered
             born = self._run_time[i]
-        label = self.label(job.name)
-        h = self.queue_wait.get(label)
-        if h is None:
-            h = self.queue_wait[label] = Histogram(TIME_BUCKETS)
-        h.observe(now - born)
+        s = self._by_name.get(job.name) or self.series(job.name)
+        h = s.wait
+        h.counts[bisect_left(TIME_BUCKETS, now - born)] += 1
+        h.sum += now - born
 
     def requeued(self, job: Job) -> None:
         n = job.number
@@ -194,19 +227,42 @@ class JobMetrics(JobEvents):
 
     def finished(self, job: Job, outcome: Outcome) -> None:
         n = job.number
-        self._born.pop(n, None)
         started = self._started.pop(n, None)
-        label = self.label(job.name)
-        if started is not None and outcome in _TIMED:
-            h = self.run_time.get(label)
-            if h is None:
-                h = self.run_time[label] = Histogram(TIME_BUCKETS)
-            h.observe(self.clock() - started)
-        if outcome is _CANCELLED and job.worker is not None:
+        if started is None:  # an assigned job's birth was taken when it was assigned
+            self._born.pop(n, None)
+        s = self._by_name.get(job.name) or self.series(job.name)
+        key = outcome._value_
+        if started is not None and key in _TIMED:
+            ran = self.clock() - started
+            h = s.run
+            h.counts[bisect_left(TIME_BUCKETS, ran)] += 1
+            h.sum += ran
+        elif outcome is _CANCELLED and job.worker is not None:
             self._lingering[job] = None
-        key = (label, outcome_label(outcome))
-        self.finished_jobs[key] = self.finished_jobs.get(key, 0) + 1
-        self.left[label] = self.left.get(label, 0) + 1
+        finished = s.finished
+        finished[key] = finished.get(key, 0) + 1
+        s.left += 1
+
+    # -- the series, read at scrape time ---------------------------------------------------
+
+    @property
+    def finished_jobs(self) -> dict[tuple[str, str], int]:
+        """(function label, outcome label) -> jobs finished so."""
+        return {(s.label, value.replace(" ", "_")): n for s in self._series.values()
+                for value, n in s.finished.items()}
+
+    @property
+    def left(self) -> dict[str, int]:
+        """Function label -> jobs that left the broker (any outcome)."""
+        return {s.label: s.left for s in self._series.values() if s.left}
+
+    @property
+    def queue_wait(self) -> dict[str, Histogram]:
+        return {s.label: s.wait for s in self._series.values() if s.wait.count}
+
+    @property
+    def run_time(self) -> dict[str, Histogram]:
+        return {s.label: s.run for s in self._series.values() if s.run.count}
 
     # -- the storage writer (its own thread) -----------------------------------------------
 
