@@ -209,7 +209,8 @@ class JobMetrics(JobEvents):
         now = self.clock()
         n = job.number
         self._started[n] = now
-        born = self._born.pop(n, None)
+        # Under a pipelined load nearly every job comes from a run: skip the empty dict.
+        born = self._born.pop(n, None) if self._born else None
         if born is None:
             i = bisect_right(self._run_first, n) - 1
             if i < 0:
@@ -228,8 +229,8 @@ class JobMetrics(JobEvents):
     def finished(self, job: Job, outcome: Outcome) -> None:
         n = job.number
         started = self._started.pop(n, None)
-        if started is None:  # an assigned job's birth was taken when it was assigned
-            self._born.pop(n, None)
+        if started is None and self._born:  # an assigned job's birth went when it was
+            self._born.pop(n, None)         # assigned
         s = self._by_name.get(job.name) or self.series(job.name)
         key = outcome._value_
         if started is not None and key in _TIMED:
