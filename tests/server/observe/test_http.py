@@ -250,3 +250,13 @@ def test_concurrent_scrapes(live: LiveServer) -> None:
     for t in threads:
         t.join(30)
     assert errors == []
+
+
+def test_config_file_keys(tmp_path: Path) -> None:
+    from gear.server import cli
+
+    config = tmp_path / "geard.toml"
+    config.write_text('http-port = 0\nhttp_address = "::1"\nmetrics-max-functions = 7\n')
+    args = cli.parse_args(["--config", str(config)])
+    assert (args.http_port, args.http_address, args.metrics_max_functions) == (0, "::1", 7)
+    assert cli.parse_args([]).http_port is None  # off by default
