@@ -9,9 +9,11 @@ registered on the broker, the exposition, the listener) and a small HTTP/1.1 ser
   ``page.html`` beside this module); a query string is ignored.
 * Errors: an unknown path is 404; another method is 405 with ``Allow: GET, HEAD``; a malformed
   request line or header, or an HTTP version other than 1.0/1.1, is 400 and closes; a request
-  head over :data:`MAX_HEAD` bytes is 431 and closes; a client that does not send a whole
-  request head within :data:`HEAD_TIMEOUT` seconds gets 408 and is closed (a slow client never
-  holds more than its own connection, and the Gearman side never waits for it).
+  head over :data:`MAX_HEAD` bytes is 431 and closes; a client that does not start its first
+  request within :data:`HEAD_TIMEOUT` seconds of connecting, or does not finish a request head
+  within :data:`HEAD_TIMEOUT` seconds of starting it, gets 408 and is closed (a slow client
+  never holds more than its own connection, and the Gearman side never waits for it). A TLS
+  handshake must finish within the Gearman port's limit (``config.TLS_HANDSHAKE_TIMEOUT``).
 * Keep-alive as HTTP/1.1 says (Prometheus keeps its scrape connection open); ``Connection:
   close`` or HTTP/1.0 without keep-alive closes after the reply. An idle kept-alive connection
   is closed after :data:`IDLE_TIMEOUT` seconds.
@@ -35,6 +37,7 @@ import time
 from importlib import resources
 from typing import Any
 
+from gear.server.config import TLS_HANDSHAKE_TIMEOUT
 from gear.server.observe.metrics import JobMetrics
 from gear.server.observe.prometheus import CONTENT_TYPE, Exposition
 from gear.server.observe.status import snapshot
@@ -90,8 +93,12 @@ class HttpSide:
     async def listen(self, host: str | None, port: int,
                      ssl_context: ssl.SSLContext | None = None) -> list[tuple[str, int]]:
         """Start serving; returns (host, port) of every listening socket."""
-        server = await asyncio.start_server(self._serve, host or None, port, ssl=ssl_context,
-                                            limit=MAX_HEAD + 2)
+        kwargs: dict[str, Any] = {}
+        if ssl_context is not None:
+            kwargs["ssl"] = ssl_context
+            kwargs["ssl_handshake_timeout"] = TLS_HANDSHAKE_TIMEOUT
+        server = await asyncio.start_server(self._serve, host or None, port,
+                                            limit=MAX_HEAD + 2, **kwargs)
         self._servers.append(server)
         self.addresses = [sock.getsockname()[:2] for sock in server.sockets]
         return self.addresses

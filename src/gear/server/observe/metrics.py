@@ -110,12 +110,8 @@ class Labels:
     def __call__(self, name: bytes) -> str:
         label = self._labels.get(name)
         if label is None:
-            if len(self._labels) < self.limit:
-                label = name.decode("utf-8", "replace")
-                if label == OTHER:  # a function really named so shares the folded series
-                    label = OTHER
-            else:
-                label = OTHER
+            # (a function really named __other__ shares the folded series)
+            label = name.decode("utf-8", "replace") if len(self._labels) < self.limit else OTHER
             self._labels[name] = label
         return label
 
