@@ -55,6 +55,7 @@ STORE_BUCKETS: tuple[float, ...] = (
 _TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
                                      Outcome.TIMEOUT))
 _CANCELLED = Outcome.CANCELLED
+_OUTCOMES = tuple(o.value for o in Outcome)
 _DONE = JobState.DONE
 #: Checkpoints kept before a prune is tried without a scrape.
 _PRUNE_EVERY = 4096
@@ -124,16 +125,14 @@ class Labels:
 class Series:
     """What one function label accumulates (several functions share :data:`OTHER`'s)."""
 
-    __slots__ = ("finished", "label", "left", "run", "wait")
+    __slots__ = ("finished", "label", "run", "wait")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.wait = Histogram(TIME_BUCKETS)
         self.run = Histogram(TIME_BUCKETS)
-        #: ``Outcome._value_`` -> jobs finished so.
-        self.finished: dict[str, int] = {}
-        #: Finished events, any outcome.
-        self.left = 0
+        #: ``Outcome._value_`` -> jobs finished so (every outcome present: one store per event).
+        self.finished: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
 
 
 class JobMetrics(JobEvents):
@@ -208,14 +207,19 @@ class JobMetrics(JobEvents):
         # Under a pipelined load nearly every job comes from a run: skip the empty dict.
         born = self._born.pop(n, None) if self._born else None
         if born is None:
-            i = bisect_right(self._run_first, n) - 1
-            if i < 0:
-                return  # made before this observer was registered
-            born = self._run_time[i]
+            firsts = self._run_first
+            if firsts and n >= firsts[-1]:  # the latest run: no search (a short queue)
+                born = self._run_time[-1]
+            else:
+                i = bisect_right(firsts, n) - 1
+                if i < 0:
+                    return  # made before this observer was registered
+                born = self._run_time[i]
         s = self._by_name.get(job.name) or self.series(job.name)
+        wait = now - born
         h = s.wait
-        h.counts[bisect_left(TIME_BUCKETS, now - born)] += 1
-        h.sum += now - born
+        h.counts[bisect_left(TIME_BUCKETS, wait)] += 1
+        h.sum += wait
 
     def requeued(self, job: Job) -> None:
         n = job.number
@@ -236,9 +240,7 @@ class JobMetrics(JobEvents):
             h.sum += ran
         elif outcome is _CANCELLED and job.worker is not None:
             self._lingering[job] = None
-        finished = s.finished
-        finished[key] = finished.get(key, 0) + 1
-        s.left += 1
+        s.finished[key] += 1
 
     # -- the series, read at scrape time ---------------------------------------------------
 
@@ -246,12 +248,13 @@ class JobMetrics(JobEvents):
     def finished_jobs(self) -> dict[tuple[str, str], int]:
         """(function label, outcome label) -> jobs finished so."""
         return {(s.label, value.replace(" ", "_")): n for s in self._series.values()
-                for value, n in s.finished.items()}
+                for value, n in s.finished.items() if n}
 
     @property
     def left(self) -> dict[str, int]:
         """Function label -> jobs that left the broker (any outcome)."""
-        return {s.label: s.left for s in self._series.values() if s.left}
+        out = {s.label: sum(s.finished.values()) for s in self._series.values()}
+        return {label: n for label, n in out.items() if n}
 
     @property
     def queue_wait(self) -> dict[str, Histogram]:
