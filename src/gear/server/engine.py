@@ -203,6 +203,17 @@ class JobServer:
         self.http.bind(broker)
         if writer is not None:
             writer.on_commit = self.http.metrics.store_batch
+        # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
+        # ends every pass, settles them first. Only this server's flush is wrapped: without
+        # --http-port the flush is the plain method.
+        settle = self.http.metrics.settle
+        plain_flush = self.flush
+
+        def flush() -> None:
+            settle()
+            plain_flush()
+
+        self.flush = flush  # type: ignore[method-assign]
 
     async def _start_http(self) -> None:
         """Listen on the HTTP port (docs/operations.md)."""

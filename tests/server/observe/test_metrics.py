@@ -226,3 +226,23 @@ def test_any_observer_not_told_in_bulk_turns_the_fast_path_off() -> None:
     assert net.broker.functions[b"f"].plain
     net.broker.add_observer(JobEvents())  # per-job created events wanted
     assert not net.broker.functions[b"f"].plain
+
+
+def test_events_are_stamped_once_per_pass_when_settled() -> None:
+    """The broker's calls only record (no clock per event); settle() stamps everything since
+    the last pass with one time, as the server's flush does at the end of each pass."""
+    from tests.server.helpers import Net
+
+    net = Net()
+    metrics = JobMetrics(clock=lambda: net.now)
+    metrics.bind(net.broker)
+    cl, w = net.connect(), net.worker(b"f")
+    net.submit(cl, b"f")
+    metrics.settle()  # pass 1 ends: the job was made now
+    net.now += 2.0
+    net.grab(w)  # pass 2: assigned...
+    net.now += 0.5
+    metrics.settle()  # ...stamped when the pass ends
+    assert (metrics.queue_wait["f"].count, metrics.queue_wait["f"].sum) == (1, 2.5)
+    metrics.settle()  # nothing new: nothing moves
+    assert metrics.queue_wait["f"].count == 1

@@ -19,6 +19,11 @@ Decisions:
   on the fast path comes from one ``created_run`` per run (``bulk_created``): a checkpoint list
   of (first number, time), looked up by bisection when the job is assigned; checkpoints older
   than the oldest job in memory are pruned.
+* Time is read once per event-loop pass, not per event: the broker's calls only record the job
+  in a list or dict (C methods bound in place of the ``JobEvents`` methods: no Python frame per
+  job on the broker's hot path), and :meth:`JobMetrics.settle`, which the server calls once per
+  pass (its flush) and every read calls first, stamps them with that pass's time and counts
+  them. An event's time is thus late by at most the rest of its pass (docs/operations.md §5).
 * Label cardinality: the first ``max_functions`` function names seen keep their own label;
   every later one is folded into :data:`OTHER` (counters, histograms and gauges alike).
 
@@ -35,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gear.server.broker.lifecycle import JobEvents, Outcome
-from gear.server.broker.model import Job, JobState, Peer
+from gear.server.broker.model import Job, JobState
 
 __all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "outcome_label"]
 
@@ -170,6 +175,7 @@ class JobMetrics(JobEvents):
         # The broker's job table by number, in creation order (bind()): its first key is the
         # oldest job in memory.
         self._jobs: dict[int, Any] = {}
+        self._bind_events()
 
     def bind(self, broker: Any) -> None:
         """Observe ``broker`` (a :class:`~gear.server.broker.Broker`) from now on."""
@@ -188,80 +194,112 @@ class JobMetrics(JobEvents):
         return s
 
     # -- events (the broker's thread) ------------------------------------------------------
+    #
+    # created, created_run, assigned and finished are not Python methods: __init__ binds them
+    # to C methods of plain containers (``list.append``, ``dict.__setitem__``), so that the
+    # broker's call costs no Python frame and no clock reading per job. :meth:`settle`, called
+    # once per event-loop pass (and before every read), gives everything recorded since the
+    # last pass that pass's time and does the counting.
 
-    def created(self, job: Job) -> None:
-        self._born[job.number] = self.clock()
-
-    def created_run(self, first: int, last: int) -> None:
-        firsts = self._run_first
-        firsts.append(first)
-        self._run_time.append(self.clock())
-        if len(firsts) >= self._prune_at:
-            self._prune()
-            self._prune_at = len(self._run_first) + _PRUNE_EVERY
-
-    def assigned(self, job: Job, worker: Peer) -> None:
-        now = self.clock()
-        n = job.number
-        self._started[n] = now
-        # Under a pipelined load nearly every job comes from a run: skip the empty dict.
-        born = self._born.pop(n, None) if self._born else None
-        if born is None:
-            firsts = self._run_first
-            if firsts and n >= firsts[-1]:  # the latest run: no search (a short queue)
-                born = self._run_time[-1]
-            else:
-                i = bisect_right(firsts, n) - 1
-                if i < 0:
-                    return  # made before this observer was registered
-                born = self._run_time[i]
-        s = self._by_name.get(job.name) or self.series(job.name)
-        wait = now - born
-        h = s.wait
-        h.counts[bisect_left(TIME_BUCKETS, wait)] += 1
-        h.sum += wait
+    def _bind_events(self) -> None:
+        self._new_jobs: list[Job] = []
+        self._new_runs: dict[int, int] = {}
+        self._assigned: dict[Job, Any] = {}
+        self._finished: dict[Job, Outcome] = {}
+        self.created = self._new_jobs.append  # type: ignore[method-assign,assignment]
+        self.created_run = self._new_runs.__setitem__  # type: ignore[method-assign,assignment]
+        self.assigned = self._assigned.__setitem__  # type: ignore[method-assign,assignment]
+        self.finished = self._finished.__setitem__  # type: ignore[method-assign,assignment]
 
     def requeued(self, job: Job) -> None:
+        # Rare: settle what came before, so that its assignment is not mistaken for a later one.
+        self.settle()
         n = job.number
         self._started.pop(n, None)
         self._born[n] = self.clock()
 
-    def finished(self, job: Job, outcome: Outcome) -> None:
-        n = job.number
-        started = self._started.pop(n, None)
-        if started is None and self._born:  # an assigned job's birth went when it was
-            self._born.pop(n, None)         # assigned
-        s = self._by_name.get(job.name) or self.series(job.name)
-        key = outcome._value_
-        if started is not None and key in _TIMED:
-            ran = self.clock() - started
-            h = s.run
-            h.counts[bisect_left(TIME_BUCKETS, ran)] += 1
-            h.sum += ran
-        elif outcome is _CANCELLED and job.worker is not None:
-            self._lingering[job] = None
-        s.finished[key] += 1
+    def settle(self) -> None:
+        """Count and time every event recorded since the last call, at the time of this call
+        (so each event's time is off by at most one event-loop pass)."""
+        if not (self._new_jobs or self._new_runs or self._assigned or self._finished):
+            return
+        now = self.clock()
+        born = self._born
+        if self._new_jobs:
+            for job in self._new_jobs:
+                born[job.number] = now
+            self._new_jobs.clear()
+        firsts = self._run_first
+        if self._new_runs:
+            times = self._run_time
+            for first in self._new_runs:
+                firsts.append(first)
+                times.append(now)
+            self._new_runs.clear()
+            if len(firsts) >= self._prune_at:
+                self._prune()
+                self._prune_at = len(self._run_first) + _PRUNE_EVERY
+        by_name = self._by_name
+        started = self._started
+        if self._assigned:
+            for job in self._assigned:
+                n = job.number
+                started[n] = now
+                t = born.pop(n, None) if born else None
+                if t is None:
+                    if firsts and n >= firsts[-1]:  # the latest run: no search
+                        t = self._run_time[-1]
+                    else:
+                        i = bisect_right(firsts, n) - 1
+                        if i < 0:
+                            continue  # made before this observer was registered
+                        t = self._run_time[i]
+                s = by_name.get(job.name) or self.series(job.name)
+                h = s.wait
+                h.counts[bisect_left(TIME_BUCKETS, now - t)] += 1
+                h.sum += now - t
+            self._assigned.clear()
+        if self._finished:
+            for job, outcome in self._finished.items():
+                n = job.number
+                t = started.pop(n, None)
+                if t is None and born:
+                    born.pop(n, None)
+                s = by_name.get(job.name) or self.series(job.name)
+                key = outcome._value_
+                if t is not None and key in _TIMED:
+                    h = s.run
+                    h.counts[bisect_left(TIME_BUCKETS, now - t)] += 1
+                    h.sum += now - t
+                elif outcome is _CANCELLED and job.state is not _DONE:
+                    self._lingering[job] = None  # cancelled while running: still counted
+                s.finished[key] += 1
+            self._finished.clear()
 
     # -- the series, read at scrape time ---------------------------------------------------
 
     @property
     def finished_jobs(self) -> dict[tuple[str, str], int]:
         """(function label, outcome label) -> jobs finished so."""
+        self.settle()
         return {(s.label, value.replace(" ", "_")): n for s in self._series.values()
                 for value, n in s.finished.items() if n}
 
     @property
     def left(self) -> dict[str, int]:
         """Function label -> jobs that left the broker (any outcome)."""
+        self.settle()
         out = {s.label: sum(s.finished.values()) for s in self._series.values()}
         return {label: n for label, n in out.items() if n}
 
     @property
     def queue_wait(self) -> dict[str, Histogram]:
+        self.settle()
         return {s.label: s.wait for s in self._series.values() if s.wait.count}
 
     @property
     def run_time(self) -> dict[str, Histogram]:
+        self.settle()
         return {s.label: s.run for s in self._series.values() if s.run.count}
 
     # -- the storage writer (its own thread) -----------------------------------------------
@@ -283,6 +321,7 @@ class JobMetrics(JobEvents):
     def submitted(self, functions: Iterable[Any]) -> dict[str, int]:
         """Jobs submitted per function label, from the broker's ``functions`` (see the module
         docstring)."""
+        self.settle()
         out: dict[str, int] = dict(self.left)
         for f in functions:
             if f.total:
