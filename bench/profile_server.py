@@ -59,10 +59,20 @@ OBSERVE = False
 
 
 def _observed(broker: Broker) -> Broker:
+    """With ``--observe``: the metrics observer on ``broker``, settled after every read as the
+    server settles it once per loop pass (here every read is a pass: the most settles)."""
     if OBSERVE:
         from gear.server.observe.metrics import JobMetrics
 
-        JobMetrics().bind(broker)
+        metrics = JobMetrics()
+        metrics.bind(broker)
+        feed = broker.feed
+
+        def settled_feed(peer: Peer, data: bytes) -> None:
+            feed(peer, data)
+            metrics.settle()
+
+        broker.feed = settled_feed  # type: ignore[method-assign]
     return broker
 
 
