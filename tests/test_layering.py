@@ -200,6 +200,13 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         (),
     ),
     (
+        "observers are wired in by the engine: they never import it, the transport or admin",
+        ("gear.server.observe",),
+        ("gear.server.engine", "gear.server.transport", "gear.server.admin",
+         "gear.server.cli", "gear.server.gear_server", "gear"),
+        (),
+    ),
+    (
         "the socket helpers import nothing above them",
         ("gear.net",),
         ("gear.protocol", "gear.threaded", "gear.aio", "gear.server", "gear"),

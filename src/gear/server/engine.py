@@ -110,6 +110,8 @@ class JobServer:
         self._shutdown_task: asyncio.Task[None] | None = None
         #: The HarpCaller port (``--harp-port``), when configured.
         self.harp: Any = None
+        #: The HTTP side (``--http-port``: /metrics, /status, the page), when configured.
+        self.http: Any = None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -157,6 +159,8 @@ class JobServer:
         if writer is not None:
             writer.on_batch = broker.stored_batch
         self.broker = broker
+        if self.config.http_port is not None:
+            self._bind_http(broker, writer)
         self.piecewise = writer is None
         if stored:
             broker.replay(stored)
@@ -182,6 +186,8 @@ class JobServer:
         self._acceptor.listen(socks)
         if self.config.harp_port is not None:
             await self._start_harp()
+        if self.http is not None:
+            await self._start_http()
         for host, port in self.addresses:
             log.info("listening on %s port %d%s", host, port, " (TLS)" if self.ssl_context else "")
         if self.metrics is not None:
@@ -206,6 +212,51 @@ class JobServer:
         for host, port in addresses:
             log.info("harp port on %s port %d%s", host, port,
                      " (TLS)" if self.ssl_context else "")
+
+    def _bind_http(self, broker: Any, writer: Any) -> None:
+        """The HTTP side's observer, on the broker before it replays or takes connections."""
+        from gear._version import __version__
+        from gear.server.observe.http import HttpSide
+
+        self.http = HttpSide(__version__, self.config.metrics_max_functions)
+        self.http.bind(broker)
+        if writer is not None:
+            writer.on_commit = self.http.metrics.store_batch
+        # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
+        # ends every pass, settles them first. Only this server's flush is wrapped: without
+        # --http-port the flush is the plain method.
+        settle = self.http.metrics.settle
+        plain_flush = self.flush
+
+        def flush() -> None:
+            settle()
+            plain_flush()
+
+        self.flush = flush  # type: ignore[method-assign]
+
+    async def _start_http(self) -> None:
+        """Listen on the HTTP port (docs/operations.md)."""
+        try:
+            addresses = await self.http.listen(self.config.http_host,
+                                               self.config.http_port or 0, self.ssl_context)
+        except OSError as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            if self.harp is not None:
+                await self.harp.close()
+            await self._close_storage()
+            raise ServerStartError(
+                f"cannot listen on {self.config.http_host or '*'}:{self.config.http_port}"
+                f" (http): {exc}") from exc
+        scheme = "https" if self.ssl_context else "http"
+        for host, port in addresses:
+            log.info("http port on %s port %d: %s://%s:%d/metrics", host, port, scheme,
+                     host, port)
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port listened on (resolved when 0 was asked for), or None."""
+        http = self.http
+        return http.addresses[0][1] if http is not None and http.addresses else None
 
     @property
     def harp_port(self) -> int | None:
@@ -453,6 +504,8 @@ class JobServer:
             self._acceptor.stop()
         if self.harp is not None:
             await self.harp.close()
+        if self.http is not None:
+            await self.http.close()
         try:
             if graceful and self.broker is not None:
                 # Draining: workers asking for work get NO_JOB, running jobs finish, queued
