@@ -336,6 +336,16 @@ def _packet(inp: Input, net: Net) -> bytes:
 
 
 def broker(data: bytes) -> None:
+    transcript = _program(data, None)
+    if data[:1] and data[0] & 16:
+        # The same program with every feed cut into small pieces: the broker's own framing
+        # (pipeline.py's fast path, then the Decoder) must not change a byte of the output.
+        assert _program(data, random.Random(len(data))) == transcript, (
+            "the chunking changed what the peers got")
+
+
+def _program(data: bytes, pieces: random.Random | None) -> list[bytes]:
+    """Run one broker program; what every peer got after each step (and who was closed)."""
     inp = Input(data)
     flags = inp.byte()
     saved = Store(batched=bool(flags & 2))
@@ -347,8 +357,17 @@ def broker(data: bytes) -> None:
     books = Books()
     if flags & 32:  # the lifecycle seam takes functions off the fast path: half the runs
         net.broker.add_observer(books)
+
+    def feed(peer: Peer, chunk: bytes) -> None:
+        while pieces is not None and len(chunk) > 1:
+            cut = pieces.randint(1, 13)
+            net.raw(peer, chunk[:cut])
+            chunk = chunk[cut:]
+        net.raw(peer, chunk)
+
     peers = [net.connect() for _ in range(4)]
     adm = net.connect()
+    transcript = []
     steps = 0
     while not inp.done and steps < 300:
         steps += 1
@@ -360,7 +379,7 @@ def broker(data: bytes) -> None:
             peers[i] = net.connect()
         elif op == 1:  # raw bytes (the seeds' recorded traffic), up to 511 at a time
             n = inp.byte()
-            net.raw(peer, inp.take(n + 256 * (inp.byte() % 2)))
+            feed(peer, inp.take(n + 256 * (inp.byte() % 2)))
         elif op == 2 and saved.pending:
             saved.finish(inp.byte() % len(saved.pending),
                          None if inp.byte() % 5 else OSError("disk full"))
@@ -368,21 +387,22 @@ def broker(data: bytes) -> None:
             net.now += inp.byte() % 5
             net.broker.run_timers()
         elif op == 4 and net.broker.jobs:
-            net.admin(adm, b"cancel job " + _handle(inp, net) + b"\r\n")
+            transcript.append(net.admin(adm, b"cancel job " + _handle(inp, net) + b"\r\n"))
         else:  # a few packets back to back, split at one random place
             wire = b"".join(_packet(inp, net) for _ in range(1 + inp.byte() % 4))
             cut = inp.byte() % (len(wire) + 1)
-            net.raw(peer, wire[:cut])
-            net.raw(peer, wire[cut:])
+            feed(peer, wire[:cut])
+            feed(peer, wire[cut:])
         net.broker.shutdown_requested = None
         check(net)
         for j, p in enumerate(peers):
-            net.take(p)
+            transcript.append(b"%d:%d:" % (j, p.closing) + net.take(p))
             if p.closing:  # flushed, then closed, as the network layer does
                 net.broker.disconnect(p)
                 peers[j] = net.connect()
         net.take(adm)
     _drain(net, saved, peers, books if flags & 32 else None)
+    return transcript
 
 
 def _drain(net: Net, saved: Store, peers: list[Peer], books: Books | None) -> None:
