@@ -36,6 +36,7 @@ the server. Nothing here is asserted by the test suite beyond a few-second smoke
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import queue
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,21 @@ class Conn:
             out.append((ptype, body.split(b"\x00", n - 1) if n else []))
         return out
 
+    def finish(self) -> None:
+        """Leave politely: half-close, then read until geard closes. A close with unread
+        input sends RST instead of FIN, and RST makes the kernel drop what geard had not
+        read yet, such as our last WORK_COMPLETE (the job would then run again)."""
+        self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
     def close(self) -> None:
         self.sock.close()
 
@@ -153,7 +170,9 @@ def client_main(index: int, port: int, rate: float, stop: Any, out: Any, seed: i
     rnd = random.Random(seed)
     report = ClientReport(index)
     last = time.monotonic()
-    seq = 0
+    # One counter for the process, advanced per job submitted whatever happens to its batch:
+    # an id is never reused (a reused id would hide a lost job behind its namesake).
+    seq = itertools.count(1)
     while not stop.is_set():
         conn = connect(port, 0.5, stop)
         if conn is None:
@@ -166,7 +185,7 @@ def client_main(index: int, port: int, rate: float, stop: Any, out: Any, seed: i
                     break
                 started = time.monotonic()
                 size = rnd.randint(1, 8)
-                seq = _batch(conn, rnd, index, seq, size, report, leaver)
+                _batch(conn, rnd, index, seq, size, report, leaver)
                 if leaver:
                     break
                 now = time.monotonic()
@@ -181,16 +200,16 @@ def client_main(index: int, port: int, rate: float, stop: Any, out: Any, seed: i
     out.put(report)
 
 
-def _batch(conn: Conn, rnd: random.Random, index: int, seq: int, size: int,
-           report: ClientReport, leaver: bool) -> int:
-    """Submit ``size`` jobs and wait for every reply; the next sequence number."""
+def _batch(conn: Conn, rnd: random.Random, index: int, seq: Iterator[int], size: int,
+           report: ClientReport, leaver: bool) -> None:
+    """Submit ``size`` jobs (ids from ``seq``) and wait for every reply."""
     pending: deque[tuple[int, float]] = deque()  # (bg id or -1 for fg, submit time)
     wire = []
     shared_used = False
     for _ in range(size):
-        seq += 1
+        n = next(seq)
         if rnd.random() < 0.5:
-            job_id = (index << 40) | seq
+            job_id = (index << 40) | n
             unique = b"%d" % job_id if rnd.random() < 0.5 else b""
             wire.append(packet(rnd.choice(BG_TYPES), FUNCTION, unique, b"bg:%d" % job_id))
             pending.append((job_id, 0.0))
@@ -198,11 +217,11 @@ def _batch(conn: Conn, rnd: random.Random, index: int, seq: int, size: int,
             unique = b""
             if not shared_used and rnd.random() < 0.3:
                 unique, shared_used = b"s%d" % rnd.randrange(SHARED_UNIQUES), True
-            wire.append(packet(rnd.choice(FG_TYPES), FUNCTION, unique, b"fg:%d" % seq))
+            wire.append(packet(rnd.choice(FG_TYPES), FUNCTION, unique, b"fg:%d" % n))
             pending.append((-1, time.monotonic()))
     conn.send(b"".join(wire))
     if leaver:
-        return seq  # submit and leave: the server must cope with the orphans
+        return  # submit and leave: the server must cope with the orphans
     running: dict[bytes, list[float]] = {}
     try:
         while pending or running:
@@ -227,7 +246,6 @@ def _batch(conn: Conn, rnd: random.Random, index: int, seq: int, size: int,
         report.fg_cut += sum(len(v) for v in running.values())
         report.fg_cut += sum(1 for job_id, _ in pending if job_id < 0)
         raise
-    return seq
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -261,8 +279,9 @@ def worker_main(index: int, port: int, jobs: int, abrupt: bool, work_ms: float, 
                             os._exit(3)  # dies holding a job: geard must requeue it
                         if work_ms:
                             time.sleep(rnd.expovariate(1.0 / work_ms) / 1000.0)
-                        conn.send(packet(WORK_COMPLETE, handle, data) + grab)
                         jobs -= 1
+                        # No GRAB after the last one: no job is handed to a leaving worker.
+                        conn.send(packet(WORK_COMPLETE, handle, data) + (grab if jobs else b""))
                         if data.startswith(b"bg:"):
                             done.append(int(data[3:]))
                         else:
@@ -271,6 +290,7 @@ def worker_main(index: int, port: int, jobs: int, abrupt: bool, work_ms: float, 
                 if now - last >= 0.5:
                     out.put(("w", index, done, fg))
                     done, fg, last = [], 0, now
+            conn.finish()
         except Lost:
             pass
         conn.close()
@@ -373,6 +393,9 @@ class Sample:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    #: Which geard process (1, then 2 after the restart) and how long it had been up.
+    gen: int = 1
+    up: float = 0.0
 
 
 @dataclass
@@ -390,6 +413,8 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     all_latencies: list[float] = field(default_factory=list)
     completed: int = 0
+    #: (id, worker, when reported) of each background job that ran again.
+    twice: list[tuple[int, int, float]] = field(default_factory=list)
 
     def take(self, msg: Any) -> None:
         if isinstance(msg, ClientReport):
@@ -400,8 +425,10 @@ class Tally:
             self.errors.extend(msg.errors)
             self.latencies.extend(msg.latencies)
         else:
-            _, _, done, fg = msg
+            _, worker, done, fg = msg
             self.bg_runs += len(done)
+            now = time.monotonic()
+            self.twice.extend((job_id, worker, now) for job_id in done if job_id in self.bg_done)
             self.bg_done.update(done)
             self.worker_fg += fg
             self.completed += len(done) + fg
@@ -432,6 +459,8 @@ class Soak:
         self.next_worker = 0
         self.worker_starts = 0
         self.abrupt_exits = 0
+        self.gen = 1
+        self.t0 = self.started = 0.0  # when the current geard started (monotonic)
 
     def spawn_worker(self, slot: int) -> None:
         abrupt = self.rnd.random() < 0.2
@@ -472,7 +501,7 @@ class Soak:
                    self.geard.connections(), self.geard.queued(),
                    (self.tally.completed / seconds) if seconds else 0.0,
                    percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3,
-                   (max(lat) if lat else 0.0) * 1e3)
+                   (max(lat) if lat else 0.0) * 1e3, self.gen, time.monotonic() - self.started)
         self.tally.latencies, self.tally.completed = [], 0
         self.samples.append(s)
         print(f"{s.at:7.0f} {s.rss_kib / 1024:8.1f} {s.fds:5d} {s.conns:5d} {s.queued:6d} "
@@ -481,6 +510,7 @@ class Soak:
     def run(self) -> int:
         a = self.args
         self.geard.start()
+        self.started = time.monotonic()
         print(f"geard pid {self.geard.proc.pid if self.geard.proc else 0} port "
               f"{self.geard.port}, data dir {self.geard.data_dir}; {a.clients} client and "
               f"{a.workers} worker processes, {a.rate:g} jobs/s per client, "
@@ -494,7 +524,7 @@ class Soak:
                 self.rnd.randrange(1 << 30)))
             p.start()
             self.clients.append(p)
-        t0 = time.monotonic()
+        self.t0 = t0 = time.monotonic()
         end = t0 + a.minutes * 60
         restart_at = t0 + a.minutes * 60 * a.restart_at if a.restart_at else None
         restarted = None
@@ -507,6 +537,7 @@ class Soak:
                 if restart_at is not None and time.monotonic() >= restart_at:
                     took = self.geard.stop()
                     self.geard.start()
+                    self.gen, self.started = self.gen + 1, time.monotonic()
                     restart_at = None
                     restarted = time.monotonic() - t0
                     print(f"-- geard restarted at {restarted:.0f} s (graceful stop took "
@@ -558,12 +589,19 @@ class Soak:
                 print(f"  {name:8s} start {get(self.samples[0]):.1f}, second third median "
                       f"{ma:.1f} (max {max(a):.1f}), last third median {mb:.1f} "
                       f"(max {max(b):.1f}): {'flat once warm' if ok else 'GREW'}")
+        for gen in sorted({s.gen for s in self.samples}):
+            mine = [s for s in self.samples if s.gen == gen]
+            warm = next((s for s in mine if s.up >= 60), mine[0])
+            print(f"  geard {gen}: RSS {warm.rss_kib / 1024:.1f} MiB, {warm.fds} fds at "
+                  f"{warm.at:.0f} s ({warm.up:.0f} s up) -> {mine[-1].rss_kib / 1024:.1f} MiB, "
+                  f"{mine[-1].fds} fds at {mine[-1].at:.0f} s")
         lat = t.all_latencies
         print(f"  foreground: {t.fg_done} completed, latency p50 {percentile(lat, .5) * 1e3:.1f}"
               f" ms, p99 {percentile(lat, .99) * 1e3:.1f} ms, max {max(lat, default=0) * 1e3:.1f}"
               f" ms; {t.fg_failed} failed, {t.fg_cut} cut by the restart or a leaving client")
         print(f"  background: {len(t.bg_acked)} acknowledged, {len(t.bg_done & t.bg_acked)} "
-              f"completed, {t.bg_runs - len(t.bg_done)} ran twice (at-least-once), "
+              f"completed, {t.bg_runs - len(t.bg_done)} ran twice (at-least-once: a WORK_COMPLETE "
+              "not counted before its worker left or geard stopped), "
               f"{len(t.bg_done - t.bg_acked)} ran unacknowledged; jobs lost: {len(lost)}")
         print(f"  workers: {self.worker_starts} processes started, {self.abrupt_exits} died "
               f"holding a job; restart at {restarted:.0f} s" if restarted is not None else
@@ -573,6 +611,9 @@ class Soak:
               f"{queued}")
         if lost:
             print(f"  lost ids (first 10): {sorted(lost)[:10]}")
+        if t.twice:
+            print("  ran again (id, worker, reported at s): "
+                  + ", ".join(f"{i:#x} w{w} {at - self.t0:.1f}" for i, w, at in t.twice[:10]))
         if self.args.csv:
             with open(self.args.csv, "w") as f:
                 f.write("seconds,rss_kib,fds,connections,queued,jobs_s,p50_ms,p99_ms,max_ms\n")
@@ -598,7 +639,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds the workers get to drain the queue at the end")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--csv", help="also write the samples to this CSV file")
+    p.add_argument("--data-dir", type=Path, help="geard's data dir (its queue and log), kept "
+                   "after the run (default: a temporary directory, removed)")
     args = p.parse_args(argv)
+    if args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        return Soak(args, args.data_dir).run()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         return Soak(args, Path(tmp)).run()
 
