@@ -409,7 +409,10 @@ def _drain(net: Net, saved: Store, peers: list[Peer], books: Books | None) -> No
     """Everyone leaves, stores answer, one worker runs the rest: nothing may be left over."""
     while saved.pending:
         saved.finish()
-    net.now += 1000
+    # Past every timer: CAN_DO_TIMEOUTs, and epoch jobs however far ahead a fuzzed packet
+    # put them (a SUBMIT_JOB_EPOCH's time is the client's to choose).
+    net.now = max([net.now + 1000.0] + [j.when + 1.0 for j in net.broker.jobs.values()
+                                         if j.when])
     net.broker.run_timers()
     for p in peers:
         net.broker.disconnect(p)
