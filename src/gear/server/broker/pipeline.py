@@ -38,6 +38,9 @@ QUEUED = JobState.QUEUED
 #: Largest partial packet the fast path keeps for the next chunk; larger ones go to the
 #: Decoder's growing buffer (no quadratic re-copying).
 _REST_MAX = 64 * 1024
+#: ``lead_type`` while the run has no plain packet to compare with: no packet has this type
+#: (0 would match an empty packet of type 0, which is no submission).
+_NO_LEAD = -1
 #: The last three digits of a handle number >= 1000 (see submit_run).
 _DIGITS3: list[bytes] = [b"%03d" % i for i in range(1000)]
 
@@ -179,7 +182,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
     first = counter + 1
     seq = broker._seq
     # The last plain packet: its type and leading body bytes, and what they decide.
-    lead_type = 0
+    lead_type = _NO_LEAD
     lead = b""
     lead_size = 0
     skip = 0  # header and lead: where the data starts
@@ -216,7 +219,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
                 if unique or known is None or not known.plain or held or counter < 999:
                     # The general case, in order after the replies of the jobs before.
                     pos = end
-                    lead_type = 0
+                    lead_type = _NO_LEAD
                     next_base = 0
                     broker._counter = counter
                     broker._seq = seq
