@@ -9,7 +9,8 @@ import pytest
 from tests.support.peers import GeardProcess, GearmandProcess, ServerProcess
 
 
-@pytest.fixture(scope="module", params=["geard", "gearmand"])
+@pytest.fixture(scope="module",
+                params=["geard", pytest.param("gearmand", marks=pytest.mark.interop)])
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """Our geard or Debian's gearmand, on 127.0.0.1 and a free port, for a whole module."""
     proc: ServerProcess = GeardProcess() if request.param == "geard" else GearmandProcess()

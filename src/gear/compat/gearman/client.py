@@ -30,7 +30,7 @@ from typing import Any
 from gear.compat.gearman import util
 from gear.compat.gearman.client_handler import GearmanClientCommandHandler
 from gear.compat.gearman.connection_manager import GearmanConnectionManager
-from gear.compat.gearman.constants import JOB_PENDING, JOB_UNKNOWN, PRIORITY_NONE
+from gear.compat.gearman.constants import JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, PRIORITY_NONE
 from gear.compat.gearman.errors import (
     ConnectionError,
     ExceededConnectionAttempts,
@@ -38,6 +38,9 @@ from gear.compat.gearman.errors import (
 )
 
 __all__ = ["RANDOM_UNIQUE_BYTES", "GearmanClient"]
+
+#: States no reply will change any more on this connection: lost, or refused by the server.
+_SETTLED = (JOB_UNKNOWN, JOB_FAILED)
 
 #: Random bytes in a generated unique (python-gearman's default; hex-encoded, so 32 characters).
 RANDOM_UNIQUE_BYTES = 16
@@ -118,12 +121,14 @@ class GearmanClient(GearmanConnectionManager):
         _check_many(job_requests, "job requests")
 
         def continue_while_jobs_incomplete(any_activity: bool) -> bool:
-            return any(not r.complete and r.state != JOB_UNKNOWN for r in job_requests)
+            return any(not r.complete and r.state not in _SETTLED for r in job_requests)
 
         self.poll_connections_until_stopped(self.connection_list, continue_while_jobs_incomplete,
                                             timeout=poll_timeout)
         for current_request in job_requests:
-            current_request.timed_out = not current_request.complete
+            # A background request the server refused (JOB_FAILED) is settled, not late.
+            current_request.timed_out = not (current_request.complete
+                                             or current_request.state == JOB_FAILED)
             if not current_request.timed_out:
                 self.request_to_rotating_connection_queue.pop(current_request, None)
         return job_requests

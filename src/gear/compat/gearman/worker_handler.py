@@ -45,10 +45,18 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
     # -- called by GearmanWorker ----------------------------------------------------------------
 
     def set_abilities(self, connection_abilities_list: Iterable[Any]) -> None:
-        """Tell the server the new task list (RESET_ABILITIES, then CAN_DO each) and grab."""
-        self._abilities = [to_bytes(task, "task") for task in connection_abilities_list]
-        self.send_raw(request(c.RESET_ABILITIES)
-                      + registration(b"", ((name, None) for name in self._abilities)))
+        """Tell the server what changed (CANT_DO for each task dropped, CAN_DO for each added)
+        and grab.
+
+        python-gearman sent RESET_ABILITIES and every CAN_DO again; gearmand and geard give a
+        job back to the queue when its worker drops the function, so a job that registers a
+        task would be handed out again and again. The change alone says the same thing.
+        """
+        new = [to_bytes(task, "task") for task in connection_abilities_list]
+        dropped = [request(c.CANT_DO, name) for name in self._abilities if name not in new]
+        added = [(name, None) for name in new if name not in self._abilities]
+        self._abilities = new
+        self.send_raw(b"".join(dropped) + registration(b"", added))
         self.session.wake()
 
     def set_client_id(self, client_id: Any) -> None:
