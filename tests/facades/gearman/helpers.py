@@ -117,10 +117,21 @@ def read_packet(conn: socket.socket, decoder: Decoder) -> Any:
             return items[0]
 
 
-def created_then_close(conn: socket.socket, decoder: Decoder) -> None:
-    """Accept one submission (JOB_CREATED) and hang up: the job's connection is lost."""
-    if read_packet(conn, decoder) is not None:
-        conn.sendall(response(c.JOB_CREATED, b"H:fake:1"))
+def created_then_close(submissions: int = 1) -> Callable[[socket.socket, Decoder], None]:
+    """A script: accept ``submissions`` SUBMITs (a JOB_CREATED each), then hang up, so the
+    jobs' connection is lost after they were accepted."""
+
+    def script(conn: socket.socket, decoder: Decoder) -> None:
+        seen = 0
+        while seen < submissions:
+            data = conn.recv(65536)
+            if not data:
+                return
+            for _ in decoder.feed_all(data):
+                seen += 1
+                conn.sendall(response(c.JOB_CREATED, b"H:fake:%d" % seen))
+
+    return script
 
 
 def hang_up(conn: socket.socket, decoder: Decoder) -> None:

@@ -92,7 +92,7 @@ def test_not_waiting_then_status_and_completion(hosts: list[str]) -> None:
 def test_server_error_fails_the_request_and_calls_the_hook(hosts: list[str]) -> None:
     """A full queue answers ERROR: the request fails (python-gearman left it pending).
 
-    maxqueue applies to a function the server knows (docs/protocol.md §2.2): one job first.
+    maxqueue applies to a function the server knows (docs/protocol.md §3.13): one job first.
     """
     task = fresh("full")
     heard: list[tuple[Any, Any]] = []
@@ -166,7 +166,7 @@ def test_a_retry_goes_to_another_connected_server(hosts: list[str]) -> None:
 
 def test_connection_lost_after_accepted_leaves_the_request_unknown() -> None:
     """python-gearman: the last connection gone -> ServerUnavailable; the request is UNKNOWN."""
-    fake = FakeServer(created_then_close)
+    fake = FakeServer(created_then_close())
     client = gearman.GearmanClient([fake.host])
     request = client.submit_job("t", b"x", wait_until_complete=False, poll_timeout=10)
     assert request.state == gearman.JOB_CREATED and request.job.handle == b"H:fake:1"
