@@ -2,7 +2,7 @@
 gearmand with the one-line change ``from gear.compat import gearman``.
 
 The examples' code is kept as written, ported to Python 3 only where Python 2 syntax forces it
-(``print`` is a function). ``localhost:4730`` becomes the test server's address; a worker
+(``print`` is a function; its ``%`` formatting is kept). ``localhost:4730`` becomes the test server's address; a worker
 serving ``task_name`` and ``other_task`` runs beside them. Where an example cannot run as
 written, the test says what it changed and why.
 """
@@ -22,19 +22,19 @@ from tests.facades.gearman.helpers import FakeServer, created_then_close, worker
 printed: list[str] = []
 
 
-def print(*args: Any) -> None:  # noqa: A001 - the examples' print, recorded
+def print(*args: Any) -> None:  # the examples' print, recorded
     printed.append(" ".join(str(a) for a in args))
 
 
 # The seed's "Function available to all examples", ported to Python 3.
 def check_request_status(job_request: Any) -> None:
     if job_request.complete:
-        print("Job %s finished! Result: %s - %s" % (job_request.job.unique, job_request.state,
-                                                     job_request.result))
+        print("Job %s finished! Result: %s - %s" % (job_request.job.unique,  # noqa: UP031
+                                                     job_request.state, job_request.result))
     elif job_request.timed_out:
-        print("Job %s timed out!" % job_request.unique)
+        print("Job %s timed out!" % job_request.unique)  # noqa: UP031
     elif job_request.state == JOB_UNKNOWN:
-        print("Job %s connection failed!" % job_request.unique)
+        print("Job %s connection failed!" % job_request.unique)  # noqa: UP031
 
 
 @pytest.fixture
@@ -167,3 +167,12 @@ def test_pickle_data_encoder(hosts: list[str]) -> None:
 
     assert request.state == gearman.JOB_COMPLETE
     assert request.result == {"echo": my_python_object}
+
+
+def test_check_request_status_on_a_timed_out_request(hosts: list[str]) -> None:
+    """The examples' helper reads ``job_request.unique`` for a timed-out request: it works."""
+    del printed[:]
+    request = gearman.GearmanClient(hosts).submit_job("nobody_serves_this", "x",
+                                                      poll_timeout=0.2)
+    check_request_status(request)
+    assert printed == [f"Job {request.job.unique} timed out!"]

@@ -90,6 +90,12 @@ class GearmanJobRequest:
         return self.gearman_job
 
     @property
+    def unique(self) -> Any:
+        """``job.unique``: python-gearman's own documented example reads
+        ``job_request.unique``, which its request object lacked (docs/migrating.md)."""
+        return self.gearman_job.unique
+
+    @property
     def complete(self) -> bool:
         """Background: accepted. Foreground: WORK_COMPLETE or WORK_FAIL arrived."""
         if self.background:
