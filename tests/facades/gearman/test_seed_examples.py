@@ -3,8 +3,8 @@ gearmand with the one-line change ``from gear.compat import gearman``.
 
 The examples' code is kept as written, ported to Python 3 only where Python 2 syntax forces it
 (``print`` is a function; its ``%`` formatting is kept). ``localhost:4730`` becomes the test
-server's address; a worker serving ``task_name`` and ``other_task`` runs beside them. Where an example cannot run as
-written, the test says what it changed and why.
+server's address; a worker serving ``task_name`` and ``other_task`` runs beside them. Where an
+example cannot run as written, the test says what it changed and why.
 """
 
 from __future__ import annotations
