@@ -39,6 +39,22 @@ def test_after_job_stops_work_after_each_job(hosts: list[str]) -> None:
     assert not any(c.connected for c in worker.connection_list)
 
 
+def test_the_last_result_is_written_before_work_returns(hosts: list[str]) -> None:
+    task = fresh("last")
+    client = gearman.GearmanClient(hosts)
+    request = client.submit_job(task, b"abc", wait_until_complete=False, poll_timeout=10)
+
+    class Worker(gearman.GearmanWorker):
+        def after_job(self) -> bool:
+            return False
+
+    worker = Worker(hosts)
+    worker.register_task(task, reverse)
+    worker.work(poll_timeout=10)
+    client.wait_until_jobs_completed([request], poll_timeout=10)
+    assert request.result == b"cba"
+
+
 def test_after_poll_false_on_idle_timeout_returns(hosts: list[str]) -> None:
     calls: list[bool] = []
 

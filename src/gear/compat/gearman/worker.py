@@ -15,7 +15,8 @@ The grab/sleep cycle is the shared :class:`gear.protocol.worker.WorkerSession`'s
 next (one GRAB in flight at a time, taking turns) and runs the jobs. Unlike python-gearman it
 grabs again straight after a job instead of going to sleep first, so a busy queue costs one
 round trip per job, not two. Updates are written before ``send_job_*`` returns, within its
-``poll_timeout``. Task names may be str or bytes; ``job.task`` is the name as registered,
+``poll_timeout``; only a job's final packet (from ``on_job_complete``/``on_job_exception``)
+is written together with the next GRAB, before the loop waits again. Task names may be str or bytes; ``job.task`` is the name as registered,
 ``job.handle``, ``job.unique`` and ``job.data`` are bytes (after ``data_encoder.decode``).
 Imports ``gear.protocol`` and this package; no threads.
 """
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from gear import constants as c
 from gear.compat.gearman.connection_manager import GearmanConnectionManager
-from gear.compat.gearman.errors import ConnectionError
+from gear.compat.gearman.errors import ConnectionError, ServerUnavailable
 from gear.compat.gearman.worker_handler import GearmanWorkerCommandHandler
 from gear.protocol import messages
 from gear.protocol.messages import to_bytes
@@ -55,7 +57,7 @@ class GearmanWorker(GearmanConnectionManager):
         self.command_handler_holding_job_lock: Any = None
         self._by_wire: dict[bytes, Any] = {}
         self._turn = 0
-        self._jobs_done = 0
+        self._deferring = False
         self._update_initial_state()
 
     def _update_initial_state(self) -> None:
@@ -105,7 +107,13 @@ class GearmanWorker(GearmanConnectionManager):
             worker_connections = self.establish_worker_connections()
             continue_working = self.poll_connections_until_stopped(
                 worker_connections, continue_while_connections_alive, timeout=poll_timeout)
-        for connection in worker_connections:
+        # The last job's final packet may still be queued (_last_word): write it first.
+        live = [c for c in worker_connections if c.connected]
+        try:
+            self.wait_until_sent(live, poll_timeout=poll_timeout)
+        except ServerUnavailable:
+            pass
+        for connection in live:
             if connection.connected:
                 self.handle_error(connection)
 
@@ -187,8 +195,20 @@ class GearmanWorker(GearmanConnectionManager):
             callback = self.worker_abilities[current_job.task]
             job_result = callback(self, current_job)
         except Exception:
-            return self.on_job_exception(current_job, sys.exc_info())
-        return self.on_job_complete(current_job, job_result)
+            with self._last_word():
+                return self.on_job_exception(current_job, sys.exc_info())
+        with self._last_word():
+            return self.on_job_complete(current_job, job_result)
+
+    @contextmanager
+    def _last_word(self) -> Iterator[None]:
+        """The job's final packet waits for the next GRAB, so both go out in one write (the
+        poll loop writes them before it waits again: nothing is delayed)."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
 
     def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
         """A task raised: WORK_FAIL, as python-gearman (override to send_job_exception)."""
@@ -220,7 +240,8 @@ class GearmanWorker(GearmanConnectionManager):
     def _send(self, current_job: Any, packet: bytes, poll_timeout: float | None) -> None:
         handler = self.connection_to_handler_map[current_job.connection]
         handler.send_raw(packet)
-        self.wait_until_sent([current_job.connection], poll_timeout=poll_timeout)
+        if not self._deferring:
+            self.wait_until_sent([current_job.connection], poll_timeout=poll_timeout)
 
     def _encode(self, data: Any) -> bytes:
         return to_bytes(self.data_encoder.encode(data), "data")

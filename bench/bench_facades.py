@@ -1,0 +1,195 @@
+"""Foreground end-to-end throughput through ``gear.compat.gearman`` (python-gearman's API) against
+the same load through the threaded gear API, gear.aio and libgearman, in one run.
+
+Usage: ``python3 bench/bench_facades.py [--jobs N] [--window-jobs N] [--rounds N]``
+
+One gearmand (Debian gearman-job-server, ``--threads=0``) serves every run; each run has its own
+function, a worker *process* and a client in this process, and times submit -> WORK_COMPLETE of
+foreground jobs with a 32-byte payload echoed back. Client and worker are both of the API named:
+
+* window 1: one job in flight (``submit_job`` in a loop for the facade; the latency bound);
+* window 100: as each API allows it: the facade submits ``submit_multiple_jobs`` batches of 100
+  and waits for each batch (python-gearman has no sliding window), the threaded client keeps
+  100 in flight, aio runs 100 lanes; the facade and threaded workers are 4 threads with a
+  worker each (one job at a time per worker object), aio's worker has 100 slots.
+* libgearman: ``gearman -n -f`` (one synchronous job per stdin line) with ``gearman -w``, and
+  the facade client against ``gearman -w`` (interop shape).
+
+The pairs run in interleaved rounds and the ratios printed at the end are of the median rates
+(docs/benchmarks.md); the goal is the facade within 2x of the threaded gear API. Not a test:
+nothing is asserted. The threaded, aio and libgearman roles are bench/bench_aio.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import bench_aio
+from bench_aio import PAYLOAD, GearmandProcess
+
+from gear.compat import gearman
+
+Run = tuple[str, str, int, int]  # client kind, worker kind, window, worker slots
+
+
+def serve_facade(port: int, function: str, threads: int) -> None:
+    """``threads`` GearmanWorkers, each in its own thread, echoing every job (until SIGTERM)."""
+
+    def loop() -> None:
+        worker = gearman.GearmanWorker([f"127.0.0.1:{port}"])
+        worker.set_client_id("bench-facade")
+        worker.register_task(function, lambda w, job: job.data)
+        worker.work(poll_timeout=60)
+
+    for _ in range(threads):
+        threading.Thread(target=loop, daemon=True).start()
+    signal.sigwait({signal.SIGTERM})
+
+
+@contextmanager
+def worker_process(kind: str, port: int, function: str, slots: int) -> Iterator[None]:
+    if kind != "facade":
+        with bench_aio.worker_process(kind, port, function, slots):
+            yield
+        return
+    cmd = [sys.executable, __file__, "--serve", "facade", "--port", str(port), "--function",
+           function, "--slots", str(slots)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        bench_aio.wait_registered(port, function, slots, proc)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def client_facade(port: int, function: str, jobs: int, window: int) -> float:
+    client = gearman.GearmanClient([f"127.0.0.1:{port}"])
+    try:
+        for _ in range(min(200, jobs)):  # warm-up
+            client.submit_job(function, PAYLOAD, poll_timeout=30)
+        start = time.perf_counter()
+        if window == 1:
+            for _ in range(jobs):
+                request = client.submit_job(function, PAYLOAD, poll_timeout=30)
+                if request.state != gearman.JOB_COMPLETE:
+                    raise RuntimeError(f"job ended {request.state}")
+        else:
+            left = jobs
+            while left > 0:
+                batch = min(window, left)
+                requests = client.submit_multiple_jobs(
+                    [dict(task=function, data=PAYLOAD)] * batch, poll_timeout=60)
+                if any(r.state != gearman.JOB_COMPLETE for r in requests):
+                    raise RuntimeError("a batch did not complete")
+                left -= batch
+        return time.perf_counter() - start
+    finally:
+        client.shutdown()
+
+
+CLIENTS: dict[str, Callable[[int, str, int, int], float]] = {
+    "facade": client_facade, **bench_aio.CLIENTS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1500, help="jobs per window-1 run")
+    parser.add_argument("--window-jobs", type=int, default=6000, help="jobs per window-100 run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--serve", choices=["facade"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--function", help=argparse.SUPPRESS)
+    parser.add_argument("--slots", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "facade":
+        return serve_facade(args.port, args.function, args.slots)
+
+    runs: list[Run] = [
+        ("facade", "facade", 1, 1),
+        ("threaded", "threaded", 1, 1),
+        ("aio", "aio", 1, 1),
+        ("gearman", "gearman", 1, 1),
+        ("facade", "gearman", 1, 1),
+        ("gearman", "facade", 1, 1),
+        ("facade", "facade", 100, 4),
+        ("threaded", "threaded", 100, 4),
+        ("aio", "aio", 100, 100),
+    ]
+    if shutil.which("gearman") is None:
+        print("the gearman CLI (gearman-tools) is not installed: libgearman rows skipped")
+        runs = [r for r in runs if "gearman" not in r[:2]]
+    server = GearmandProcess()
+    samples: dict[Run, list[float]] = {}
+    failures: dict[Run, str] = {}
+    print(f"gearmand {server.port}; payload {len(PAYLOAD)} B; python {sys.version.split()[0]}; "
+          f"{os.cpu_count()} CPUs; {args.rounds} interleaved rounds, best and median shown")
+    try:
+        for round_no in range(args.rounds):
+            for n, run in enumerate(runs):
+                if run in failures:
+                    continue
+                client, worker, window, slots = run
+                jobs = args.jobs if window == 1 else args.window_jobs
+                function = f"facade{round_no}_{n}"
+                try:
+                    with worker_process(worker, server.port, function, slots):
+                        seconds = CLIENTS[client](server.port, function, jobs, window)
+                except Exception as exc:
+                    failures[run] = f"{type(exc).__name__}: {exc}"
+                    continue
+                samples.setdefault(run, []).append(jobs / seconds)
+    finally:
+        server.stop()
+
+    print(f"{'client':>9} <- {'worker':<9} {'window':>6} {'slots':>5} {'best/s':>9} "
+          f"{'median/s':>9}")
+    for run in runs:
+        client, worker, window, slots = run
+        if run in failures:
+            print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5}  FAILED {failures[run]}")
+            continue
+        rates = samples[run]
+        print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {max(rates):>9.0f} "
+              f"{statistics.median(rates):>9.0f}")
+    median = {run: statistics.median(rates) for run, rates in samples.items()}
+
+    def ratio(a: Run, b: Run, label: str) -> None:
+        if a in median and b in median:
+            print(f"  {label:<62} {median[a] / median[b]:6.2f}x")
+
+    print(f"ratios of the median rates ({args.rounds} interleaved rounds, same run):")
+    ratio(("facade", "facade", 1, 1), ("threaded", "threaded", 1, 1),
+          "facade pair / threaded gear pair, window 1 (goal >= 0.5)")
+    ratio(("facade", "facade", 100, 4), ("threaded", "threaded", 100, 4),
+          "facade pair / threaded gear pair, window 100 (goal >= 0.5)")
+    ratio(("facade", "facade", 1, 1), ("aio", "aio", 1, 1), "facade pair / aio pair, window 1")
+    ratio(("facade", "facade", 100, 4), ("aio", "aio", 100, 100),
+          "facade pair / aio pair, window 100")
+    ratio(("facade", "facade", 1, 1), ("gearman", "gearman", 1, 1),
+          "facade pair / libgearman CLI pair, window 1")
+    ratio(("gearman", "facade", 1, 1), ("gearman", "gearman", 1, 1),
+          "facade worker / gearman -w, both serving the gearman CLI client")
+    ratio(("facade", "gearman", 1, 1), ("gearman", "gearman", 1, 1),
+          "facade client / gearman CLI client, both served by gearman -w")
+
+
+if __name__ == "__main__":
+    main()
