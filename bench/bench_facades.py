@@ -36,7 +36,6 @@ from contextlib import contextmanager
 
 import bench_aio
 from bench_aio import PAYLOAD, GearmandProcess
-
 from gear.compat import gearman
 
 Run = tuple[str, str, int, int]  # client kind, worker kind, window, worker slots

@@ -16,8 +16,9 @@ next (one GRAB in flight at a time, taking turns) and runs the jobs. Unlike pyth
 grabs again straight after a job instead of going to sleep first, so a busy queue costs one
 round trip per job, not two. Updates are written before ``send_job_*`` returns, within its
 ``poll_timeout``; only a job's final packet (from ``on_job_complete``/``on_job_exception``)
-is written together with the next GRAB, before the loop waits again. Task names may be str or bytes; ``job.task`` is the name as registered,
-``job.handle``, ``job.unique`` and ``job.data`` are bytes (after ``data_encoder.decode``).
+is written together with the next GRAB, before the loop waits again. Task names may be str or
+bytes; ``job.task`` is the name as registered, ``job.handle``, ``job.unique`` and ``job.data``
+are bytes (after ``data_encoder.decode``).
 Imports ``gear.protocol`` and this package; no threads.
 """
 
