@@ -288,6 +288,49 @@ def s_coalesced():
     return [request_view(r) for r in requests]
 
 
+def s_status_while_running():
+    task = name("running")
+    started, release = threading.Event(), threading.Event()
+
+    def work(worker, job):
+        started.set()
+        release.wait(10)
+        return b"finished"
+
+    client = gearman.GearmanClient(HOSTS)
+    with Worker({task: work}):
+        request = client.submit_job(task, b"x", wait_until_complete=False, poll_timeout=10)
+        started.wait(10)
+        client.get_job_status(request, poll_timeout=10)
+        status = show(request.status)
+        release.set()
+        client.wait_until_jobs_completed([request], poll_timeout=10)
+    return {"status": status, "done": request_view(request)}
+
+
+def s_lost_before_accepted():
+    """A server that reads the submission and hangs up: with max_retries=0 the resend raises."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    errors = sub("errors")
+    client = gearman.GearmanClient([f"127.0.0.1:{listener.getsockname()[1]}"])
+    try:
+        client.submit_job(b"t", b"x", poll_timeout=5)
+        return {"raised": None}
+    except errors.ExceededConnectionAttempts:
+        return {"raised": "ExceededConnectionAttempts"}
+    finally:
+        listener.close()
+
+
 SCENARIOS = {k[2:]: v for k, v in dict(globals()).items() if k.startswith("s_")}
 
 

@@ -53,6 +53,9 @@ def done(result: Any = None, **extra: Any) -> dict[str, Any]:
 
 FAILED = done(None, state="FAILED")
 ALL = ("geard", "gearmand")
+RUNNING = {"handle": "*", "known": True, "running": True, "numerator": 0, "denominator": 0}
+#: gearman3's reading of that STATUS_RES (GEARMAN3_BROKEN "background").
+NOT_KNOWN = dict(RUNNING, known=False, running=False)
 
 #: scenario -> python-gearman 2.0.2's result.
 EXPECTED: dict[str, Any] = {
@@ -83,6 +86,9 @@ EXPECTED: dict[str, Any] = {
                     "admin": "ServerUnavailable"},
     "admin": {"ping": True, "status": [{"task": "*", "queued": 1, "running": 0, "workers": 0}],
               "version": "OK", "maxqueue": "OK"},
+    # the STATUS_RES stays the request's status after it completes
+    "status_while_running": {"status": RUNNING, "done": done("b:finished", status=RUNNING)},
+    "lost_before_accepted": {"raised": "ExceededConnectionAttempts"},
     # two submissions the server coalesced: both get the result
     "coalesced": [done("b:cba"), done("b:cba")],
 }
@@ -101,6 +107,9 @@ GEARMAN3_BROKEN: dict[str, tuple[str, Any, tuple[str, ...]]] = {
          "status": {"handle": "*", "known": False, "running": False, "numerator": 0,
                     "denominator": 0},
          "timed_out": False}, ALL),
+    "status_while_running": (
+        "the same STATUS_RES comparison: a running job reads as unknown and not running",
+        {"status": NOT_KNOWN, "done": done("b:finished", status=NOT_KNOWN)}, ALL),
     "admin": (
         "gearman3's admin client splits bytes reply lines with str separators: every list "
         "command raises TypeError (and python-gearman compared maxqueue's reply with 'OK\\r')",

@@ -111,13 +111,15 @@ def test_task_raising_sends_fail_and_send_job_exception_sends_exception(hosts: l
     assert hooks == ["ValueError"]
 
 
-def test_status_in_floats_and_updates_in_order(hosts: list[str]) -> None:
+def test_status_and_updates_in_order(hosts: list[str]) -> None:
     task = fresh("progress")
 
     def work(worker: Any, job: Any) -> bytes:
         for i in range(3):
             worker.send_job_data(job, b"chunk%d" % i)
         worker.send_job_status(job, 3, 4)
+        worker.wait_until_updates_sent([job], poll_timeout=5)
+        assert not job.connection.writable()
         return b"end"
 
     with worker_running(hosts, {task: work}):

@@ -98,6 +98,10 @@ class GearmanConnection:
         """Queue ``data``; :meth:`flush` (the poll loop) writes it."""
         self._out += data
 
+    def readable(self) -> bool:
+        """Whether the connection can be read (it is connected), as python-gearman's."""
+        return self.connected
+
     def writable(self) -> bool:
         """Whether queued bytes wait to be written."""
         return bool(self._out)

@@ -238,6 +238,12 @@ class GearmanWorker(GearmanConnectionManager):
 
     # -- updates --------------------------------------------------------------------------------
 
+    def wait_until_updates_sent(self, multiple_gearman_jobs: Sequence[Any],
+                                poll_timeout: float | None = None) -> None:
+        """Poll until everything queued on the jobs' connections is written."""
+        self.wait_until_sent({job.connection for job in multiple_gearman_jobs},
+                             poll_timeout=poll_timeout)
+
     def _send(self, current_job: Any, packet: bytes, poll_timeout: float | None) -> None:
         handler = self.connection_to_handler_map[current_job.connection]
         handler.send_raw(packet)
