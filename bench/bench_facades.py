@@ -16,7 +16,10 @@ foreground jobs with a 32-byte payload echoed back. Client and worker are both o
   the facade client against ``gearman -w`` (interop shape).
 
 The pairs run in interleaved rounds and the ratios printed at the end are of the median rates
-(docs/benchmarks.md); the goal is the facade within 2x of the threaded gear API. Not a test:
+(docs/benchmarks.md); the goal is the facade within 2x of the threaded gear API. Each row also
+shows the CPU time per job of the client (this process, or the ``gearman`` CLI child) and of
+the worker process (from /proc), medians over the rounds: on a loaded machine the rates swing
+with the neighbours' load, the CPU per job much less. Not a test:
 nothing is asserted. The threaded, aio and libgearman roles are bench/bench_aio.py's.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -107,6 +111,38 @@ def client_facade(port: int, function: str, jobs: int, window: int) -> float:
 CLIENTS: dict[str, Callable[[int, str, int, int], float]] = {
     "facade": client_facade, **bench_aio.CLIENTS}
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu(exclude: int) -> float:
+    """CPU seconds (user + system) of this process's live children but ``exclude`` (gearmand):
+    the worker process of the run, read from /proc (Linux)."""
+    total = 0.0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            if pid == exclude:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (the Python clients) and its finished children (the
+    gearman CLI client)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -138,6 +174,7 @@ def main() -> None:
     server = GearmandProcess()
     samples: dict[Run, list[float]] = {}
     failures: dict[Run, str] = {}
+    cpu: dict[Run, list[tuple[float, float]]] = {}
     print(f"gearmand {server.port}; payload {len(PAYLOAD)} B; python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs; {args.rounds} interleaved rounds, best and median shown")
     try:
@@ -150,24 +187,32 @@ def main() -> None:
                 function = f"facade{round_no}_{n}"
                 try:
                     with worker_process(worker, server.port, function, slots):
+                        worker_cpu, client_cpu = _children_cpu(server.pid), _own_cpu()
                         seconds = CLIENTS[client](server.port, function, jobs, window)
+                        worker_cpu = _children_cpu(server.pid) - worker_cpu
+                        client_cpu = _own_cpu() - client_cpu
                 except Exception as exc:
                     failures[run] = f"{type(exc).__name__}: {exc}"
                     continue
                 samples.setdefault(run, []).append(jobs / seconds)
+                # warm-up jobs included in the CPU figures: at most 200 of them
+                cpu.setdefault(run, []).append((client_cpu * 1e6 / jobs,
+                                                worker_cpu * 1e6 / jobs))
     finally:
         server.stop()
 
     print(f"{'client':>9} <- {'worker':<9} {'window':>6} {'slots':>5} {'best/s':>9} "
-          f"{'median/s':>9}")
+          f"{'median/s':>9} {'client us/job':>13} {'worker us/job':>13}")
     for run in runs:
         client, worker, window, slots = run
         if run in failures:
             print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5}  FAILED {failures[run]}")
             continue
         rates = samples[run]
+        client_us = statistics.median(c for c, _ in cpu[run])
+        worker_us = statistics.median(w for _, w in cpu[run])
         print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {max(rates):>9.0f} "
-              f"{statistics.median(rates):>9.0f}")
+              f"{statistics.median(rates):>9.0f} {client_us:>13.0f} {worker_us:>13.0f}")
     median = {run: statistics.median(rates) for run, rates in samples.items()}
 
     def ratio(a: Run, b: Run, label: str) -> None:
