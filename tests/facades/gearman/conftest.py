@@ -1,4 +1,4 @@
-"""Fixtures of the python-gearman facade tests: gearmand and geard processes, per module."""
+"""Fixtures of the python-gearman facade tests: a geard and a gearmand process."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from tests.support.peers import GeardProcess, GearmandProcess, ServerProcess
 
 
-@pytest.fixture(scope="module",
+@pytest.fixture(scope="session",
                 params=["geard", pytest.param("gearmand", marks=pytest.mark.interop)])
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    """Our geard or Debian's gearmand, on 127.0.0.1 and a free port, for a whole module."""
+    """Our geard or Debian's gearmand on 127.0.0.1 and a free port, one of each for the whole
+    session: every test uses function names of its own."""
     proc: ServerProcess = GeardProcess() if request.param == "geard" else GearmandProcess()
     try:
         yield proc
