@@ -111,6 +111,30 @@ def test_task_raising_sends_fail_and_send_job_exception_sends_exception(hosts: l
     assert hooks == ["ValueError"]
 
 
+def test_send_job_exception_and_server_errors_reach_the_hook(hosts: list[str]) -> None:
+    """WORK_EXCEPTION ends the job on the server, so python-gearman's WORK_FAIL after it is
+    answered with ERROR JOB_NOT_FOUND: the worker's on_gearman_error hears it."""
+    task = fresh("exc")
+    heard: list[Any] = []
+    done = threading.Event()
+
+    class Worker(gearman.GearmanWorker):
+        def on_gearman_error(self, error_code: Any, error_text: Any) -> bool:
+            heard.append(error_code)
+            done.set()
+            return False
+
+    def work(worker: Any, job: Any) -> bytes:
+        worker.send_job_exception(job, b"boom")
+        raise RuntimeError("after the exception")
+
+    with worker_running(hosts, {task: work}, cls=Worker):
+        request = gearman.GearmanClient(hosts).submit_job(task, b"x", poll_timeout=10)
+        assert done.wait(10)
+    assert request.state == gearman.JOB_FAILED
+    assert heard[0] == b"JOB_NOT_FOUND"
+
+
 def test_status_and_updates_in_order(hosts: list[str]) -> None:
     task = fresh("progress")
 

@@ -22,7 +22,7 @@ from gear import constants as c
 from gear.compat.gearman.command_handler import GearmanCommandHandler
 from gear.protocol.messages import JobAssignment, to_bytes
 from gear.protocol.packets import request
-from gear.protocol.worker import WorkerSession, registration
+from gear.protocol.worker import ServerError, WorkerSession, registration
 
 __all__ = ["GearmanWorkerCommandHandler"]
 
@@ -79,6 +79,9 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         for event in session.events_received():
             if isinstance(event, JobAssignment):
                 self.assigned.append(event)
+            elif isinstance(event, ServerError) and not event.grab_refused:
+                # e.g. JOB_NOT_FOUND for an update on a job the server already ended
+                self.connection_manager.on_gearman_error(event.code, event.text)
 
     def on_io_error(self) -> None:
         self.session.connection_lost()
