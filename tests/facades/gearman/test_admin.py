@@ -47,6 +47,8 @@ def test_show_jobs_unique_jobs_and_cancel(hosts: list[str]) -> None:
     jobs = [j for j in admin.get_jobs() if j["handle"] == handle]
     assert len(jobs) == 1 and set(jobs[0]) == {"handle", "queued", "canceled", "enabled"}
     assert {"unique": unique} in admin.get_unique_jobs()
+    assert admin.show_unique_jobs() == admin.get_unique_jobs()
+    assert [j for j in admin.show_jobs() if j["handle"] == handle] == jobs
     reply = admin.cancel_job(handle)
     assert isinstance(reply, str) and reply
 

@@ -1,11 +1,12 @@
-"""python-gearman's behaviour, one suite for both implementations: the real ``gearman3`` 0.2.1
-(python-gearman 2.0.2's Python 3 fork, in its own Python 3.8 venv) and ``gear.compat.gearman``.
+"""python-gearman's behaviour, one suite for three implementations: the real ``gearman3`` 0.2.1
+(python-gearman 2.0.2's Python 3 fork, in its own Python 3.8 venv), ``pygearman`` 0.2.6 (a fork
+of gearman3 that runs on current Pythons, in its own venv) and ``gear.compat.gearman``.
 
 ``scenarios.py`` runs every scenario against a server with the implementation named on its
 command line and prints the results; each test here asserts one scenario's result. The
-expectation is python-gearman 2.0.2's semantics. Where gearman3 itself is broken, the test says
-so and asserts what gearman3 does (``GEARMAN3_BROKEN``), and holds our facade to what
-python-gearman meant: a documented, asserted difference, never a skip.
+expectation is python-gearman 2.0.2's semantics. Where a fork itself is broken, the test says
+so and asserts what the fork does (``BROKEN``), and holds our facade to what python-gearman
+meant: a documented, asserted difference, never a skip.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.peers import ServerProcess, gearman3_python
+from tests.support.peers import ServerProcess, gearman3_python, pygearman_python
 
 pytestmark = pytest.mark.interop
 
 SCENARIOS = Path(__file__).with_name("scenarios.py")
-IMPLEMENTATIONS = ("facade", "gearman3")
+IMPLEMENTATIONS = ("facade", "gearman3", "pygearman")
 
 
 def run_scenarios(python: str, module: str, server: ServerProcess) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def results(server: ServerProcess) -> dict[str, dict[str, Any]]:
     return {
         "facade": run_scenarios(sys.executable, "gear.compat.gearman", server),
         "gearman3": run_scenarios(gearman3_python(), "gearman", server),
+        "pygearman": run_scenarios(pygearman_python(), "gearman", server),
     }
 
 
@@ -93,31 +95,46 @@ EXPECTED: dict[str, Any] = {
     "coalesced": [done("b:cba"), done("b:cba")],
 }
 
-#: scenario -> (why gearman3 differs, what it does instead, on which servers).
-GEARMAN3_BROKEN: dict[str, tuple[str, Any, tuple[str, ...]]] = {
+Broken = dict[str, tuple[str, Any, tuple[str, ...]]]
+#: python-gearman's own bugs, which both forks keep: scenario -> (why, what happens, servers).
+PYTHON_GEARMAN_BUGS: Broken = {
     "send_exception": (
         "python-gearman's known bug: gearmand forwards the exception as WORK_FAIL with a "
         "trailing NUL after the handle, and the client's handle lookup raises KeyError "
         "(geard sends the plain WORK_FAIL, docs/protocol.md §1.5)",
         {"raised": "KeyError", "message": "*"}, ("gearmand",)),
-    "background": (
-        "gearman3 compares STATUS_RES's bytes fields with the str '1', so every job reads as "
-        "unknown",
-        {"submitted": dict(done(), state="CREATED"),
-         "status": {"handle": "*", "known": False, "running": False, "numerator": 0,
-                    "denominator": 0},
-         "timed_out": False}, ALL),
-    "status_while_running": (
-        "the same STATUS_RES comparison: a running job reads as unknown and not running",
-        {"status": NOT_KNOWN, "done": done("b:finished", status=NOT_KNOWN)}, ALL),
-    "admin": (
-        "gearman3's admin client splits bytes reply lines with str separators: every list "
-        "command raises TypeError (and python-gearman compared maxqueue's reply with 'OK\\r')",
-        {"raised": "TypeError", "message": "*"}, ALL),
     "coalesced": (
         "python-gearman keeps one request per handle: the second submission replaces the "
         "first, whose WORK_COMPLETE then fails the state check",
         {"raised": "InvalidClientState", "message": "*"}, ALL),
+}
+
+#: Where each fork differs from python-gearman 2.0.2's meaning.
+BROKEN: dict[str, Broken] = {
+    "gearman3": {
+        **PYTHON_GEARMAN_BUGS,
+        "background": (
+            "gearman3 compares STATUS_RES's bytes fields with the str '1', so every job reads as "
+            "unknown",
+            {"submitted": dict(done(), state="CREATED"),
+             "status": {"handle": "*", "known": False, "running": False, "numerator": 0,
+                        "denominator": 0},
+             "timed_out": False}, ALL),
+        "status_while_running": (
+            "the same STATUS_RES comparison: a running job reads as unknown and not running",
+            {"status": NOT_KNOWN, "done": done("b:finished", status=NOT_KNOWN)}, ALL),
+        "admin": (
+            "gearman3's admin client splits bytes reply lines with str separators: every list "
+            "command raises TypeError (and python-gearman compared maxqueue's reply with 'OK\\r')",
+            {"raised": "TypeError", "message": "*"}, ALL),
+    },
+    "pygearman": {
+        **PYTHON_GEARMAN_BUGS,
+        "admin": (
+            "python-gearman's known bug: maxqueue's reply is compared with 'OK' after only the "
+            "newline is stripped, so gearmand's (and geard's) 'OK\\r\\n' raises ProtocolError",
+            {"raised": "ProtocolError", "message": "*"}, ALL),
+    },
 }
 
 
@@ -140,10 +157,11 @@ def test_scenario(results: dict[str, dict[str, Any]], server: ServerProcess,
                   implementation: str, scenario: str) -> None:
     got = results[implementation][scenario]
     want = EXPECTED[scenario]
-    broken = GEARMAN3_BROKEN.get(scenario)
-    if implementation == "gearman3" and broken and server.what in broken[2]:
+    broken = BROKEN.get(implementation, {}).get(scenario)
+    if broken and server.what in broken[2]:
         why, want, _ = broken
-        assert matches(got, want), f"gearman3 no longer shows the documented bug ({why}): {got}"
+        assert matches(got, want), (
+            f"{implementation} no longer shows the documented bug ({why}): {got}")
         return
     assert matches(got, want), json.dumps(got, indent=1)
 

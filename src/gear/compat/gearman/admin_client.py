@@ -223,3 +223,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         """``show unique jobs``: one ``{'unique': str}`` per job."""
         lines = admin.parse_show_unique_jobs(self._lines(GEARMAN_SERVER_COMMAND_SHOW_UNIQUE_JOBS))
         return tuple({"unique": _text(u)} for u in lines)
+
+    #: The admin commands' own names for :meth:`get_jobs` and :meth:`get_unique_jobs`.
+    show_jobs = get_jobs
+    show_unique_jobs = get_unique_jobs
