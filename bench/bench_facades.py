@@ -13,7 +13,9 @@ foreground jobs with a 32-byte payload echoed back. Client and worker are both o
   100 in flight, aio runs 100 lanes; the facade and threaded workers are 4 threads with a
   worker each (one job at a time per worker object), aio's worker has 100 slots.
 * libgearman: ``gearman -n -f`` (one synchronous job per stdin line) with ``gearman -w``, and
-  the facade client against ``gearman -w`` (interop shape).
+  the facade client against ``gearman -w`` (interop shape); and, when libgearman-dev and gcc
+  are there, bench/c's C client and worker (bench_client_worker.py builds it): the C pair at
+  windows 1 and 100 (batches of 100, 4 worker processes), and each side against the facade.
 
 The pairs run in interleaved rounds and the ratios printed at the end are of the median rates
 (docs/benchmarks.md); the goal is the facade within 2x of the threaded gear API. Each row also
@@ -59,28 +61,59 @@ def serve_facade(port: int, function: str, threads: int) -> None:
     signal.sigwait({signal.SIGTERM})
 
 
+#: bench/c/gear_bench.c built against libgearman (bench_client_worker.build_cbench), or None.
+CBENCH: list[str | None] = [None]
+#: How many jobs the last time-bound client run did (None: the ``jobs`` it was asked for).
+LAST_DONE: list[int | None] = [None]
+
+
 @contextmanager
 def worker_process(kind: str, port: int, function: str, slots: int) -> Iterator[None]:
-    if kind != "facade":
+    if kind not in ("facade", "cbench"):
         with bench_aio.worker_process(kind, port, function, slots):
             yield
         return
-    cmd = [sys.executable, __file__, "--serve", "facade", "--port", str(port), "--function",
-           function, "--slots", str(slots)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kind == "cbench":
+        assert CBENCH[0] is not None
+        cmds = [[CBENCH[0], "worker", "127.0.0.1", str(port), function]] * slots
+    else:
+        cmds = [[sys.executable, __file__, "--serve", "facade", "--port", str(port),
+                 "--function", function, "--slots", str(slots)]]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for cmd in cmds]
     try:
-        bench_aio.wait_registered(port, function, slots, proc)
+        for proc in procs:
+            bench_aio.wait_registered(port, function, slots, proc)
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        for proc in procs:
+            _end(proc)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def client_cbench(port: int, function: str, jobs: int, window: int) -> float:
+    """libgearman's client (bench/c): it runs for a time (long enough for about ``jobs``), not
+    a count; the jobs it did are left in LAST_DONE (window 1: gearman_client_do; else batches
+    of ``window``)."""
+    assert CBENCH[0] is not None
+    seconds = max(1.0, jobs / 5000)
+    out = subprocess.run([CBENCH[0], "client", "127.0.0.1", str(port), function, str(window),
+                          str(seconds)], capture_output=True, text=True, timeout=seconds + 60,
+                         check=True)
+    done, elapsed = out.stdout.split()[-2:]
+    LAST_DONE[0] = int(done)  # for the CPU per job
+    return float(elapsed)
 
 
 def client_facade(port: int, function: str, jobs: int, window: int) -> float:
@@ -109,7 +142,7 @@ def client_facade(port: int, function: str, jobs: int, window: int) -> float:
 
 
 CLIENTS: dict[str, Callable[[int, str, int, int], float]] = {
-    "facade": client_facade, **bench_aio.CLIENTS}
+    "facade": client_facade, "cbench": client_cbench, **bench_aio.CLIENTS}
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -171,6 +204,14 @@ def main() -> None:
     if shutil.which("gearman") is None:
         print("the gearman CLI (gearman-tools) is not installed: libgearman rows skipped")
         runs = [r for r in runs if "gearman" not in r[:2]]
+    from bench_client_worker import build_cbench
+
+    CBENCH[0] = build_cbench()
+    if CBENCH[0]:
+        runs += [("cbench", "cbench", 1, 1), ("cbench", "cbench", 100, 4),
+                 ("facade", "cbench", 100, 4), ("cbench", "facade", 100, 4)]
+    else:
+        print("bench/c's libgearman peer unavailable (apt-get install -y libgearman-dev gcc)")
     server = GearmandProcess()
     samples: dict[Run, list[float]] = {}
     failures: dict[Run, str] = {}
@@ -188,9 +229,11 @@ def main() -> None:
                 try:
                     with worker_process(worker, server.port, function, slots):
                         worker_cpu, client_cpu = _children_cpu(server.pid), _own_cpu()
+                        LAST_DONE[0] = None
                         seconds = CLIENTS[client](server.port, function, jobs, window)
                         worker_cpu = _children_cpu(server.pid) - worker_cpu
                         client_cpu = _own_cpu() - client_cpu
+                        jobs = LAST_DONE[0] or jobs
                 except Exception as exc:
                     failures[run] = f"{type(exc).__name__}: {exc}"
                     continue
@@ -217,7 +260,7 @@ def main() -> None:
 
     def ratio(a: Run, b: Run, label: str) -> None:
         if a in median and b in median:
-            print(f"  {label:<62} {median[a] / median[b]:6.2f}x")
+            print(f"  {label:<70} {median[a] / median[b]:6.2f}x")
 
     print(f"ratios of the median rates ({args.rounds} interleaved rounds, same run):")
     ratio(("facade", "facade", 1, 1), ("threaded", "threaded", 1, 1),
@@ -233,6 +276,14 @@ def main() -> None:
           "facade worker / gearman -w, both serving the gearman CLI client")
     ratio(("facade", "gearman", 1, 1), ("gearman", "gearman", 1, 1),
           "facade client / gearman CLI client, both served by gearman -w")
+    ratio(("facade", "facade", 1, 1), ("cbench", "cbench", 1, 1),
+          "facade pair / libgearman C pair (bench/c), window 1")
+    ratio(("facade", "facade", 100, 4), ("cbench", "cbench", 100, 4),
+          "facade pair / libgearman C pair (bench/c), window 100")
+    ratio(("facade", "cbench", 100, 4), ("cbench", "cbench", 100, 4),
+          "facade client / C client, both served by 4 C workers, window 100")
+    ratio(("cbench", "facade", 100, 4), ("cbench", "cbench", 100, 4),
+          "facade workers / C workers (4 each), both serving the C client, w 100")
 
 
 if __name__ == "__main__":
