@@ -201,3 +201,44 @@ def test_work_with_no_server_is_server_unavailable() -> None:
     worker.register_task("t", reverse)
     with pytest.raises(errors.ServerUnavailable):
         worker.work(poll_timeout=0.1)
+
+
+def test_a_connection_lost_mid_job_ends_work_with_server_unavailable() -> None:
+    """The job's updates after the loss go nowhere (the server re-queues the job); work()
+    then reports the last connection gone, as python-gearman's loop does."""
+    from gear import constants as c
+    from gear.protocol.packets import response
+
+    assigned = threading.Event()
+    closed = threading.Event()
+
+    def assign_then_close(conn: Any, decoder: Any) -> None:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            if any(getattr(item, "ptype", None) == c.GRAB_JOB_UNIQ
+                   for item in decoder.feed_all(data)):
+                conn.sendall(response(c.JOB_ASSIGN_UNIQ, b"H:fake:1", b"t", b"u", b"data"))
+                assigned.wait(10)
+                conn.close()
+                closed.set()
+                return
+
+    fake = FakeServer(assign_then_close)
+    sent: list[int] = []
+
+    def work(worker: Any, job: Any) -> bytes:
+        assigned.set()
+        closed.wait(10)
+        for i in range(20):
+            worker.send_job_data(job, b"x" * 65536)
+            sent.append(i)
+        return b"never delivered"
+
+    worker = gearman.GearmanWorker([fake.host])
+    worker.register_task("t", work)
+    with pytest.raises(errors.ServerUnavailable):
+        worker.work(poll_timeout=5)
+    assert sent == list(range(20))
+    fake.close_listener()

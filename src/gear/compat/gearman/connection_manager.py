@@ -228,7 +228,10 @@ class GearmanConnectionManager:
         pending = set(connections)
         for connection in pending:
             if connection.connected:
-                self.handle_write(connection)
+                try:
+                    self.handle_write(connection)
+                except ConnectionError:
+                    self.handle_error(connection)  # the caller's next poll reports it
         if any(c.connected and c.writable() for c in pending):
             self.poll_connections_until_stopped(
                 pending, lambda _: any(c.connected and c.writable() for c in pending),

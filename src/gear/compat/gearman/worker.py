@@ -245,7 +245,11 @@ class GearmanWorker(GearmanConnectionManager):
                              poll_timeout=poll_timeout)
 
     def _send(self, current_job: Any, packet: bytes, poll_timeout: float | None) -> None:
-        handler = self.connection_to_handler_map[current_job.connection]
+        handler = self.connection_to_handler_map.get(current_job.connection)
+        if handler is None:
+            # The job's connection broke: the server gives the job to another worker
+            # (docs/protocol.md §3.6), and the work loop reports the lost connection.
+            return
         handler.send_raw(packet)
         if not self._deferring:
             self.wait_until_sent([current_job.connection], poll_timeout=poll_timeout)
