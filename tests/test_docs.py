@@ -9,6 +9,8 @@ how to run it, visibly in the markdown:
 * ``<!-- fragment: why -->``: not run (a python fragment must still compile);
 * ``<!-- runs with: the example worker -->``: a worker serving ``reverse``, ``resize`` and
   ``explode`` as the docs/aio.md worker does is connected to the server first;
+* ``<!-- runs with: a harp port -->``: the server is a geard with a harp port (docs/harp.md),
+  ``3502`` in the code being rewritten to that port (and ``4730`` to its Gearman port);
 * ``<!-- runs until stopped: serves reverse -->``: a worker or server that runs until it is
   stopped: once a ``reverse`` job it served came back right, it gets SIGTERM;
 * ``<!-- runs until listening -->``: an sh block starting geard: it must listen, then SIGTERM;
@@ -79,7 +81,7 @@ def test_the_markers_are_known_and_the_blocks_found() -> None:
     for block in ALL:
         assert block.marker is None or block.marker in MARKERS, block.id
         if block.marker == "runs with":
-            assert block.arg == "the example worker", block.id
+            assert block.arg in ("the example worker", "a harp port"), block.id
 
 
 def _serve_example_worker(port: int, ready: threading.Event, stop: threading.Event) -> None:
@@ -127,8 +129,10 @@ def _env() -> dict[str, str]:
                 PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
 
 
-def _command(block: Block, port: int) -> list[str]:
+def _command(block: Block, port: int, harp_port: int | None = None) -> list[str]:
     code = block.code.replace("4730", str(port))
+    if harp_port is not None:
+        code = code.replace("3502", str(harp_port))
     if block.lang == "python":
         return [sys.executable, "-c", code]
     return ["bash", "-euc", code]
@@ -144,8 +148,8 @@ def _reverse_round_trip(port: int) -> bool:
     return asyncio.run(main()) == b"scod"
 
 
-def _run(block: Block, port: int, cwd: Path) -> None:
-    cmd = _command(block, port)
+def _run(block: Block, port: int, cwd: Path, harp_port: int | None = None) -> None:
+    cmd = _command(block, port, harp_port)
     if block.marker in ("runs until stopped", "runs until listening"):
         if block.lang == "sh":
             cmd = ["bash", "-euc", "exec " + block.code.strip().replace("4730", str(port))]
@@ -191,6 +195,15 @@ def test_example_runs_as_shown(block: Block, server: gear.Server, tmp_path: Path
     if block.marker == "runs until stopped":
         # The example is the worker (or server) here: no other worker may take the job.
         _run(block, server.port, tmp_path)
+        return
+    if block.arg == "a harp port":
+        from tests.server.harp.conftest import LiveServer
+
+        live = LiveServer()
+        try:
+            _run(block, live.port, tmp_path, live.harp_port)
+        finally:
+            live.stop()
         return
     ready, stop = threading.Event(), threading.Event()
     harness = None

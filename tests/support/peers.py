@@ -105,6 +105,9 @@ class ServerProcess:
     """
 
     what = "server"
+    #: Run in the child before the server starts (``subprocess.Popen``'s ``preexec_fn``), e.g.
+    #: to lower its descriptor limit.
+    preexec: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -133,7 +136,8 @@ class ServerProcess:
     def start(self) -> None:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
-                self.command(), stdout=subprocess.DEVNULL, stderr=err, cwd=self.cwd
+                self.command(), stdout=subprocess.DEVNULL, stderr=err, cwd=self.cwd,
+                preexec_fn=self.preexec,
             )
         proc = self.proc
 

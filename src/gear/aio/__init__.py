@@ -40,6 +40,9 @@ Admin (one server)::
         await admin.show_jobs()         # show_unique_jobs, cancel_job, version, getpid,
         await admin.maxqueue("fn", 10)  # verbose, create_function, drop_function, command
 
+HarpCaller (docs/harp.md): :class:`HarpClient` (submit, result, follow as an async iterator,
+cancel, status) and :class:`HarpWorker` (procedures as Gearman functions ``host/name``).
+
 ``add_server`` and ``Admin`` take gear's TLS and keepalive options (``ssl_key``, ``ssl_cert``,
 ``ssl_ca``, ``keepalive``, ``tcp_keepidle``, ``tcp_keepintvl``, ``tcp_keepcnt``) or a ready
 ``ssl_context`` (declared once as :class:`ServerOptions`); TCP_NODELAY is always on.
@@ -48,6 +51,8 @@ Admin (one server)::
 from gear.aio.admin import Admin
 from gear.aio.client import Client, Job, Update
 from gear.aio.connection import Endpoint, ServerOptions, make_ssl_context
+from gear.aio.harp import HarpClient
+from gear.aio.harp_worker import HarpWorker
 from gear.aio.worker import Function, Worker, WorkerJob
 from gear.protocol.messages import HIGH, LOW, NORMAL, JobStatus
 
@@ -59,6 +64,8 @@ __all__ = [
     "Client",
     "Endpoint",
     "Function",
+    "HarpClient",
+    "HarpWorker",
     "Job",
     "JobStatus",
     "ServerOptions",

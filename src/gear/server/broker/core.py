@@ -7,7 +7,8 @@ the queues and wake-ups, ``take_job``, the job's one entry (``_new_job``) and on
 (``function_stats``, ``connections``, ``job_records``, ``cancellable``/``cancel_job``,
 ``set_max_queue``, ``request_shutdown``, ``create_function``/``drop_function``, ``write``,
 ``close``). The packet handlers are in ``requests.py``, the fast path in ``pipeline.py``,
-durability in ``durable.py``, the timer heap in ``timers.py``; the package docstring
+durability in ``durable.py``, the timer heap in ``timers.py``, the dead-letter list in
+``dead.py``; the package docstring
 (``__init__.py``) is the interface with the network layer and the list of decisions.
 
 Must not import sockets, asyncio, threads, the network layer, admin or
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -28,6 +30,7 @@ import gear.server.broker.pipeline as pipeline
 from gear._version import __version__
 from gear.protocol.messages import Priority
 from gear.protocol.packets import Decoder
+from gear.server.broker.dead import DeadLetters
 from gear.server.broker.gear_views import BrokerGearViews
 from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
@@ -45,7 +48,7 @@ from gear.server.broker.wire import (
     NOOP,
     res,
 )
-from gear.server.storage.base import StoredJob
+from gear.server.storage.base import DeadJob, StoredJob
 
 if TYPE_CHECKING:
     from gear.acl import ACL
@@ -66,15 +69,41 @@ _new_object = object.__new__
 COMPLETE = Outcome.COMPLETE
 EXCEPTION = Outcome.EXCEPTION
 CANCELLED = Outcome.CANCELLED
+RETRIES_EXHAUSTED = Outcome.RETRIES_EXHAUSTED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
+#: Jobs of a leaving client detached per slice: ~1 ms of the loop on an idle machine
+#: (docs/semantics.md, "Removal from a queue").
+DETACH_SLICE = 500
 
-class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
+def _detach_slice(broker: Broker, peer: Peer) -> None:
+    """Detach gone client ``peer`` from up to ``DETACH_SLICE`` of its jobs, oldest first."""
+    for job in list(islice(peer.client_jobs, DETACH_SLICE)):
+        broker._detach_client(job, peer)
+
+
+def _run_deferred(broker: Broker) -> bool:
+    """``Broker.run_deferred``: one slice of the work a call left for later (the jobs of
+    clients that left with more than ``DETACH_SLICE``); True while more remains. The network
+    layer calls it once per pass of its loop until it returns False."""
+    leaving = broker._leaving
+    if not leaving:
+        return False
+    peer = leaving[0]
+    _detach_slice(broker, peer)
+    if not peer.client_jobs:
+        leaving.popleft()
+    return bool(leaving)
+
+
+class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
     The callables the server wires in are keyword arguments: ``admin`` (the admin line
-    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`).
+    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`),
+    and ``bury``/``revive`` (the store's dead-letter list: ``dead.py``; without them a durable
+    server keeps dead jobs in memory only).
     Each one not given is taken from its ``BrokerConfig`` field, still accepted from embedders
     that pass them there; the engine passes them here.
     """
@@ -86,6 +115,7 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     _hold = durable.hold
     stored_batch = durable.stored_batch
     replay = durable.replay
+    run_deferred = _run_deferred
 
     def __init__(
         self,
@@ -96,6 +126,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         store_batched: Callable[[list[StoredJob], list[Job]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Peer, int, bytes], None] | None = None,
+        bury: Callable[[DeadJob], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -133,6 +165,10 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             store_batched = durable.per_job(config.store, self)
         self._store_batched = store_batched
         self._remove = remove if remove is not None else config.remove
+        self._bury_store = bury
+        self._revive_store = revive
+        #: handle -> dead job, oldest death first: the dead-letter list (``dead.py``).
+        self.dead: dict[bytes, DeadJob] = {}
         # Durable jobs created by the current feed(), handed to store_batched at its end.
         self._new_records: list[StoredJob] = []
         self._new_jobs: list[Job] = []
@@ -146,6 +182,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         self.version: bytes = version if version is not None else __version__.encode()
         #: Draining for a graceful shutdown (:meth:`drain`): no job is handed out any more.
         self.draining = False
+        #: Gone clients whose jobs are still being detached, a slice per run_deferred().
+        self._leaving: deque[Peer] = deque()
         self._handlers = self._handler_table()
 
     # ------------------------------------------------------------------ connections
@@ -162,7 +200,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
 
     def disconnect(self, peer: Peer) -> None:
         """The connection is gone: requeue the jobs it runs, detach it from its jobs
-        (docs/protocol.md §3.6, §3.7).
+        (docs/protocol.md §3.6, §3.7): up to ``DETACH_SLICE`` of them now, the rest by
+        :meth:`run_deferred`.
 
         Safe to call twice. Output still in ``peer.out`` or held is dropped.
         """
@@ -178,12 +217,23 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         peer.abilities = []
         peer.functions = []
         peer.timeouts = {}
+        client_jobs = peer.client_jobs
         # Detach as a client first, so that a job it both submitted and ran (or one failed by
         # the retry limit) never writes to this gone peer.
-        for job in list(peer.client_jobs):
-            self._detach_client(job, peer)
+        for job in list(peer.worker_jobs):
+            if job in client_jobs:
+                self._detach_client(job, peer)
         for job in list(peer.worker_jobs):
             self._requeue(job)
+        # Its own jobs: a slice now, the rest in slices on later passes of the loop
+        # (run_deferred), so that a client leaving with 100,000 jobs never holds every other
+        # connection for the whole of it (docs/semantics.md, "Removal from a queue").
+        # Meanwhile those jobs still name it: output for it is dropped with the connection.
+        if client_jobs:
+            _detach_slice(self, peer)
+            if client_jobs:
+                self._leaving.append(peer)
+
 
     # ------------------------------------------------------------------ input
 
@@ -477,13 +527,17 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             client.client_jobs.pop(job, None)
         if job.timer is not None:
             self._timers.cancel(job)
+        if outcome is RETRIES_EXHAUSTED:
+            self._bury(job)  # logged; a background job is kept in the dead-letter list
+            return
         key = job.key
         if key is not None and self._remove is not None:
             self._remove(key)
 
     def _requeue(self, job: Job) -> None:
-        """The worker let go of a running job (disconnect, CANT_DO): back to the front
-        (docs/protocol.md §3.6)."""
+        """The worker let go of a running job (disconnect, CANT_DO): back to the front, or
+        to the tail when ``job_retries`` is 0 (docs/protocol.md §3.6; docs/semantics.md,
+        "Where a re-queued job goes")."""
         worker = job.worker
         assert worker is not None
         del worker.worker_jobs[job]
@@ -498,12 +552,17 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             self._finish(job, Outcome.ORPHANED)
             return
         if self._retries and job.retries >= self._retries:
-            self._finish(job, Outcome.RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
+            self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return
-        self._front -= 1
-        job.seq = self._front
         job.state = QUEUED
-        f.queues[job.priority].appendleft(job)
+        if self._retries:  # first in line again: a poison job uses up its attempts at once
+            self._front -= 1
+            job.seq = self._front
+            f.queues[job.priority].appendleft(job)
+        else:  # no limit: at the head a poison job would take every worker for ever
+            self._seq += 1
+            job.seq = self._seq
+            f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
                 receiver.requeued(job)
@@ -513,7 +572,11 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
     def _detach_client(self, job: Job, peer: Peer) -> None:
         """Client ``peer`` disconnected: drop all its attachments to ``job`` (docs/protocol.md
         §3.7)."""
-        job.clients = [p for p in job.clients if p is not peer]
+        clients = job.clients
+        if len(clients) == 1 and clients[0] is peer:  # the usual case: no new list
+            job.clients = ()
+        else:
+            job.clients = [p for p in clients if p is not peer]
         peer.client_jobs.pop(job, None)
         if job.orphaned and job.state is QUEUED:
             job.function.queues[job.priority].forget(job)  # O(1): no scan of the queue

@@ -1,0 +1,286 @@
+"""HarpCaller calls through geard's harp port, against the same load on plain Gearman.
+
+Usage: ``python3 bench/bench_harp.py [--seconds S] [--threads N] [--stream N] [--quick]``
+
+One geard (``--harp-port``, memory queue, no log) serves every run. A worker *process* serves
+procedure ``echo`` of host ``bench`` (Gearman function ``bench/echo``) and the plain Gearman
+function ``echo``, built on the harp worker helper: ``gear.aio.HarpWorker`` (an ``async def``)
+and ``gear.threaded.harp_worker.HarpWorker`` (threads), each measured. The load, from this
+process:
+
+* harp, as HarpCaller clients do: per call one connection for the call request and one for
+  ``get_result`` with ``wait`` (``gear.harp``: ``rpc.bench.echo(x).get()``), serially and from
+  ``--threads`` client threads; calls/s and p50/p99 latency of a whole call;
+* plain Gearman: a foreground SUBMIT_JOB through gear's threaded ``Client`` (one connection per
+  client thread, kept open), waiting for WORK_COMPLETE; same threads; the harp/Gearman ratio;
+* a stream: one call yielding ``--stream`` messages, followed live (``follow(since=0)``):
+  messages/s from submission to the end line.
+
+Absolute rates drift on shared machines: compare the ratios printed, measured in the same run.
+Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.support.peers import GeardProcess, listening_ports, wait_for  # noqa: E402
+
+import gear  # noqa: E402
+import gear.harp as harp  # noqa: E402
+from gear import aio  # noqa: E402
+
+PAYLOAD = "x" * 32
+
+
+# --- the worker process -------------------------------------------------------------------
+
+
+def serve_aio(port: int, ready: Callable[[], None]) -> None:
+    async def main() -> None:
+        worker = aio.Worker(client_id="bench-harp-aio")
+        worker.add_server("127.0.0.1", port)
+        hw = aio.HarpWorker(worker, "bench")
+
+        @hw.procedure()
+        async def echo(x: Any) -> Any:
+            return x
+
+        @hw.procedure()
+        async def stream(n: int) -> Any:
+            for i in range(n):
+                yield i
+
+        @worker.function("echo")
+        async def plain_echo(job: aio.WorkerJob) -> bytes:
+            return job.arguments
+
+        await worker.start(concurrency=16)
+        await worker.wait_for_server(10)
+        ready()
+        await asyncio.Event().wait()  # until SIGTERM
+
+    asyncio.run(main())
+
+
+def serve_threaded(port: int, ready: Callable[[], None]) -> None:
+    from gear.threaded.harp_worker import HarpWorker
+
+    # One Worker connection with 8 threads in getJob, as the plain worker below.
+    w = gear.Worker("bench-harp-threaded")
+    w.addServer("127.0.0.1", port)
+    w.waitForServer(10)
+    hw = HarpWorker(w, "bench")
+    hw.register("echo", lambda x: x)
+
+    def stream(n: int) -> Any:
+        yield from range(n)
+
+    hw.register("stream", stream)
+    hw.start(threads=8)
+    plain = gear.Worker("bench-plain-threaded")
+    plain.addServer("127.0.0.1", port)
+    plain.waitForServer(10)
+    plain.registerFunction("echo")
+
+    def plain_loop() -> None:
+        while True:
+            job = plain.getJob()
+            job.sendWorkComplete(job.arguments)
+
+    for _ in range(8):
+        threading.Thread(target=plain_loop, daemon=True).start()
+    ready()
+    threading.Event().wait()
+
+
+def worker_main(kind: str, port: int) -> None:
+    def ready() -> None:
+        print("ready", flush=True)
+
+    (serve_aio if kind == "aio" else serve_threaded)(port, ready)
+
+
+class WorkerProcess:
+    def __init__(self, kind: str, port: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-worker", kind,
+                                      str(port)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise SystemExit(f"the {kind} worker did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# --- the load -----------------------------------------------------------------------------
+
+
+def run_load(call: Callable[[], None], seconds: float, threads: int) -> tuple[int, float,
+                                                                             list[float]]:
+    """Calls done, elapsed seconds, and every call's latency, from ``threads`` threads."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+    deadline = [0.0]
+
+    def loop(mine: list[float]) -> None:
+        start.wait()
+        clock = time.perf_counter
+        end = deadline[0]
+        while True:
+            t0 = clock()
+            if t0 >= end:
+                return
+            call()
+            mine.append(clock() - t0)
+
+    pool = [threading.Thread(target=loop, args=(lat,)) for lat in latencies]
+    for t in pool:
+        t.start()
+    t0 = time.perf_counter()
+    deadline[0] = t0 + seconds
+    start.wait()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    flat = [x for lat in latencies for x in lat]
+    return len(flat), elapsed, flat
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def harp_call(rpc: harp.HarpCaller) -> Callable[[], None]:
+    def call() -> None:
+        if rpc.bench.echo(PAYLOAD).get() != PAYLOAD:
+            raise SystemExit("harp echo returned something else")
+    return call
+
+
+def gearman_call() -> Callable[[], None]:
+    local = threading.local()
+    expected = PAYLOAD.encode()
+
+    def call() -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = gear.Client("bench-plain")
+            client.addServer("127.0.0.1", GEARMAN_PORT[0])
+            client.waitForServer(10)
+        job = gear.Job("echo", expected)
+        client.submitJob(job)
+        job.wait(30)
+        if b"".join(job.data) != expected:
+            raise SystemExit("gearman echo returned something else")
+    return call
+
+
+GEARMAN_PORT = [0]
+
+
+def stream_rate(rpc: harp.HarpCaller, messages: int) -> float:
+    t0 = time.perf_counter()
+    call = rpc.bench.stream(messages)
+    count = sum(1 for _ in call.follow(since=0))
+    elapsed = time.perf_counter() - t0
+    if count != messages:
+        raise SystemExit(f"followed {count} of {messages} stream messages")
+    return messages / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_geard() -> tuple[GeardProcess, int, int]:
+    harp_port = free_port()
+    server = GeardProcess("--queue", "memory", "-l", "none", "--harp-port", str(harp_port))
+    ports = wait_for(lambda: (p if len(p := listening_ports(server.pid)) >= 2 else None),
+                     what="geard's two ports")
+    gearman_port = next(p for p in ports if p != harp_port)
+    return server, gearman_port, harp_port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per run (default 4)")
+    parser.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--stream", type=int, default=20000, help="stream messages")
+    parser.add_argument("--workers", default="aio,threaded", help="worker kinds to measure")
+    parser.add_argument("--quick", action="store_true", help="1 s runs, aio worker only")
+    parser.add_argument("--serve-worker", nargs=2, metavar=("KIND", "PORT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_worker:
+        worker_main(args.serve_worker[0], int(args.serve_worker[1]))
+        return
+    if args.quick:
+        args.seconds, args.workers, args.stream = 1.0, "aio", 5000
+    server, gearman_port, harp_port = start_geard()
+    GEARMAN_PORT[0] = gearman_port
+    rpc = harp.HarpCaller("127.0.0.1", harp_port, timeout=30)
+    print(f"geard pid {server.pid}: Gearman port {gearman_port}, harp port {harp_port}; "
+          f"{args.seconds:g} s per run, {os.cpu_count()} CPUs")
+    header = f"{'worker':9} {'load':9} {'clients':>7} {'calls/s':>9} {'p50 ms':>8} " \
+             f"{'p99 ms':>8} {'harp/gearman':>13}   CPU us per call: geard worker client"
+    print(header)
+    try:
+        for kind in args.workers.split(","):
+            worker = WorkerProcess(kind, gearman_port)
+            try:
+                for threads in (1, args.threads):
+                    rates = {}
+                    for load, call in (("gearman", gearman_call()), ("harp", harp_call(rpc))):
+                        run_load(call, min(0.3, args.seconds), threads)  # warm up
+                        pids = (server.pid, worker.proc.pid, os.getpid())
+                        before = [cpu_seconds(p) for p in pids]
+                        n, elapsed, lat = run_load(call, args.seconds, threads)
+                        cpu = [(cpu_seconds(p) - b) / max(n, 1) * 1e6
+                               for p, b in zip(pids, before, strict=True)]
+                        rates[load] = n / elapsed
+                        ratio = f"{rates['harp'] / rates['gearman']:.2f}" if load == "harp" \
+                            else ""
+                        print(f"{kind:9} {load:9} {threads:>7} {n / elapsed:>9.0f} "
+                              f"{pct(lat, 0.5):>8.2f} {pct(lat, 0.99):>8.2f} {ratio:>13}"
+                              f"   {cpu[0]:>6.0f} {cpu[1]:>6.0f} {cpu[2]:>6.0f}",
+                              flush=True)
+                rate = statistics.median(stream_rate(rpc, args.stream) for _ in range(3))
+                print(f"{kind:9} stream: {args.stream} messages followed live, "
+                      f"{rate:,.0f} messages/s (median of 3)", flush=True)
+            finally:
+                worker.stop()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
