@@ -14,7 +14,7 @@ import pytest
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import Peer, model
-from gear.server.broker.core import DETACH_SLICE
+from gear.server.broker.departures import DETACH_SLICE
 from tests.server.helpers import Net
 
 

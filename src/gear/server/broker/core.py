@@ -31,6 +31,7 @@ from gear._version import __version__
 from gear.protocol.messages import Priority
 from gear.protocol.packets import Decoder
 from gear.server.broker.dead import DeadLetters
+from gear.server.broker.departures import Departures
 from gear.server.broker.gear_views import BrokerGearViews
 from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
@@ -73,31 +74,7 @@ RETRIES_EXHAUSTED = Outcome.RETRIES_EXHAUSTED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
-#: Jobs of a leaving client detached per slice: ~1 ms of the loop on an idle machine
-#: (docs/semantics.md, "Removal from a queue").
-DETACH_SLICE = 500
-
-def _detach_slice(broker: Broker, peer: Peer) -> None:
-    """Detach gone client ``peer`` from up to ``DETACH_SLICE`` of its jobs, oldest first."""
-    for job in list(islice(peer.client_jobs, DETACH_SLICE)):
-        broker._detach_client(job, peer)
-
-
-def _run_deferred(broker: Broker) -> bool:
-    """``Broker.run_deferred``: one slice of the work a call left for later (the jobs of
-    clients that left with more than ``DETACH_SLICE``); True while more remains. The network
-    layer calls it once per pass of its loop until it returns False."""
-    leaving = broker._leaving
-    if not leaving:
-        return False
-    peer = leaving[0]
-    _detach_slice(broker, peer)
-    if not peer.client_jobs:
-        leaving.popleft()
-    return bool(leaving)
-
-
-class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
+class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
     The callables the server wires in are keyword arguments: ``admin`` (the admin line
@@ -115,7 +92,6 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
     _hold = durable.hold
     stored_batch = durable.stored_batch
     replay = durable.replay
-    run_deferred = _run_deferred
 
     def __init__(
         self,
@@ -197,43 +173,6 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
         peer.exceptions = config.exceptions_default
         self.peers[peer] = None
         return peer
-
-    def disconnect(self, peer: Peer) -> None:
-        """The connection is gone: requeue the jobs it runs, detach it from its jobs
-        (docs/protocol.md §3.6, §3.7): up to ``DETACH_SLICE`` of them now, the rest by
-        :meth:`run_deferred`.
-
-        Safe to call twice. Output still in ``peer.out`` or held is dropped.
-        """
-        if peer.gone:
-            return
-        peer.gone = True
-        self.peers.pop(peer, None)
-        self.dirty.discard(peer)
-        peer.held = None
-        self._unsleep(peer)
-        for f in peer.abilities:
-            f.workers -= peer.functions.count(f.name)
-        peer.abilities = []
-        peer.functions = []
-        peer.timeouts = {}
-        client_jobs = peer.client_jobs
-        # Detach as a client first, so that a job it both submitted and ran (or one failed by
-        # the retry limit) never writes to this gone peer.
-        for job in list(peer.worker_jobs):
-            if job in client_jobs:
-                self._detach_client(job, peer)
-        for job in list(peer.worker_jobs):
-            self._requeue(job)
-        # Its own jobs: a slice now, the rest in slices on later passes of the loop
-        # (run_deferred), so that a client leaving with 100,000 jobs never holds every other
-        # connection for the whole of it (docs/semantics.md, "Removal from a queue").
-        # Meanwhile those jobs still name it: output for it is dropped with the connection.
-        if client_jobs:
-            _detach_slice(self, peer)
-            if client_jobs:
-                self._leaving.append(peer)
-
 
     # ------------------------------------------------------------------ input
 
@@ -568,20 +507,6 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, BrokerGearViews):
                 receiver.requeued(job)
         if f.sleepers:
             self._wake(f)
-
-    def _detach_client(self, job: Job, peer: Peer) -> None:
-        """Client ``peer`` disconnected: drop all its attachments to ``job`` (docs/protocol.md
-        §3.7)."""
-        clients = job.clients
-        if len(clients) == 1 and clients[0] is peer:  # the usual case: no new list
-            job.clients = ()
-        else:
-            job.clients = [p for p in clients if p is not peer]
-        peer.client_jobs.pop(job, None)
-        if job.orphaned and job.state is QUEUED:
-            job.function.queues[job.priority].forget(job)  # O(1): no scan of the queue
-            self._finish(job, Outcome.ORPHANED)
-        # A running job goes on; its results reach nobody and it is forgotten when it ends.
 
     def cancel(self, job: Job) -> bool:
         """Admin ``cancel job``: WORK_FAIL to its clients, deleted from its queue and store
