@@ -157,6 +157,7 @@ def test_a_retry_goes_to_another_connected_server(hosts: list[str]) -> None:
     client = gearman.GearmanClient([fake.host, *hosts])
     for connection in client.connection_list:
         client.establish_connection(connection)
+    assert fake.accepted.wait(10)  # accepted: closing the listener cannot reset it
     fake.close_listener()  # once lost, the fake cannot be reconnected: the retry must move on
     with worker_running(hosts, {task: reverse}):
         request = client.submit_job(task, b"xy", max_retries=1, poll_timeout=10)

@@ -108,6 +108,7 @@ def test_recovering_from_failed_connections(localhost: str, monkeypatch: pytest.
     gm_client = gearman.GearmanClient([failing.host, localhost])
     for connection in gm_client.connection_list:
         gm_client.establish_connection(connection)
+    assert failing.accepted.wait(10)  # accepted: closing the listener cannot reset it
     failing.close_listener()
 
     list_of_jobs = [dict(task="task_name", data="task binary string"),
