@@ -207,6 +207,12 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         (),
     ),
     (
+        "the compat fronts build on the protocol core and the socket helpers only",
+        ("gear.compat",),
+        ("gear.threaded", "gear.aio", "gear.server", "gear.harp", "asyncio", "threading", "gear"),
+        (),
+    ),
+    (
         "the socket helpers import nothing above them",
         ("gear.net",),
         ("gear.protocol", "gear.threaded", "gear.aio", "gear.server", "gear"),
