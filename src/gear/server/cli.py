@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harp-retention", dest="harp_retention", type=float,
                    default=604800, metavar="SECONDS",
                    help="keep an ended harp call's record this long (default 604800: 7 days)")
+    p.add_argument("--harp-max-bytes", dest="harp_max_bytes", type=_harp_size,
+                   default=1 << 30, metavar="SIZE",
+                   help="bound on the bytes the harp records take, e.g. 512M (default "
+                   "1073741824: 1G); the oldest ended records go first (docs/harp.md)")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -413,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             harp_port=args.harp_port,
             harp_host=args.harp_address,
             harp_retention=args.harp_retention,
+            harp_max_bytes=args.harp_max_bytes,
         )
         bkw: dict[str, Any] = {
             "job_retries": args.job_retries,
@@ -469,3 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _harp_size(text: str) -> int:
+    """``--harp-max-bytes``: a size such as 65536, 64K, 512M, 1G."""
+    from gear.server.storage import parse_size
+
+    try:
+        return parse_size(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

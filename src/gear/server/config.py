@@ -56,3 +56,5 @@ class ServerConfig:
     harp_host: str | None = "127.0.0.1"
     #: Seconds an ended harp call's record is kept (default 7 days).
     harp_retention: float = 7 * 24 * 3600.0
+    #: Bound on the bytes the harp records take (oldest ended ones go first; docs/harp.md).
+    harp_max_bytes: int = 1 << 30

@@ -99,16 +99,20 @@ class JobServer:
         self._shutdown_task: asyncio.Task[None] | None = None
         #: The HarpCaller port (``--harp-port``), when configured.
         self.harp: Any = None
+        #: The broker's admin line handler: gearmand's commands plus registered extensions
+        #: (the harp port registers ``harp``).
+        self.admin: Any = None
 
     # -- start -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open storage, replay it into a new broker, then listen. Raises ServerStartError."""
-        from gear.server.admin import run_command
+        from gear.server.admin.extensions import AdminExtensions
         from gear.server.broker import Broker, BrokerConfig
 
         self._loop = loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
+        self.admin = AdminExtensions()
         bconfig = self._broker_config or BrokerConfig()
         stored: list[Any] = []
         storage = _open_storage(self.config.queue)
@@ -134,7 +138,7 @@ class JobServer:
         broker = factory(
             bconfig,
             time.time,
-            admin=run_command,
+            admin=self.admin,
             # One broker call per committed batch (store_batched + stored_batch), never a
             # callback per job.
             store_batched=writer.add_many if writer is not None else None,
@@ -171,10 +175,17 @@ class JobServer:
 
     async def _start_harp(self) -> None:
         """The HarpCaller port (docs/harp.md), beside the Gearman one."""
+        from gear.server.harp.admin import HarpAdmin
         from gear.server.harp.listener import HarpListener
 
+        writer, loaded = await self._open_harp_store()
         self.harp = HarpListener(self.broker, self.connections, self.after_broker_call,
-                                 self.config.harp_retention)
+                                 self.config.harp_retention, self.config.harp_max_bytes, writer)
+        if loaded is not None:
+            restarted = self.harp.service.load(*loaded)
+            log.info("harp records: %d loaded, %d ended as server_restarted",
+                     len(loaded[0]), restarted)
+        self.admin.register(b"harp", HarpAdmin(self.harp.service))
         try:
             addresses = await self.harp.listen(self.config.harp_host, self.config.harp_port or 0,
                                                self.config.backlog, self.ssl_context)
@@ -187,6 +198,24 @@ class JobServer:
         for host, port in addresses:
             log.info("harp port on %s port %d%s", host, port,
                      " (TLS)" if self.ssl_context else "")
+
+    async def _open_harp_store(self) -> tuple[Any, Any]:
+        """The harp records' writer and what it loaded, beside a durable queue (else None)."""
+        url = self.config.queue
+        if url in ("", "memory", "memory://"):
+            return None, None
+        from gear.server.storage.harp_writer import HarpWriter, open_harp_store
+
+        store = open_harp_store(url)
+        if store is None:
+            return None, None
+        writer = HarpWriter(store)
+        try:
+            return writer, await writer.start()
+        except Exception as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            await self._close_storage()
+            raise ServerStartError(f"cannot load the harp records from {url}: {exc}") from exc
 
     @property
     def harp_port(self) -> int | None:
@@ -433,6 +462,8 @@ class JobServer:
                 self._timer = None
             if self.metrics is not None:
                 self.metrics.stop()
+            if self.harp is not None:
+                await self.harp.close_store()  # before the queue's: it shares the file
             await self._close_storage()
             self._closed.set()
             log.info("server stopped")
