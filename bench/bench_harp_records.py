@@ -24,12 +24,10 @@ import asyncio
 import gc
 import json
 import os
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -55,11 +53,6 @@ class Sink:
 
     def done(self, close: bool = False) -> None:
         pass
-
-
-def packet(ptype: int, *args: bytes) -> bytes:
-    body = b"\0".join(args)
-    return struct.pack(">4sII", b"\0RES", ptype, len(body)) + body
 
 
 def build(service: HarpService, args: argparse.Namespace) -> None:
