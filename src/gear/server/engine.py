@@ -17,11 +17,14 @@ and :func:`tune_gc`:
   replies written at once, so a pipelining client keeps the server busy
   (:meth:`JobServer._feed_pieces`). A third, for durable queues: the storage writer thread runs
   with a lowered switch interval (:data:`~gear.server.config.DURABLE_SWITCH_INTERVAL`);
-* the broker's wiring: it is built with admin's ``run_command`` as its admin line handler, the
+* the broker's wiring: it is built with admin's ``AdminExtensions`` (gearmand's commands, plus
+  ``harp`` registered when the harp port is on) as its admin line handler, the
   storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
   :class:`~gear.server.port.BrokerFactory`);
 * persistence: ``open_storage(url)`` + ``StorageWriter`` (group commit), replayed into the broker
   BEFORE the listening sockets exist; a storage failure at start is a :class:`ServerStartError`;
+  with the harp port on, the harp records' own writer (``storage/harp_writer.py``) opens the
+  same store after it and loads the records before the harp port listens;
 * shutdown: immediate, or graceful (stop accepting, drain the broker: nothing new is handed out,
   running jobs finish up to a timeout, queued background jobs stay stored for the next start).
 
@@ -191,6 +194,7 @@ class JobServer:
                                                self.config.backlog, self.ssl_context)
         except OSError as exc:
             self._acceptor.stop()  # type: ignore[union-attr]
+            await self.harp.close_store()
             await self._close_storage()
             raise ServerStartError(
                 f"cannot listen on {self.config.harp_host or '*'}:{self.config.harp_port}"

@@ -330,3 +330,42 @@ def test_at_the_bound_with_nothing_ended_calls_are_accepted_and_streams_truncate
     finally:
         worker.close()
         live.stop()
+
+
+def test_the_timer_prunes_expired_records_on_a_live_server_and_after_a_restart(
+        tmp_path: Path) -> None:
+    queue = f"sqlite://{tmp_path}/queue.db"
+    live = LiveServer(queue=queue, harp_retention=0.2)
+    try:
+        pruned = threading.Event()
+        service = live.server.harp.service
+        prune = service.prune
+
+        def watched(*args: Any, **kw: Any) -> int:
+            n = prune(*args, **kw)
+            if n:
+                pruned.set()
+            return n
+
+        live.call(lambda: setattr(service, "prune", watched))
+        job_id = submit(live.harp_port, procedure="nobody")
+        assert ask(live.harp_port, {"cancel": job_id}) == {"cancelled": True}
+        assert pruned.wait(10)
+        assert ask(live.harp_port, {"get_status": job_id})["error"]["type"] == "invalid_jobid"
+        kept = submit(live.harp_port, procedure="nobody")  # ends at the restart
+    finally:
+        live.stop()
+    # Loaded with a long retention: the restarted call is served...
+    again = LiveServer(queue=queue)
+    try:
+        assert ask(again.harp_port, {"get_result": kept})["error"]["type"] == RESTARTED
+        assert ask(again.harp_port, {"get_result": job_id})["error"]["type"] == "invalid_jobid"
+    finally:
+        again.stop()
+    # ... and with a retention it is already past, it is pruned (the first pass is due as the
+    # port opens).
+    third = LiveServer(queue=queue, harp_retention=1e-6)
+    try:
+        assert ask(third.harp_port, {"get_result": kept})["error"]["type"] == "invalid_jobid"
+    finally:
+        third.stop()

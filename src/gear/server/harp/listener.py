@@ -152,7 +152,9 @@ class HarpListener:
     async def listen(self, host: str | None, port: int, backlog: int,
                      ssl_context: ssl.SSLContext | None) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
-        self._prune_timer = loop.call_later(self.prune_interval, self._prune)
+        # Records loaded after a restart may be due already: the first pass runs at once then.
+        first = 0.0 if self.service.prune_due() else self.prune_interval
+        self._prune_timer = loop.call_later(first, self._prune)
         for sock in bind_sockets(host, port, backlog):
             server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
                                               ssl=ssl_context, backlog=backlog)
