@@ -107,10 +107,10 @@ async def main(args: argparse.Namespace) -> None:
     if args.postgres:
         import psycopg
 
-        conninfo = url.split("?")[0]
-        with psycopg.connect(conninfo) as conn:
+        calls = store.calls_name  # type: ignore[attr-defined]
+        with psycopg.connect(store.conninfo) as conn:  # type: ignore[attr-defined]
             size = sum(conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0]
-                       for t in ("gear_queue_harp_calls", "gear_queue_harp_stream"))
+                       for t in (calls, calls.replace("_harp_calls", "_harp_stream")))
         print(f"postgres harp tables: {size / 1e6:.1f} MB: {size / n:.0f} B/record")
     else:
         store2 = open_harp_store(url)
