@@ -18,10 +18,11 @@ gives it lines and a :class:`Sink` per connection, calls :meth:`HarpService.run_
 calls ``kick`` (the engine's flush request) after its broker calls.
 
 Records (``records.py``) are kept in memory; with a ``store`` (the durable queue's
-:class:`~gear.server.storage.harp.HarpWriter`) every change is also written there, batched:
-the record at submit, start and end, each kept stream message (never one write per message:
-the writer groups them). :meth:`HarpService.load` puts the stored records back after a restart
-and ends every call that had not ended with ``server_restarted`` (docs/harp.md, "Restart").
+:class:`~gear.server.storage.harp_writer.HarpWriter`) every change is also written there,
+batched: the record at submit, start and end, each kept stream message (never one write per
+message: the writer groups them). :meth:`HarpService.load` puts the stored records back after
+a restart and ends every call that had not ended with ``server_restarted`` (docs/harp.md,
+"Restart").
 Pruning (:meth:`HarpService.prune`) is driven by the network side's timer, in batches.
 """
 
@@ -70,7 +71,7 @@ class Sink(Protocol):
 
 
 class RecordStore(Protocol):
-    """Where records are written (``gear.server.storage.harp.HarpWriter``): never blocks."""
+    """Where records are written (``storage.harp_writer.HarpWriter``); never blocks."""
 
     def save(self, row: HarpRow) -> None: ...
 
