@@ -369,3 +369,30 @@ def test_the_timer_prunes_expired_records_on_a_live_server_and_after_a_restart(
         assert ask(third.harp_port, {"get_result": kept})["error"]["type"] == "invalid_jobid"
     finally:
         third.stop()
+
+
+def test_messages_are_stored_as_one_line_json_texts(tmp_path: Path) -> None:
+    from gear import constants as c
+
+    queue = f"sqlite://{tmp_path}/queue.db"
+    live = LiveServer(queue=queue)
+    worker = RawWorker(live.port, "h/echo")
+    try:
+        job_id = submit(live.harp_port)
+        handle, _, _ = worker.grab()
+        for payload in (b'{\n  "a": [1,\r\n 2]\n}', b"not json", b'"\xc3\xa9t\xc3\xa9"', b"\xff"):
+            worker.send(c.WORK_DATA, handle, payload)
+        worker.complete(handle, None)
+        assert ask(live.harp_port, {"get_result": job_id, "wait": True}) == {"result": None}
+        expected = [{"a": [1, 2]}, "not json", "\u00e9t\u00e9", "\ufffd"]
+        lines = read_all(live.harp_port, {"read_stream": job_id})
+        assert [m["data"] for m in lines[:-1]] == expected
+    finally:
+        worker.close()
+        live.stop()
+    again = LiveServer(queue=queue)
+    try:
+        lines = read_all(again.harp_port, {"read_stream": job_id})
+        assert [m["data"] for m in lines[:-1]] == expected and lines[-1] == {"result": None}
+    finally:
+        again.stop()

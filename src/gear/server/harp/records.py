@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["CallRecord", "Listener", "RecordTable"]
 
-#: A listener gets ("packet", n, message) for each new stream message, then ("end", reply).
+#: A listener gets ("packet", n, json_text) for each new stream message, then ("end", reply).
 Listener = Callable[[tuple[Any, ...]], None]
 
 
@@ -29,7 +29,7 @@ class CallRecord:
 
     __slots__ = ("args_text", "arguments", "concurrency", "count", "end_time", "ended",
                  "handle", "host", "id", "info", "info_text", "listeners", "max_exec_time",
-                 "procedure", "queue", "reply", "reply_text", "size", "start_time", "stream",
+                 "procedure", "queue", "reply_text", "size", "start_time", "stream",
                  "submit_time", "timeout", "truncated")
 
     def __init__(self, job_id: str, host: str, procedure: str, arguments: Any, info: Any,
@@ -42,16 +42,15 @@ class CallRecord:
         self.submit_time = submit_time
         self.start_time: float | None = None
         self.end_time: float | None = None
-        #: The end reply object ({"result": v}, {"exception": ...}, {"cancelled": true},
-        #: {"error": ...}); None while the call runs.
-        self.reply: dict[str, Any] | None = None
         self.ended = False
-        #: The stream messages kept, in order; message n is ``stream[n]``.
-        self.stream: list[Any] = []
+        #: The stream messages kept, as JSON texts (one line each), in order; message n is
+        #: ``stream[n]``. Texts, not values: a third of the memory, and served as they are.
+        self.stream: list[str] = []
         #: Stream messages received (more than kept once the byte bound truncated the stream).
         self.count = 0
         self.truncated = False
-        #: The JSON texts of the arguments, info and end reply (computed once, stored as is).
+        #: The JSON texts of the arguments, info and end reply (computed once, stored and
+        #: served as they are; an ended record keeps its reply as this text only).
         self.args_text = ""
         self.info_text = "null"
         self.reply_text: str | None = None
@@ -70,9 +69,17 @@ class CallRecord:
         """The Gearman function that serves it: ``host/procedure``."""
         return f"{self.host}/{self.procedure}".encode()
 
-    def add(self, message: Any, keep: bool = True) -> bool:
-        """Stream message number :attr:`count`; kept unless ``keep`` is false or the stream
-        was truncated before (a kept stream has no holes). Returns whether it was kept."""
+    @property
+    def reply(self) -> dict[str, Any] | None:
+        """The end reply object ({"result": v}, {"exception": ...}, {"cancelled": true},
+        {"error": ...}); None while the call runs. Decoded from :attr:`reply_text`."""
+        text = self.reply_text
+        return None if text is None else json.loads(text)
+
+    def add(self, message: str, keep: bool = True) -> bool:
+        """Stream message number :attr:`count` (its JSON text, one line); kept unless ``keep``
+        is false or the stream was truncated before (a kept stream has no holes). Returns
+        whether it was kept."""
         if self.ended:
             return False
         n = self.count
@@ -91,7 +98,7 @@ class CallRecord:
         if self.ended:
             return False
         self.ended = True
-        self.reply = reply
+        self.reply_text = json.dumps(reply, separators=(",", ":"))
         self.end_time = now
         listeners, self.listeners = self.listeners, []
         for listener in listeners:
@@ -100,9 +107,7 @@ class CallRecord:
 
     def reply_bytes(self) -> bytes:
         """The end reply as a reply line (its JSON text computed once, at the end)."""
-        if self.reply_text is None:
-            self.reply_text = json.dumps(self.reply, separators=(",", ":"))
-        return self.reply_text.encode() + b"\n"
+        return (self.reply_text or "null").encode() + b"\n"
 
     def status(self) -> dict[str, Any]:
         """The get_status reply."""

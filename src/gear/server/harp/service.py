@@ -215,8 +215,8 @@ class HarpService:
             sink.done(close=True)
             return
         first = rec.first_packet(req.since, req.recent)
-        out = [encode({"packet": n, "data": rec.stream[n]})
-               for n in range(first, len(rec.stream))]
+        stream = rec.stream
+        out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
         out.append(rec.reply_bytes() if rec.ended else encode({"continue": True}))
         sink.write(b"".join(out))
         sink.done()
@@ -228,8 +228,8 @@ class HarpService:
             sink.done(close=True)
             return
         first = rec.first_packet(req.since, req.recent)
-        out = [encode({"packet": n, "data": rec.stream[n]})
-               for n in range(first, len(rec.stream))]
+        stream = rec.stream
+        out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
         if rec.ended:
             out.append(rec.reply_bytes())
             sink.write(b"".join(out))
@@ -242,7 +242,7 @@ class HarpService:
         def on_event(event: tuple[Any, ...]) -> None:
             if event[0] == "packet":
                 if event[1] >= start:
-                    sink.write(encode({"packet": event[1], "data": event[2]}))
+                    sink.write(_packet_line(event[1], event[2]))
             else:
                 sink.write(encode(event[1]))
                 sink.done()
@@ -277,9 +277,8 @@ class HarpService:
         now = self.clock()
         if not rec.end(reply, now):
             return
-        rec.reply_text = json.dumps(reply, separators=(",", ":"))
         records = self.records
-        records.grow(rec, len(rec.reply_text))
+        records.grow(rec, len(rec.reply_text or ""))
         records.ended(rec, now)
         self._save(rec)
         if records.over():
@@ -339,14 +338,14 @@ class HarpService:
 
     def _message(self, rec: CallRecord, payload: bytes) -> None:
         """A WORK_DATA message: kept (and stored) unless the byte bound says otherwise."""
-        value, text = _json_text(payload)
+        text = _json_text(payload)
         cost = len(text) + MESSAGE_OVERHEAD
         records = self.records
         # At the bound, ended records go first (the pruning pass frees them); only when no
         # ended record is left does a running call's stream stop being kept.
         keep = not records.over(cost) or records.prunable > 0
         n = rec.count
-        if rec.add(value, keep):
+        if rec.add(text, keep):
             records.grow(rec, cost)
             if self.store is not None:
                 self.store.append(rec.id, n, text)
@@ -368,20 +367,18 @@ class HarpService:
             rec.queue, rec.concurrency = row.queue, row.concurrency
             rec.timeout, rec.max_exec_time = row.timeout, row.max_exec_time
             rec.start_time = row.start
-            texts = streams.get(row.id, ())
-            rec.stream = [json.loads(t) for t in texts]
-            rec.count = len(rec.stream)
+            texts = streams.get(row.id, [])
+            rec.stream = texts
+            rec.count = len(texts)
             self.records.add(rec)
             self.records.grow(rec, sum(len(t) for t in texts) + MESSAGE_OVERHEAD * len(texts))
             if row.reply is not None and row.end is not None:
                 rec.ended = True
-                rec.reply, rec.reply_text = json.loads(row.reply), row.reply
-                rec.end_time = row.end
+                rec.reply_text, rec.end_time = row.reply, row.end
                 self.records.grow(rec, len(row.reply))
             else:
                 rec.end(dict(_RESTARTED), now)
-                rec.reply_text = json.dumps(rec.reply, separators=(",", ":"))
-                self.records.grow(rec, len(rec.reply_text))
+                self.records.grow(rec, len(rec.reply_text or ""))
                 self._save(rec)
                 restarted += 1
             ended.append(rec)
@@ -538,14 +535,22 @@ def _json(payload: bytes) -> Any:
         return payload.decode("utf-8", "replace")
 
 
-def _json_text(payload: bytes) -> tuple[Any, str]:
-    """A worker's message and its JSON text (the payload itself when it is valid JSON)."""
+def _json_text(payload: bytes) -> str:
+    """A worker's message as one line of JSON: the payload itself when it is valid JSON on one
+    line, re-encoded when it spans lines, the JSON string of its text when it is not JSON."""
     try:
         text = payload.decode()
-        return json.loads(text), text
+        value = json.loads(text)
     except (ValueError, UnicodeDecodeError):
-        value = payload.decode("utf-8", "replace")
-        return value, json.dumps(value)
+        return json.dumps(payload.decode("utf-8", "replace"))
+    if "\n" in text or "\r" in text:
+        return json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def _packet_line(n: int, text: str) -> bytes:
+    """A ``{"packet": n, "data": ...}`` reply line around a stored JSON text."""
+    return b'{"packet":%d,"data":%s}\n' % (n, text.encode())
 
 
 def _exception(payload: bytes) -> dict[str, Any]:
