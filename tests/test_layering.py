@@ -114,6 +114,7 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
             "gear.server.broker.model",
             "gear.server.broker.wire",
             "gear.server.broker.lifecycle",
+            "gear.server.broker.dead",
         ),
         ("gear.server.broker.core",),
         (),
@@ -197,6 +198,12 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         "the asyncio and threaded harp modules use gear.harp's sans-I/O module only",
         ("gear.aio.harp", "gear.aio.harp_worker", "gear.threaded.harp_worker"),
         ("gear.harp.client", "gear.server"),
+        (),
+    ),
+    (
+        "gear-admin is a client of the admin protocol: no server, threaded API or asyncio",
+        ("gear.admin_tool",),
+        ("gear.server", "gear.threaded", "gear.aio", "gear", "asyncio", "threading"),
         (),
     ),
     (
@@ -307,3 +314,16 @@ def test_the_checker_sees_lazy_relative_and_face_imports() -> None:
         "gear.server.storage",
         "ssl",
     ]
+
+
+def test_admin_tool_imports_only_the_protocol_net_errors_constants_and_version() -> None:
+    allowed = ("gear.admin_tool", "gear.protocol", "gear.net", "gear.errors", "gear.constants",
+               "gear._version")
+    bad = [
+        f"{name} imports {imported} (line {line})"
+        for name in MODULES
+        if within(name, "gear.admin_tool")
+        for imported, line in imports_of(name)
+        if within(imported, "gear") and not any(within(imported, a) for a in allowed)
+    ]
+    assert bad == []

@@ -14,6 +14,7 @@ import pytest
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import Peer, model
+from gear.server.broker.departures import DETACH_SLICE
 from tests.server.helpers import Net
 
 
@@ -50,6 +51,14 @@ def test_disconnect_of_10k_jobs_behind_100k_does_no_queue_scan(counted: dict[str
     f = net.broker.functions[b"f"]
     assert f.queued(1) == 110_000  # 1: NORMAL
     net.broker.disconnect(leaver)
+    # A slice now, the rest one slice per call of run_deferred (one per pass of the server's
+    # loop), so other connections are served in between.
+    assert f.total == 110_000 - DETACH_SLICE
+    calls = 1
+    while net.broker.run_deferred():  # True while slices remain after this one
+        calls += 1
+    assert calls == 10_000 // DETACH_SLICE - 1  # slices 2 to 10
+    assert not net.broker.run_deferred()
     assert counted == {"removes": 0, "scanned": 0}  # O(its jobs): no search, no compaction
     assert f.total == 100_000 and f.queued(1) == 100_000 and len(net.broker.jobs) == 100_000
     # The first 100,000 are served in order, and the forgotten ones never come out.

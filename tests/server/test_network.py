@@ -65,6 +65,8 @@ class StubBroker:
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Any, int, bytes], None] | None = None,
+        bury: Callable[[Any], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> None:
         assert packet_hook is None, "the stand-in has no packet hook"
         self.config = config
@@ -156,6 +158,9 @@ class StubBroker:
         assert not self.peers, "replay must happen before any connection"
         self.replayed.extend(jobs)
 
+    def replay_dead(self, records: list[Any]) -> None:
+        self.replayed_dead = list(records)
+
     def stored_batch(self, jobs: Iterable[Any], exc: BaseException | None) -> None:
         """The store answered: here a "job" is the peer to tell, as ``STORED``."""
         jobs = list(jobs)
@@ -165,6 +170,9 @@ class StubBroker:
 
     def job_count(self) -> int:
         return len(self.jobs)
+
+    def run_deferred(self) -> bool:
+        return False
 
     def running_count(self) -> int:
         return sum(1 for job in self.jobs.values() if job.running)

@@ -8,9 +8,10 @@ defaults except where noted) plus the gearmand options users reach for (docs/pro
 ``-j/--job-retries``, ``--job-handle-prefix``, ``-w/--worker-wakeup``, ``--exceptions``,
 ``-t/--threads`` (accepted for drop-in command lines; one event loop serves everything),
 ``--verbose``, ``-l/--log-file``, ``-L/--listen``, ``-P/--pid-file``, and our own ``--queue``,
-``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout`` and
-``--config FILE`` (TOML, config_file.py). The default queue, pidfile and log are per port
-(``queue.db`` for 4730, ``queue-<port>.db`` otherwise), so servers on different ports coexist.
+``--data-dir``, ``--max-packet-size``, ``--uvloop/--no-uvloop``, ``--shutdown-timeout``,
+``--dead-letter-max``, ``--output-limit-hard/-soft/-soft-seconds`` and ``--config FILE``
+(TOML, config_file.py). The default queue, pidfile and log are per port (``queue.db`` for 4730,
+``queue-<port>.db`` otherwise), so servers on different ports coexist.
 
 Must not import the network layer at module level: ``geard --version`` and ``--help`` stay
 instant, and import errors of optional extras surface as clear messages.
@@ -30,6 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gear.errors import ConfigurationError, GearmanError
+from gear.server.config import (
+    DEFAULT_OUTPUT_LIMIT_HARD,
+    DEFAULT_OUTPUT_LIMIT_SOFT,
+    DEFAULT_OUTPUT_LIMIT_SOFT_SECONDS,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from gear.acl import ACL
@@ -135,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harp-retention", dest="harp_retention", type=float,
                    default=604800, metavar="SECONDS",
                    help="keep an ended harp call's record this long (default 604800: 7 days)")
-    p.add_argument("--harp-max-bytes", dest="harp_max_bytes", type=_harp_size,
+    p.add_argument("--harp-max-bytes", dest="harp_max_bytes", type=parse_size,
                    default=1 << 30, metavar="SIZE",
                    help="bound on the bytes the harp records take, e.g. 512M (default "
                    "1073741824: 1G); the oldest ended records go first (docs/harp.md)")
@@ -149,8 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TCP keepalive probes count")
     p.add_argument("--version", dest="version", action="store_true", help="show version")
     # -- gearmand's options --
-    p.add_argument("-j", "--job-retries", dest="job_retries", type=int, default=0,
-                   help="attempts before a job whose worker keeps dying fails (0: no limit)")
+    p.add_argument("-j", "--job-retries", dest="job_retries", type=int, default=5,
+                   help="attempts before a job whose worker keeps dying fails (default 5; "
+                   "gearmand's default is 0: no limit)")
+    p.add_argument("--dead-letter-max", dest="dead_letter_max", type=int, default=10000,
+                   help="background jobs whose retries ran out kept for 'show dead jobs' "
+                   "(default 10000, the oldest dropped first; 0: keep none)")
     p.add_argument("--job-handle-prefix", dest="job_handle_prefix", default=None,
                    help="job handle prefix (default H:<hostname>)")
     p.add_argument("-w", "--worker-wakeup", dest="worker_wakeup", type=int, default=0,
@@ -181,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the standard asyncio event loop (default: uvloop when installed)")
     p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=float, default=30.0,
                    help="seconds a graceful shutdown (SIGTERM, SIGUSR1) waits for running jobs")
+    # -- output limits (docs/semantics.md, "Output limits") --
+    p.add_argument("--output-limit-hard", dest="output_limit_hard", type=parse_size,
+                   default=f"{DEFAULT_OUTPUT_LIMIT_HARD >> 20}M", metavar="SIZE",
+                   help="close a connection holding more unsent output than this (bytes, or "
+                   "with K/M/G: 128M; 0: off)")
+    p.add_argument("--output-limit-soft", dest="output_limit_soft", type=parse_size,
+                   default=f"{DEFAULT_OUTPUT_LIMIT_SOFT >> 20}M", metavar="SIZE",
+                   help="close a connection holding more unsent output than this for "
+                   "--output-limit-soft-seconds (0: off)")
+    p.add_argument("--output-limit-soft-seconds", dest="output_limit_soft_seconds", type=float,
+                   default=DEFAULT_OUTPUT_LIMIT_SOFT_SECONDS, metavar="SECONDS",
+                   help="how long a connection may stay over --output-limit-soft")
     return p
 
 
@@ -418,9 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             harp_host=args.harp_address,
             harp_retention=args.harp_retention,
             harp_max_bytes=args.harp_max_bytes,
+            output_limit_hard=args.output_limit_hard,
+            output_limit_soft=args.output_limit_soft,
+            output_limit_soft_seconds=args.output_limit_soft_seconds,
         )
         bkw: dict[str, Any] = {
             "job_retries": args.job_retries,
+            "dead_letter_max": args.dead_letter_max,
             "worker_wakeup": args.worker_wakeup,
             "exceptions_default": args.exceptions,
             "acl": acl,
@@ -475,12 +502,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
-
-def _harp_size(text: str) -> int:
-    """``--harp-max-bytes``: a size such as 65536, 64K, 512M, 1G."""
-    from gear.server.storage import parse_size
-
-    try:
-        return parse_size(text)
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,9 +1,10 @@
 """The job server's own settings: :class:`ServerConfig` and the listen/transport defaults.
 
 Owns every default a user can set for the server outside the scheduler (where to listen, TLS
-files, keepalive tunables, write high-water mark, backlog, storage URL, shutdown timeout) and
-the fixed limits of the transport. The scheduling options (retries, wake-ups, handle prefix,
-ACL...) are ``BrokerConfig``, in the broker.
+files, keepalive tunables, write high-water mark, per-connection output limits, backlog,
+storage URL, shutdown timeout), the fixed limits of the transport, and :func:`parse_size`
+(``64M``-style sizes for the options that take bytes). The scheduling options (retries,
+wake-ups, handle prefix, ACL...) are ``BrokerConfig``, in the broker.
 
 Must not import anything beyond the standard library: it is plain data, read by the engine,
 the transport, ``gear.Server`` and the CLI.
@@ -11,11 +12,20 @@ the transport, ``gear.Server`` and the CLI.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 #: Default write-buffer high-water mark per connection (bytes of unsent output). Above it we stop
 #: reading that peer (asyncio calls pause_writing); below the low-water mark we resume.
 DEFAULT_HIGH_WATER = 4 * 1024 * 1024
+#: Per-connection output limits (docs/semantics.md, "Output limits"): a connection holding more
+#: unsent output than the hard limit, or more than the soft limit for the soft time, is closed
+#: and handled as a disconnect. The hard limit is twice the default largest packet, so one
+#: result of the largest size never cuts a reader; the soft limit catches a client that has
+#: stopped reading long before the hard one, without cutting a reader that is only behind.
+DEFAULT_OUTPUT_LIMIT_HARD = 128 * 1024 * 1024
+DEFAULT_OUTPUT_LIMIT_SOFT = 32 * 1024 * 1024
+DEFAULT_OUTPUT_LIMIT_SOFT_SECONDS = 60.0
 #: A TLS handshake that does not finish in this many seconds drops the connection.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 #: listen() backlog (gearmand's is 32, gear's 1; bursts of reconnecting workers need more).
@@ -49,6 +59,12 @@ class ServerConfig:
     #: Graceful shutdown waits this long for running jobs before closing connections.
     shutdown_timeout: float = 30.0
     write_high_water: int = DEFAULT_HIGH_WATER
+    #: Unsent output (bytes) past which a connection is closed at once; 0: no hard limit.
+    output_limit_hard: int = DEFAULT_OUTPUT_LIMIT_HARD
+    #: Unsent output (bytes) a connection may hold for ``output_limit_soft_seconds`` at most;
+    #: 0: no soft limit.
+    output_limit_soft: int = DEFAULT_OUTPUT_LIMIT_SOFT
+    output_limit_soft_seconds: float = DEFAULT_OUTPUT_LIMIT_SOFT_SECONDS
     backlog: int = DEFAULT_BACKLOG
     #: HarpCaller's protocol on this port (docs/harp.md); None: off. 0 picks a free one.
     harp_port: int | None = None
@@ -58,3 +74,21 @@ class ServerConfig:
     harp_retention: float = 7 * 24 * 3600.0
     #: Bound on the bytes the harp records take (oldest ended ones go first; docs/harp.md).
     harp_max_bytes: int = 1 << 30
+
+
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(I?B)?")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``text``: a whole number, optionally followed by K, M, G or T (binary
+    multiples: ``64M`` is 64 MiB; ``64MB``, ``64MiB`` and lower case mean the same). Raises
+    ValueError (argparse reports it as an invalid value)."""
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"size must not be negative: {text}")
+        return text
+    match = _SIZE.fullmatch(text.strip().upper())
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M, G or T)")
+    return int(match.group(1)) * _UNITS[match.group(2)]

@@ -2,7 +2,8 @@
 
 Every option of ``geard`` has a key: its long name without the dashes, written with dashes or
 underscores (``port = 4731``, ``data-dir = "/srv/geard"``, ``shutdown_timeout = 10.0``). Flags
-take booleans (``nodaemon = true``; ``no-uvloop = true`` is ``uvloop = false``). The file's
+take booleans (``nodaemon = true``; ``no-uvloop = true`` is ``uvloop = false``); sizes take a
+number of bytes or a string with a unit (``output-limit-hard = "64M"``). The file's
 values become the parser's defaults, so anything given on the command line wins. An unknown
 key or a value of the wrong type is a :class:`~gear.errors.ConfigurationError` naming the key.
 
@@ -16,6 +17,7 @@ import sys
 from typing import Any
 
 from gear.errors import ConfigurationError
+from gear.server.config import parse_size
 
 #: Options that are actions rather than settings: they have no key.
 NOT_KEYS = frozenset({"help", "version", "config"})
@@ -72,10 +74,15 @@ def _convert(path: str, key: str, action: argparse.Action, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong("a number")
         return float(value)
+    if kind is parse_size and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # sizes: a number of bytes, or a string with a unit ("64M")
     if not isinstance(value, str):
         raise wrong("a string")
     if callable(kind):
-        value = kind(value)
+        try:
+            value = kind(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"config file {path}: {key}: {exc}") from exc
     if action.choices is not None and value not in action.choices:
         raise ConfigurationError(
             f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}, "

@@ -17,6 +17,10 @@ and :func:`tune_gc`:
   replies written at once, so a pipelining client keeps the server busy
   (:meth:`JobServer._feed_pieces`). A third, for durable queues: the storage writer thread runs
   with a lowered switch interval (:data:`~gear.server.config.DURABLE_SWITCH_INTERVAL`);
+* output limits: after a write to a connection that asyncio has paused (over its high-water
+  mark), its limits are checked (:meth:`gear.server.transport._Connection.check_output`,
+  which may abort it: a disconnect like any other); the fast path pays one attribute test
+  per write;
 * the broker's wiring: it is built with admin's ``AdminExtensions`` (gearmand's commands, plus
   ``harp`` registered when the harp port is on) as its admin line handler, the
   storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
@@ -46,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 
 from gear.errors import ConfigurationError, ServerStartError
 from gear.server.config import DURABLE_SWITCH_INTERVAL, ServerConfig
-from gear.server.transport import Acceptor, _Connection, bind_sockets, build_ssl_context
+from gear.server.transport import (
+    Acceptor,
+    _Connection,
+    bind_sockets,
+    build_ssl_context,
+    raise_nofile_limit,
+)
 
 if TYPE_CHECKING:
     from gear.server.broker import BrokerConfig
@@ -92,6 +102,7 @@ class JobServer:
         self._stopping = False
         self._hurry = False  # an immediate shutdown was asked for: stop waiting for jobs
         self._flush_pending = False
+        self._deferred_pending = False  # a _run_deferred call is scheduled
         # The peer of the latest read, and whether large reads may be fed in pieces (not with
         # storage: replies wait for the commit anyway). See _feed_pieces.
         self.last_reader: Any = None
@@ -146,6 +157,8 @@ class JobServer:
             # callback per job.
             store_batched=writer.add_many if writer is not None else None,
             remove=writer.remove if writer is not None else None,
+            bury=writer.bury if writer is not None else None,
+            revive=writer.revive if writer is not None else None,
             packet_hook=metrics.packet if metrics is not None else None,  # times each packet
         )
         if writer is not None:
@@ -154,9 +167,15 @@ class JobServer:
         self.piecewise = writer is None
         if stored:
             broker.replay(stored)
+        dead = writer.dead if writer is not None else []
+        if dead:
+            broker.replay_dead(dead)
         if storage is not None:
             log.info("job queue: %s; replayed %d stored background jobs", storage.where,
                      len(stored))
+            if dead:
+                log.info("job queue: %d dead background jobs in the dead-letter list "
+                         "(admin 'show dead jobs')", len(dead))
         else:
             log.info("job queue: memory (background jobs do not survive a restart)")
         try:
@@ -322,6 +341,23 @@ class JobServer:
             log.exception("internal error disconnecting %s:%s", peer.host, peer.port)
         if self.debug:
             log.debug("connection from %s:%s closed (%s)", peer.host, peer.port, exc)
+        if not self._deferred_pending:
+            self._deferred_pending = True
+            self._loop.call_soon(self._run_deferred)  # type: ignore[union-attr]
+        self.after_broker_call()
+
+    def _run_deferred(self) -> None:
+        """One slice of the broker's deferred work per loop pass (port.py, "Deferred work"):
+        between two slices every other connection's reads and writes are handled."""
+        more = False
+        try:
+            more = self.broker.run_deferred()
+        except Exception:
+            log.exception("internal error in the broker's deferred work")
+        if more:
+            self._loop.call_soon(self._run_deferred)  # type: ignore[union-attr]
+        else:
+            self._deferred_pending = False
         self.after_broker_call()
 
     # -- the flush -------------------------------------------------------------------------
@@ -361,6 +397,8 @@ class JobServer:
                     data = out[0] if len(out) == 1 else b"".join(out)
                     out.clear()
                     transport.write(data)  # type: ignore[union-attr]
+                    if conn.paused:  # over the high-water mark: the output limits apply
+                        conn.check_output()
                 if peer.closing:
                     transport.close()  # type: ignore[union-attr]  # flushes what was written
             dirty.clear()
@@ -396,6 +434,8 @@ class JobServer:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)  # type: ignore[union-attr]
+            if conn.paused:
+                conn.check_output()
         if peer.closing:
             transport.close()  # type: ignore[union-attr]  # flushes what was written first
 
@@ -577,6 +617,7 @@ def run_server(
     loop = new_event_loop(use_uvloop)
     server = JobServer(config, broker_config, metrics=metrics)
     tune_gc()
+    raise_nofile_limit()  # geard's process only: an embedding application keeps its own
 
     async def main() -> None:
         started = False

@@ -221,7 +221,9 @@ class Server:
             config,
             # WORK_EXCEPTION to every client, as gear's server did (docs/semantics.md, Failures
             # and exceptions); geard keeps gearmand's default and has --exceptions for this.
-            BrokerConfig(acl=acl, exceptions_default=True),
+            # Requeue without limit, as gear's server did; geard's default is finite
+            # (docs/semantics.md, "Poison jobs and the dead-letter list").
+            BrokerConfig(acl=acl, exceptions_default=True, job_retries=0),
             broker_class=self._broker_factory(),
             metrics=metrics,
         )

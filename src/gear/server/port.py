@@ -61,12 +61,17 @@ class BrokerPort(Protocol[PeerT]):
       the store answers with ``stored_batch(jobs, exc)`` once per committed batch (any
       grouping and order; each job answered once): ``exc`` None announces and runs them,
       otherwise they are forgotten and answered ERROR QUEUE_ERROR in place of JOB_CREATED.
-    * Start: ``replay(records)`` queues the stored jobs, before any connection.
+    * Start: ``replay(records)`` queues the stored jobs, before any connection, then
+      ``replay_dead(dead)`` puts back the stored dead-letter list.
     * Shutdown: ``shutdown_requested`` is set by admin ``shutdown`` (None, "immediate" or
       "graceful"); the engine polls it on each flush. ``drain()`` hands out nothing new from
       then on (running jobs finish, queued ones stay queued and stored); ``running_count()``
       is the number of jobs assigned to a worker, which a graceful shutdown waits to reach 0.
     * Gauges: ``job_count()`` is every job in memory (queued, held or running).
+    * Deferred work: a call may leave bounded slices of work for later (the jobs of a client
+      that left with many); ``run_deferred()`` does one slice and returns True while more
+      remains. The engine calls it once per loop pass after a disconnect until it returns
+      False, so other connections are served between slices.
     """
 
     #: Peers whose ``out`` gained bytes since the engine last flushed.
@@ -87,11 +92,15 @@ class BrokerPort(Protocol[PeerT]):
 
     def replay(self, jobs: Iterable[Any]) -> None: ...
 
+    def replay_dead(self, records: list[Any]) -> None: ...
+
     def drain(self) -> None: ...
 
     def running_count(self) -> int: ...
 
     def job_count(self) -> int: ...
+
+    def run_deferred(self) -> bool: ...
 
 
 class BrokerFactory(Protocol):
@@ -101,7 +110,8 @@ class BrokerFactory(Protocol):
     ``gear.server.admin.run_command``); ``store_batched`` and ``remove`` are the storage
     writer's, given only with a durable queue; ``packet_hook(peer, ptype, body)``, given only
     with statsd metrics, receives every request packet in place of the broker's own handler
-    (it calls ``broker.dispatch``).
+    (it calls ``broker.dispatch``). ``bury(dead)`` and ``revive(key)``, the writer's too, change
+    the stored dead-letter list.
     """
 
     def __call__(
@@ -113,4 +123,6 @@ class BrokerFactory(Protocol):
         store_batched: Callable[[list[Any], list[Any]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Any, int, bytes], None] | None = None,
+        bury: Callable[[Any], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> BrokerPort[Any]: ...

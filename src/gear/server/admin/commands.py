@@ -23,6 +23,15 @@ Where we differ from gearmand 1.1.20, on purpose (docs/protocol.md §3.18):
   GRAB reaps it; a running job is detached from its clients (WORK_FAIL) but not stopped (see
   ``Broker.cancel``). With an ACL, the connection needs invoke permission on the job's
   function (``ERR PERMISSION_DENIED\\r\\n``), as in gear.
+* The dead-letter list (docs/semantics.md, "Poison jobs and the dead-letter list") has
+  commands of its own, named after ``show jobs`` and ``cancel job``: ``show dead jobs
+  [FUNCTION]`` lists one line per dead job (handle, function, unique, attempts, Unix time it
+  died, data size; tab-separated, ``.``-terminated), ``retry dead job HANDLE`` and ``drop dead
+  job HANDLE`` answer ``OK\r\n`` or ``ERR UNKNOWN_JOB\r\n`` (a retry also ``ERR
+  UNIQUE_IN_USE ...\r\n`` while a job with its unique is in memory), and ``retry dead jobs
+  [FUNCTION]`` / ``drop dead jobs [FUNCTION]`` answer ``OK <count>\n``. With an ACL they need
+  invoke permission on the job's function, as ``cancel job`` does: a named job or function
+  without it gets ``ERR PERMISSION_DENIED\r\n``, and the all-jobs forms skip such jobs.
 * ``shutdown`` (immediate) and ``shutdown graceful`` answer ``OK\\r\\n`` and ask the server to
   stop (``Broker.request_shutdown``), as gearmand <= 1.1.14 did; gearmand 1.1.15+ removed them
   (it answers ``ERR UNKNOWN_COMMAND``). Any other argument gets ``ERR INVALID_ARGUMENTS ...``.
@@ -119,7 +128,12 @@ def _show(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
     if len(tokens) == 1:
         return _unknown(tokens[0])
     words = [t.lower() for t in tokens[1:]]
-    if words == [b"jobs"]:
+    if words[:2] == [b"dead", b"jobs"] and len(words) <= 3:
+        function = tokens[3] if len(tokens) == 4 else None
+        lines = [b"%s\t%s\t%s\t%d\t%d\t%d\n" % (d.handle, d.function, d.unique, d.attempts,
+                                                int(d.died), d.size)
+                 for d in broker.dead_letters(function)]
+    elif words == [b"jobs"]:
         lines = [b"%s\t%d\t%d\t%d\n" % (job.handle, job.retries, job.orphaned, job.background)
                  for job in broker.job_records()]
     elif words == [b"unique", b"jobs"]:
@@ -139,13 +153,55 @@ def _cancel(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
     function = broker.cancellable(handle)
     if function is None:
         return b"ERR UNKNOWN_JOB\r\n"
-    acl = broker.config.acl
-    if acl is not None and not acl.canInvoke(
-        peer.ssl_subject, function.decode("utf-8", "surrogateescape")
-    ):
+    if not _may_invoke(broker, peer, function):
         return b"ERR PERMISSION_DENIED\r\n"
     broker.cancel_job(handle)
     return OK
+
+
+def _may_invoke(broker: Broker, peer: Peer, function: bytes) -> bool:
+    """The ACL check of ``cancel job`` and the dead-letter commands (true without an ACL)."""
+    acl = broker.config.acl
+    return acl is None or acl.canInvoke(peer.ssl_subject,
+                                        function.decode("utf-8", "surrogateescape"))
+
+
+def _dead_command(broker: Broker, peer: Peer, tokens: list[bytes],
+                  act: Callable[[bytes], str | None]) -> bytes:
+    """``retry|drop dead job HANDLE`` and ``retry|drop dead jobs [FUNCTION]``; ``act(handle)``
+    returns None when done, else the reason it was not."""
+    what = [t.lower() for t in tokens[1:3]]
+    if what == [b"dead", b"job"] and len(tokens) == 4:
+        handle = tokens[3]
+        function = broker.dead_function(handle)
+        if function is None:
+            return b"ERR UNKNOWN_JOB\r\n"
+        if not _may_invoke(broker, peer, function):
+            return b"ERR PERMISSION_DENIED\r\n"
+        reason = act(handle)
+        if reason is None:
+            return OK
+        if reason == "unique in use":
+            return b"ERR UNIQUE_IN_USE a+job+with+this+unique+is+queued+or+running\r\n"
+        return b"ERR UNKNOWN_JOB\r\n"
+    if what == [b"dead", b"jobs"] and len(tokens) <= 4:
+        function = tokens[3] if len(tokens) == 4 else None
+        if function is not None and not _may_invoke(broker, peer, function):
+            return b"ERR PERMISSION_DENIED\r\n"
+        done = 0
+        for dead in broker.dead_letters(function):
+            if _may_invoke(broker, peer, dead.function) and act(dead.handle) is None:
+                done += 1
+        return b"OK %d\n" % done
+    return _incomplete(tokens[0])
+
+
+def _retry(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
+    return _dead_command(broker, peer, tokens, broker.retry_dead)
+
+
+def _drop_dead(handle: bytes, broker: Broker) -> str | None:
+    return None if broker.drop_dead(handle) else "unknown"
 
 
 def _create(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
@@ -156,6 +212,8 @@ def _create(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
 
 
 def _drop(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
+    if len(tokens) > 1 and tokens[1].lower() == b"dead":
+        return _dead_command(broker, peer, tokens, lambda handle: _drop_dead(handle, broker))
     if len(tokens) != 3 or tokens[1].lower() != b"function":
         return _incomplete(tokens[0])
     # The one case-insensitive name lookup of gearmand (docs/protocol.md §2.2).
@@ -219,6 +277,7 @@ _COMMANDS: dict[bytes, Callable[[Broker, Peer, list[bytes]], bytes]] = {
     b"cancel": _cancel,
     b"create": _create,
     b"drop": _drop,
+    b"retry": _retry,
     b"maxqueue": _maxqueue,
     b"shutdown": _shutdown,
 }

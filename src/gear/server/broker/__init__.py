@@ -6,7 +6,7 @@ network layer, admin (the admin line handler is injected) or the package face ``
 must not log on hot paths: this is a pure function of bytes, events and ``clock()``.
 
 The package, one concern a module (imports go down this list, never up; ``durable``,
-``pipeline`` and ``timers`` never import ``core``):
+``pipeline``, ``timers`` and ``dead`` never import ``core``):
 
 * ``wire.py``: byte-exact replies, gearmand's number parsing, the submit-type table;
 * ``gear_views.py``: ``Broker.wake``, for gear.Server's ``wakeConnections`` (gear's own names
@@ -16,16 +16,21 @@ The package, one concern a module (imports go down this list, never up; ``durabl
 * ``lifecycle.py``: the seam: ``Outcome`` and the ``JobEvents`` receivers;
 * ``timers.py``: the deadline heap;
 * ``durable.py``: the store hand-off, held output, replay;
+* ``dead.py``: the dead-letter list (poison background jobs: listed, retried, dropped);
 * ``pipeline.py``: the fast framing loop and runs of plain submits (the one copy for speed);
 * ``requests.py``: the packet handlers;
 * ``core.py``: the :class:`Broker` itself.
 
 Interface with the network layer (extended only additively):
 
-* ``Broker(config, clock, *, admin=, store_batched=, remove=, packet_hook=)``: the callables the
-  server wires in (each also still read from its ``BrokerConfig`` field when not given).
+* ``Broker(config, clock, *, admin=, store_batched=, remove=, packet_hook=, bury=, revive=)``:
+  the callables the server wires in (each of the first four also still read from its
+  ``BrokerConfig`` field when not given; ``bury``/``revive`` are the store's dead-letter list).
 * ``broker.connect(host, port, fd, ssl_subject)`` returns a :class:`Peer`; ``broker.feed(peer,
-  data)`` for every chunk received; ``broker.disconnect(peer)`` once the socket is gone.
+  data)`` for every chunk received; ``broker.disconnect(peer)`` once the socket is gone. A
+  client that leaves with many jobs is detached from them in slices: ``broker.run_deferred()``
+  does the next one and returns True while more remain; the network layer calls it once per
+  pass of its loop until then (docs/semantics.md, "Removal from a queue").
 * Output accumulates in ``peer.out`` (encoded byte strings, in order) and every peer whose ``out``
   gained bytes is added to ``broker.dirty``. After each call into the broker (data, timers, store
   callbacks) the network layer writes ``b"".join(peer.out)`` for each dirty peer, clears ``out``
@@ -38,7 +43,8 @@ Interface with the network layer (extended only additively):
   stored before it is announced; until its store answers it is not runnable and *every* byte for
   the submitting peer is held back in order (libgearman matches JOB_CREATED to submissions
   strictly in order, docs/protocol.md §1.3). An error forgets the job and answers
-  ``ERROR QUEUE_ERROR`` in place of JOB_CREATED. ``broker.replay(records)`` at start.
+  ``ERROR QUEUE_ERROR`` in place of JOB_CREATED. ``broker.replay(records)`` at start, then
+  ``broker.replay_dead(dead)`` (the stored dead-letter list).
 * Shutdown: ``broker.shutdown_requested`` (None, "immediate" or "graceful"; set by admin
   ``shutdown``), polled after each call; ``broker.drain()`` / ``broker.draining`` /
   ``broker.running_count()`` (graceful shutdown: nothing new is handed out, running jobs
@@ -54,7 +60,8 @@ Interface with the network layer (extended only additively):
 Speed (this is the server's hot path): ``__slots__`` everywhere, a dispatch list indexed by packet
 type, whole request packets dispatched straight from the received bytes (the protocol
 ``Decoder`` is used only for text lines, partial large packets and errors), O(1) queue and
-lookup operations, and no logging. Submissions sent back to back are handled as one run by
+lookup operations, and no logging (but one line per poison job, ``dead.py``). Submissions
+sent back to back are handled as one run by
 ``pipeline.submit_run``, the plain ones (``Function.plain``: no unique, no ACL, no storage, no
 queue limit, no lifecycle receivers) inline; a job initialises only the fields every job uses
 (see :class:`Job`). ``bench/profile_server.py`` measures these paths in-process.
@@ -69,8 +76,12 @@ copy" list, is followed):
   Priorities are :class:`gear.protocol.messages.Priority` (gearmand's order: the deque index).
 * A job re-queued because its worker went away (disconnect, CANT_DO, RESET_ABILITIES) goes to
   the *front* of its priority (gearmand appends to the tail); it gets a sequence number smaller
-  than any other, so it is also first across functions. ``job_retries`` counts attempts
-  (gearmand ``-j``: N attempts, then WORK_FAIL; 0 = unlimited).
+  than any other, so it is also first across functions. With ``job_retries`` 0 (no limit) it
+  goes to the tail instead: at the front a poison job would hold every worker for ever
+  (docs/semantics.md, "Where a re-queued job goes"). ``job_retries`` counts attempts
+  (gearmand ``-j``: N attempts, then WORK_FAIL; 0 = unlimited; default 5, where gearmand's is
+  unlimited). A background job whose attempts ran out goes to the dead-letter list
+  (``dead.py``), and is logged: the broker's one log line, never per packet.
 * CAN_DO_TIMEOUT: one independent timer per assigned job, armed at assignment (the value of the
   worker's latest CAN_DO/CAN_DO_TIMEOUT for that function), cancelled on any result, requeue or
   disconnect; on expiry the job FAILS (WORK_FAIL to its clients) and leaves the worker, whose

@@ -7,7 +7,8 @@ the queues and wake-ups, ``take_job``, the job's one entry (``_new_job``) and on
 (``function_stats``, ``connections``, ``job_records``, ``cancellable``/``cancel_job``,
 ``set_max_queue``, ``request_shutdown``, ``create_function``/``drop_function``, ``write``,
 ``close``). The packet handlers are in ``requests.py``, the fast path in ``pipeline.py``,
-durability in ``durable.py``, the timer heap in ``timers.py``; the package docstring
+durability in ``durable.py``, the timer heap in ``timers.py``, the dead-letter list in
+``dead.py``; the package docstring
 (``__init__.py``) is the interface with the network layer and the list of decisions.
 
 Must not import sockets, asyncio, threads, the network layer, admin or
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -28,6 +30,8 @@ import gear.server.broker.pipeline as pipeline
 from gear._version import __version__
 from gear.protocol.messages import Priority
 from gear.protocol.packets import Decoder
+from gear.server.broker.dead import DeadLetters
+from gear.server.broker.departures import Departures
 from gear.server.broker.gear_views import BrokerGearViews
 from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
@@ -45,7 +49,7 @@ from gear.server.broker.wire import (
     NOOP,
     res,
 )
-from gear.server.storage.base import StoredJob
+from gear.server.storage.base import DeadJob, StoredJob
 
 if TYPE_CHECKING:
     from gear.acl import ACL
@@ -66,15 +70,20 @@ _new_object = object.__new__
 COMPLETE = Outcome.COMPLETE
 EXCEPTION = Outcome.EXCEPTION
 CANCELLED = Outcome.CANCELLED
+RETRIES_EXHAUSTED = Outcome.RETRIES_EXHAUSTED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
+_JOB_CANCEL = c.JOB_CANCEL
+TIMED_OUT = Outcome.TIMEOUT
 
-class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
+class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
     The callables the server wires in are keyword arguments: ``admin`` (the admin line
-    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`).
+    handler), ``store_batched``, ``remove`` and ``packet_hook`` (see :class:`BrokerConfig`),
+    and ``bury``/``revive`` (the store's dead-letter list: ``dead.py``; without them a durable
+    server keeps dead jobs in memory only).
     Each one not given is taken from its ``BrokerConfig`` field, still accepted from embedders
     that pass them there; the engine passes them here.
     """
@@ -96,6 +105,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         store_batched: Callable[[list[StoredJob], list[Job]], None] | None = None,
         remove: Callable[[int], None] | None = None,
         packet_hook: Callable[[Peer, int, bytes], None] | None = None,
+        bury: Callable[[DeadJob], None] | None = None,
+        revive: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -133,6 +144,10 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             store_batched = durable.per_job(config.store, self)
         self._store_batched = store_batched
         self._remove = remove if remove is not None else config.remove
+        self._bury_store = bury
+        self._revive_store = revive
+        #: handle -> dead job, oldest death first: the dead-letter list (``dead.py``).
+        self.dead: dict[bytes, DeadJob] = {}
         # Durable jobs created by the current feed(), handed to store_batched at its end.
         self._new_records: list[StoredJob] = []
         self._new_jobs: list[Job] = []
@@ -146,6 +161,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         self.version: bytes = version if version is not None else __version__.encode()
         #: Draining for a graceful shutdown (:meth:`drain`): no job is handed out any more.
         self.draining = False
+        #: Gone clients whose jobs are still being detached, a slice per run_deferred().
+        self._leaving: deque[Peer] = deque()
         self._handlers = self._handler_table()
 
     # ------------------------------------------------------------------ connections
@@ -159,31 +176,6 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         peer.exceptions = config.exceptions_default
         self.peers[peer] = None
         return peer
-
-    def disconnect(self, peer: Peer) -> None:
-        """The connection is gone: requeue the jobs it runs, detach it from its jobs
-        (docs/protocol.md §3.6, §3.7).
-
-        Safe to call twice. Output still in ``peer.out`` or held is dropped.
-        """
-        if peer.gone:
-            return
-        peer.gone = True
-        self.peers.pop(peer, None)
-        self.dirty.discard(peer)
-        peer.held = None
-        self._unsleep(peer)
-        for f in peer.abilities:
-            f.workers -= peer.functions.count(f.name)
-        peer.abilities = []
-        peer.functions = []
-        peer.timeouts = {}
-        # Detach as a client first, so that a job it both submitted and ran (or one failed by
-        # the retry limit) never writes to this gone peer.
-        for job in list(peer.client_jobs):
-            self._detach_client(job, peer)
-        for job in list(peer.worker_jobs):
-            self._requeue(job)
 
     # ------------------------------------------------------------------ input
 
@@ -265,8 +257,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
                     self._enqueue(job)
             elif job.state is RUNNING:
                 # CAN_DO_TIMEOUT expired: the job fails and the worker's slot is freed
-                # (docs/protocol.md §3.8, docs/semantics.md, "CAN_DO_TIMEOUT"); the worker is
-                # not told, its late results get JOB_NOT_FOUND.
+                # (docs/protocol.md §3.8, docs/semantics.md, "CAN_DO_TIMEOUT"); only a worker
+                # that opted in is told (JOB_CANCEL, §1.7), its late results get JOB_NOT_FOUND.
                 self._finish(job, Outcome.TIMEOUT, res(_WORK_FAIL, job.handle))
 
     def _check_timers(self) -> None:
@@ -436,6 +428,11 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         A running job that is CANCELLED stays with its worker (it is not stopped): it is
         detached from its clients, stops coalescing and is removed from its store, and a later
         result or requeue forgets it without a second ``finished``.
+
+        A running job that is CANCELLED or TIMEOUT ends here for everyone but its worker, so a
+        worker that opted in with OPTION_REQ ``job_cancel`` is told, once, with JOB_CANCEL
+        (docs/protocol.md §1.7). The flag is read only on those two outcomes: a completing job
+        pays one identity test.
         """
         clients = job.clients
         if packet is not None and clients:
@@ -453,6 +450,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
         worker = job.worker
         if worker is not None:
             if outcome is CANCELLED:
+                if worker.job_cancel:
+                    self._write(worker, res(_JOB_CANCEL, job.handle))
                 for client in clients:
                     client.client_jobs.pop(job, None)
                 job.clients = ()
@@ -464,6 +463,8 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
                     if self._remove is not None:
                         self._remove(key)
                 return
+            if outcome is TIMED_OUT and worker.job_cancel:
+                self._write(worker, res(_JOB_CANCEL, job.handle))
             del worker.worker_jobs[job]
             f.running -= 1
             job.worker = None
@@ -477,13 +478,17 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             client.client_jobs.pop(job, None)
         if job.timer is not None:
             self._timers.cancel(job)
+        if outcome is RETRIES_EXHAUSTED:
+            self._bury(job)  # logged; a background job is kept in the dead-letter list
+            return
         key = job.key
         if key is not None and self._remove is not None:
             self._remove(key)
 
     def _requeue(self, job: Job) -> None:
-        """The worker let go of a running job (disconnect, CANT_DO): back to the front
-        (docs/protocol.md §3.6)."""
+        """The worker let go of a running job (disconnect, CANT_DO): back to the front, or
+        to the tail when ``job_retries`` is 0 (docs/protocol.md §3.6; docs/semantics.md,
+        "Where a re-queued job goes")."""
         worker = job.worker
         assert worker is not None
         del worker.worker_jobs[job]
@@ -498,27 +503,22 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
             self._finish(job, Outcome.ORPHANED)
             return
         if self._retries and job.retries >= self._retries:
-            self._finish(job, Outcome.RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
+            self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return
-        self._front -= 1
-        job.seq = self._front
         job.state = QUEUED
-        f.queues[job.priority].appendleft(job)
+        if self._retries:  # first in line again: a poison job uses up its attempts at once
+            self._front -= 1
+            job.seq = self._front
+            f.queues[job.priority].appendleft(job)
+        else:  # no limit: at the head a poison job would take every worker for ever
+            self._seq += 1
+            job.seq = self._seq
+            f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
                 receiver.requeued(job)
         if f.sleepers:
             self._wake(f)
-
-    def _detach_client(self, job: Job, peer: Peer) -> None:
-        """Client ``peer`` disconnected: drop all its attachments to ``job`` (docs/protocol.md
-        §3.7)."""
-        job.clients = [p for p in job.clients if p is not peer]
-        peer.client_jobs.pop(job, None)
-        if job.orphaned and job.state is QUEUED:
-            job.function.queues[job.priority].forget(job)  # O(1): no scan of the queue
-            self._finish(job, Outcome.ORPHANED)
-        # A running job goes on; its results reach nobody and it is forgotten when it ends.
 
     def cancel(self, job: Job) -> bool:
         """Admin ``cancel job``: WORK_FAIL to its clients, deleted from its queue and store
@@ -526,8 +526,9 @@ class Broker(Requests, Receivers, AdminInterface, BrokerGearViews):
 
         A queued or waiting job is forgotten at once (gearmand leaves it counted until a GRAB
         reaps it). A running job is not stopped: its clients get WORK_FAIL and are detached, it
-        stops coalescing, and it stays counted as running until its worker finishes (results
-        reach nobody) or goes away (no requeue). A job whose store is pending, or that is
+        stops coalescing, its worker gets JOB_CANCEL if it opted in (docs/protocol.md §1.7),
+        and it stays counted as running until its worker finishes (results reach nobody) or
+        goes away (no requeue). A job whose store is pending, or that is
         already cancelled, cannot be cancelled: returns False.
         """
         state = job.state

@@ -73,7 +73,7 @@ class JobEvents:
 
     def requeued(self, job: Job) -> None:
         """Its worker let go of it without a result (disconnect, CANT_DO, RESET_ABILITIES):
-        it is back at the front of its queue."""
+        it is back in its queue (at the front, or the tail with no retry limit)."""
 
     def finished(self, job: Job, outcome: Outcome) -> None:
         """``job`` left the broker (see :class:`Outcome`); called once per job."""

@@ -60,6 +60,10 @@ class JobState(IntEnum):
 
 
 QUEUED = JobState.QUEUED
+#: Attempts a job gets before it fails when its worker keeps going away (``-j``).
+DEFAULT_JOB_RETRIES = 5
+#: Background jobs the dead-letter list keeps at most (``--dead-letter-max``).
+DEFAULT_DEAD_LETTER_MAX = 10000
 
 
 @dataclass
@@ -76,7 +80,11 @@ class BrokerConfig:
     #: (docs/protocol.md §3.1).
     handle_prefix: bytes | None = None
     #: gearmand ``-j``: maximum attempts before WORK_FAIL; 0 = unlimited (docs/protocol.md §3.6).
-    job_retries: int = 0
+    #: Finite by default, unlike gearmand (docs/semantics.md, "Poison jobs and the dead-letter
+    #: list").
+    job_retries: int = DEFAULT_JOB_RETRIES
+    #: Most background jobs kept in the dead-letter list (the oldest dropped first); 0 = none.
+    dead_letter_max: int = DEFAULT_DEAD_LETTER_MAX
     #: gearmand ``-w``: NOOPs sent per new job; 0 = every sleeping worker (docs/protocol.md §3.5).
     worker_wakeup: int = 0
     #: gearmand ``--exceptions``: every connection starts with the exceptions option
@@ -134,6 +142,7 @@ class Peer:
         "gone",
         "held",
         "host",
+        "job_cancel",
         "out",
         "pending",
         "port",
@@ -167,6 +176,9 @@ class Peer:
         self.closing = False
         #: The OPTION_REQ ``exceptions`` flag (docs/protocol.md §3.9).
         self.exceptions = False
+        #: The OPTION_REQ ``job_cancel`` flag: JOB_CANCEL when a job it runs is cancelled
+        #: (docs/protocol.md §1.7).
+        self.job_cancel = False
         self.decoder = decoder if decoder is not None else Decoder()
         # A partial binary packet kept by the fast framing loop (pipeline.py).
         self.rest = b""

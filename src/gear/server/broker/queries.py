@@ -4,8 +4,9 @@ Owns :class:`AdminInterface` (mixed into ``core.Broker``): ``function_stats``,
 ``connections``, ``job_records`` and ``running_count``/``job_count`` read the scheduler's state
 as records (``model.py``); ``cancellable``/``cancel_job``, ``create_function``,
 ``drop_function``, ``set_max_queue`` and ``request_shutdown`` are the only ways admin changes
-it. ``gear.server.admin`` uses nothing else of the broker but ``write``, ``close``,
-``version`` and ``config``. Must not import ``core.py``, admin, sockets, asyncio or threads.
+it. ``gear.server.admin`` uses nothing else of the broker but the dead-letter list's
+interface (``dead.py``), ``write``, ``close``, ``version`` and ``config``. Must not import
+``core.py``, admin, sockets, asyncio or threads.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class _LinkTransport:
 class _Link:
     """What the engine's ``connections`` maps the service's peer to."""
 
+    #: Never over a write high-water mark: the engine's output limits never apply to the link.
+    paused = False
+
     def __init__(self, listener: HarpListener) -> None:
         self.transport = _LinkTransport(listener)
 

@@ -15,6 +15,11 @@ Semantics (docs/semantics.md, "Background jobs and durability"):
   already completed: delivery is at-least-once.
 * ``load`` returns every stored job, for replay on start, and creates the schema when missing. A
   database that cannot be read raises :class:`StorageError`, never returns a partial list.
+* The dead-letter list (docs/semantics.md, "Poison jobs and the dead-letter list"): ``bury``
+  marks stored jobs dead (their retries ran out), ``revive`` makes them live again,
+  ``load_dead`` returns them at start (``load`` does not), and ``remove`` deletes a key whether
+  it is live or dead. Like ``remove``, ``bury`` and ``revive`` are write-behind: a crash can
+  leave a job live that was buried (it runs again) or dead that was revived (it stays listed).
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ class StoredJob(NamedTuple):
     reducer: bytes | None = None
 
 
+class DeadJob(NamedTuple):
+    """A stored background job in the dead-letter list: its record, the attempts it was given
+    and the Unix time its retries ran out."""
+
+    job: StoredJob
+    attempts: int
+    died: float
+
+
 class Storage(abc.ABC):
     """A backend. Methods are blocking and are called from one writer thread at a time."""
 
@@ -83,7 +97,20 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def remove(self, keys: Sequence[int]) -> None:
-        """Delete the jobs with these keys (unknown keys are ignored)."""
+        """Delete the jobs with these keys, live or dead (unknown keys are ignored)."""
+
+    @abc.abstractmethod
+    def load_dead(self) -> list[DeadJob]:
+        """Every dead job, oldest key first (after :meth:`load`, which opened the store)."""
+
+    @abc.abstractmethod
+    def bury(self, jobs: Sequence[DeadJob]) -> None:
+        """Mark the stored jobs ``job.key`` dead, with their attempts and time (unknown keys
+        are ignored)."""
+
+    @abc.abstractmethod
+    def revive(self, keys: Sequence[int]) -> None:
+        """Make the dead jobs with these keys live again (unknown keys are ignored)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the backend's resources."""

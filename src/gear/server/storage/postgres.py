@@ -14,8 +14,11 @@ What it guarantees, and how:
   are write-behind, so their transaction runs with ``synchronous_commit = off``.
 * Our own ``key BIGINT PRIMARY KEY``; function, unique, data and reducer are ``BYTEA``
   (binary-safe), so empty uniques never collide (docs/protocol.md §4.1).
-* The table's comment names its schema version; a table of version 1 (no ``reducer`` column) is
-  upgraded in place at :meth:`load`.
+* The table's comment names its schema version; a table of version 1 (no ``reducer`` column) or
+  2 (no dead-letter columns) is upgraded in place at :meth:`load`, one version after the other.
+* The dead-letter list (base.py) lives in the same table: ``died`` is NULL for a live job and
+  the Unix time its retries ran out for a dead one; inserts leave both dead-letter columns to
+  their defaults, so the submit path is unchanged.
 * A lost connection (server restart, network cut) is reconnected on the next batch. gearmand 1.1
   never reconnected (#390). If a stale connection fails *before* COMMIT was sent, nothing was
   written, so the batch is retried once on a fresh connection; if that fails too, or the failure
@@ -41,14 +44,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StorageLockedError, StoredJob
+from gear.server.storage.base import (
+    DeadJob,
+    Storage,
+    StorageError,
+    StorageLockedError,
+    StoredJob,
+)
 
 log = logging.getLogger("gear.server.storage")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MARKER = f"geard queue schema {SCHEMA_VERSION}"
-#: Markers of our older schemas -> the statement that upgrades them to the next version.
-_UPGRADES = {"geard queue schema 1": "ALTER TABLE {} ADD COLUMN reducer BYTEA"}
+#: Markers of our older schemas -> (the statement that upgrades them, the next marker).
+_UPGRADES = {
+    "geard queue schema 1": ("ALTER TABLE {} ADD COLUMN reducer BYTEA", "geard queue schema 2"),
+    "geard queue schema 2": ("ALTER TABLE {} ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0,"
+                             " ADD COLUMN died DOUBLE PRECISION", _MARKER),
+}
 DEFAULT_TABLE = "gear_queue"
 
 
@@ -92,6 +105,10 @@ class PostgresStorage(Storage):
             "INSERT INTO {} (key, function, unique_key, priority, when_to_run, data, reducer) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)").format(self._table)
         self._delete = sql.SQL("DELETE FROM {} WHERE key = ANY(%s)").format(self._table)
+        self._bury = sql.SQL("UPDATE {} SET attempts = %s, died = %s "
+                             "WHERE key = %s AND died IS NULL").format(self._table)
+        self._revive = sql.SQL("UPDATE {} SET attempts = 0, died = NULL "
+                               "WHERE key = ANY(%s) AND died IS NOT NULL").format(self._table)
 
     def __repr__(self) -> str:
         return f"<PostgresStorage {redact(self.conninfo)} table={self.table!r}>"
@@ -193,7 +210,7 @@ class PostgresStorage(Storage):
             rows = conn.execute(
                 self._pg.sql.SQL(
                     "SELECT key, function, unique_key, priority, when_to_run, data, reducer "
-                    "FROM {} ORDER BY key").format(self._table)).fetchall()
+                    "FROM {} WHERE died IS NULL ORDER BY key").format(self._table)).fetchall()
             conn.commit()
         except StorageError:
             self._drop_connection()
@@ -201,9 +218,24 @@ class PostgresStorage(Storage):
         except pg.Error as exc:
             self._drop_connection()
             raise self._fail("cannot read the queue", exc) from exc
-        return [StoredJob(int(key), bytes(function), bytes(unique), bytes(data), int(priority),
-                          int(when), None if reducer is None else bytes(reducer))
-                for key, function, unique, priority, when, data, reducer in rows]
+        return [_record(row) for row in rows]
+
+    def load_dead(self) -> list[DeadJob]:
+        pg = self._pg
+        if not self._usable():
+            self._drop_connection()
+            self._conn = self._connect()
+        conn = self._conn
+        try:
+            rows = conn.execute(self._pg.sql.SQL(
+                "SELECT key, function, unique_key, priority, when_to_run, data, reducer, "
+                "attempts, died FROM {} WHERE died IS NOT NULL ORDER BY key").format(
+                    self._table)).fetchall()
+            conn.commit()
+        except pg.Error as exc:
+            self._drop_connection()
+            raise self._fail("cannot read the dead-letter list", exc) from exc
+        return [DeadJob(_record(row), int(row[7]), float(row[8])) for row in rows]
 
     def _ensure_table(self, conn: Any) -> None:
         sql = self._pg.sql
@@ -218,13 +250,17 @@ class PostgresStorage(Storage):
                 " priority SMALLINT NOT NULL CHECK (priority IN (0, 1, 2)),"
                 " when_to_run BIGINT NOT NULL,"
                 " data BYTEA NOT NULL,"
-                " reducer BYTEA)").format(self._table))
+                " reducer BYTEA,"
+                " attempts INTEGER NOT NULL DEFAULT 0,"
+                " died DOUBLE PRECISION)").format(self._table))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 self._table, sql.Literal(_MARKER)))
             return
         comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()[0]
         if comment in _UPGRADES:  # our older schema: upgrade it (in load's transaction)
-            conn.execute(sql.SQL(_UPGRADES[comment]).format(self._table))
+            while comment in _UPGRADES:
+                statement, comment = _UPGRADES[comment]
+                conn.execute(sql.SQL(statement).format(self._table))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 self._table, sql.Literal(_MARKER)))
             return
@@ -244,6 +280,18 @@ class PostgresStorage(Storage):
         if not keys:
             return
         self._run_batch(f"remove {len(keys)} job(s)", self._delete, [(list(keys),)],
+                        durable=False)
+
+    def bury(self, jobs: Sequence[DeadJob]) -> None:
+        if not jobs:
+            return
+        rows = [(dead.attempts, dead.died, dead.job.key) for dead in jobs]
+        self._run_batch(f"bury {len(rows)} job(s)", self._bury, rows, durable=False)
+
+    def revive(self, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        self._run_batch(f"revive {len(keys)} job(s)", self._revive, [(list(keys),)],
                         durable=False)
 
     def _run_batch(self, what: str, query: Any, params: list[tuple[Any, ...]],
@@ -294,6 +342,12 @@ class PostgresStorage(Storage):
             except self._pg.Error:
                 pass
         self._drop_connection()
+
+
+def _record(row: Sequence[Any]) -> StoredJob:
+    key, function, unique, priority, when, data, reducer = row[:7]
+    return StoredJob(int(key), bytes(function), bytes(unique), bytes(data), int(priority),
+                     int(when), None if reducer is None else bytes(reducer))
 
 
 def redact(conninfo: str) -> str:

@@ -27,7 +27,12 @@ Durability choices (the point of this backend):
   Anything else (a gearmand queue, another application's database, a newer schema, a corrupt or
   read-only file) makes :meth:`load` raise :class:`StorageError` naming the file: the server must
   refuse to start rather than run without the jobs it promised to keep. An older schema of ours
-  is upgraded in place at :meth:`load` (version 1 had no ``reducer`` column).
+  is upgraded in place at :meth:`load` (version 1 had no ``reducer`` column, version 2 no
+  ``attempts`` and ``died``).
+* The dead-letter list (base.py) lives in the same table: ``died`` is NULL for a live job and
+  the Unix time its retries ran out for a dead one. Inserts never name those two columns (their
+  defaults make a live job), so the submit path is unchanged; ``bury`` and ``revive`` are
+  UPDATEs of a handful of rows.
 * Only one server may use a file: an exclusive ``flock`` on the database file (independent of
   SQLite's own POSIX locks, so the ``sqlite3`` shell can still read the queue while we run).
 """
@@ -43,7 +48,13 @@ from itertools import chain
 from typing import Any
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StorageLockedError, StoredJob
+from gear.server.storage.base import (
+    DeadJob,
+    Storage,
+    StorageError,
+    StorageLockedError,
+    StoredJob,
+)
 
 try:  # flock is POSIX-only; without it we just cannot detect a second server on the file.
     import fcntl
@@ -53,11 +64,19 @@ except ImportError:  # pragma: no cover - Windows
 #: ``PRAGMA application_id`` of our queue files: b"GEAR" as a big-endian integer.
 APPLICATION_ID = 0x47454152
 #: ``PRAGMA user_version`` of the schema this code reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLE = "gear_queue"
+#: The columns an insert binds (a StoredJob's fields).
 _COLUMNS = ("key", "function", "unique_key", "priority", "when_to_run", "data", "reducer")
+#: Every column of the table: the dead-letter fields after the record's.
+_TABLE_COLUMNS = (*_COLUMNS, "attempts", "died")
 #: Version 1 -> 2: the reducer of a background reduce job (NULL for every other job).
-_UPGRADES = {1: f"ALTER TABLE {TABLE} ADD COLUMN reducer BLOB"}
+#: Version 2 -> 3: the dead-letter list (``died`` NULL: a live job).
+_UPGRADES = {
+    1: (f"ALTER TABLE {TABLE} ADD COLUMN reducer BLOB",),
+    2: (f"ALTER TABLE {TABLE} ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE {TABLE} ADD COLUMN died REAL"),
+}
 
 # No CHECK constraints: they cost a third of the insert time; load() validates every row.
 _SCHEMA = f"""
@@ -68,7 +87,9 @@ CREATE TABLE {TABLE} (
     priority    INTEGER NOT NULL,
     when_to_run INTEGER NOT NULL,
     data        BLOB    NOT NULL,
-    reducer     BLOB
+    reducer     BLOB,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    died        REAL
 )
 """
 #: Largest number of rows per INSERT statement (a power of two; lowered at open() when the
@@ -116,7 +137,11 @@ _copy: Callable[[Any], object] = bytearray
 def _copy_reducer(value: Any) -> object:
     return None if value is None else bytearray(value)
 
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} ORDER BY key"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} WHERE died IS NULL ORDER BY key"
+_SELECT_DEAD = (f"SELECT {', '.join(_TABLE_COLUMNS)} FROM {TABLE} WHERE died IS NOT NULL "
+                "ORDER BY key")
+_BURY = f"UPDATE {TABLE} SET attempts = ?, died = ? WHERE key = ? AND died IS NULL"
+_REVIVE = f"UPDATE {TABLE} SET attempts = 0, died = NULL WHERE key = ? AND died IS NOT NULL"
 
 
 class SqliteStorage(Storage):
@@ -247,15 +272,16 @@ class SqliteStorage(Storage):
                 f"not a geard queue database (application_id {app_id:#x}, tables "
                 f"{', '.join(tables) or 'none'}){hint}; refusing to use it")
         while version in _UPGRADES and version < SCHEMA_VERSION:  # our older schema: upgrade
-            conn.execute(_UPGRADES[version])
+            for statement in _UPGRADES[version]:
+                conn.execute(statement)
             version += 1
         if version != SCHEMA_VERSION:
             raise self._fail(
                 f"queue schema version {version}, this geard reads version {SCHEMA_VERSION}")
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})"))
-        if columns != _COLUMNS:
+        if columns != _TABLE_COLUMNS:
             raise self._fail(
-                f"table {TABLE} has columns {columns or 'none'}, expected {_COLUMNS}")
+                f"table {TABLE} has columns {columns or 'none'}, expected {_TABLE_COLUMNS}")
 
     def _read_all(self) -> list[StoredJob]:
         conn = self._require()
@@ -274,6 +300,46 @@ class SqliteStorage(Storage):
         except TypeError as exc:
             raise self._fail("invalid row", exc) from exc
         return jobs
+
+    def _record(self, row: Sequence[Any]) -> StoredJob:
+        """A dead row's record (``_read_all`` inlines the same for speed)."""
+        key, function, unique, priority, when, data, reducer = row[:7]
+        if not isinstance(key, int) or priority not in (0, 1, 2) or not isinstance(when, int):
+            raise self._fail(f"invalid row with key {key!r}")
+        return StoredJob(key, _blob(function), _blob(unique), _blob(data), priority, when,
+                         None if reducer is None else _blob(reducer))
+
+    def load_dead(self) -> list[DeadJob]:
+        conn = self._require()
+        try:
+            rows = conn.execute(_SELECT_DEAD).fetchall()
+            return [DeadJob(self._record(row), int(row[7]), float(row[8])) for row in rows]
+        except sqlite3.Error as exc:
+            raise self._fail(_explain(exc), exc) from exc
+        except (TypeError, ValueError) as exc:
+            raise self._fail("invalid dead-letter row", exc) from exc
+
+    def bury(self, jobs: Sequence[DeadJob]) -> None:
+        self._update(f"bury {len(jobs)} job(s)", _BURY,
+                     [(dead.attempts, dead.died, dead.job.key) for dead in jobs])
+
+    def revive(self, keys: Sequence[int]) -> None:
+        self._update(f"revive {len(keys)} job(s)", _REVIVE, [(key,) for key in keys])
+
+    def _update(self, what: str, statement: str, params: list[tuple[Any, ...]]) -> None:
+        """Run ``statement`` for every parameter row in one transaction (rare, small batches)."""
+        if not params:
+            return
+        conn = self._require()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(statement, params)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise self._fail(f"cannot {what}: {_explain(exc)}") from exc
+        if self.max_size is not None:
+            self._checkpoint(conn)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -36,6 +36,9 @@ How it works:
   ``close()``). Measured with four pipelining connections (bench/bench_durable.py's load):
   ~147k durable jobs/s at the default 5 ms and at 2 ms, ~157k at 0.5 ms, ~168k at 0.1 ms,
   ~170k at 0.05 ms; the loop thread pays a few more GIL hand-offs only while the writer works.
+* ``bury()`` and ``revive()`` (the dead-letter list, base.py) are write-behind like
+  ``remove()`` and share its queue, so the store sees every change to a key in the order the
+  broker made it. ``start()`` also reads the dead-letter list (:attr:`StorageWriter.dead`).
 * ``close()`` stops accepting adds, commits what is pending (adds and removes), delivers the
   callbacks, and closes the storage in the writer thread.
 """
@@ -43,22 +46,29 @@ How it works:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gear.errors import ConfigurationError
-from gear.server.storage.base import Storage, StorageError, StoredJob
+from gear.server.storage.base import DeadJob, Storage, StorageError, StoredJob
 
 log = logging.getLogger("gear.server.storage")
 
 DoneCallback = Callable[[BaseException | None], None]
 #: ``on_batch(tokens, error)``: one answer for a whole batch (see the module docstring).
 BatchCallback = Callable[[list[Any], "StorageError | None"], None]
+
+
+class _Revive(NamedTuple):
+    """A queued ``revive`` of one key (the write-behind queue also holds ints and DeadJobs)."""
+
+    key: int
 
 
 @dataclass
@@ -101,7 +111,12 @@ class StorageWriter:
         # long-lived object per job for the cyclic GC to track while the job waits.
         self._adds: list[StoredJob] = []
         self._dones: list[Any] = []  # done callbacks, or tokens for on_batch
-        self._removes: list[int] = []
+        # Write-behind changes in order: int keys to remove, DeadJobs to bury, _Revives;
+        # ``_mixed`` says whether anything but ints is in the list (the common case is not).
+        self._removes: list[Any] = []
+        self._mixed = False
+        #: The dead-letter list read by ``start()``, for the server to replay.
+        self.dead: list[DeadJob] = []
         self._remove_retry_at = 0.0
         self._closing = False           # no more adds accepted
         self._finished = False          # the writer thread is gone: removes are dropped
@@ -186,6 +201,24 @@ class StorageWriter:
             if len(self._removes) == 1:
                 self._cond.notify()
 
+    def bury(self, dead: DeadJob) -> None:
+        """Mark a stored job dead, eventually (write-behind, in order with removes)."""
+        self._change(dead)
+
+    def revive(self, key: int) -> None:
+        """Make a dead job live again, eventually (write-behind, in order with removes)."""
+        self._change(_Revive(key))
+
+    def _change(self, item: object) -> None:
+        with self._lock:
+            if self._finished:
+                log.warning("storage writer closed: dropping a dead-letter change (%r)", item)
+                return
+            self._removes.append(item)
+            self._mixed = True
+            if len(self._removes) == 1:
+                self._cond.notify()
+
     async def close(self) -> None:
         """Commit everything pending, deliver its callbacks, stop the thread, close the storage."""
         with self._cond:
@@ -237,6 +270,7 @@ class StorageWriter:
     def _run(self, loaded: asyncio.Future[list[StoredJob]]) -> None:
         try:
             jobs = self.storage.load()
+            self.dead = self.storage.load_dead()
         except BaseException as exc:
             error = exc if isinstance(exc, StorageError) else StorageError(
                 f"cannot load the {self.storage.name} queue: {exc!r}")
@@ -293,9 +327,11 @@ class StorageWriter:
                     del self._adds[:self._max_batch]
                     dones = self._dones[:self._max_batch]
                     del self._dones[:self._max_batch]
-                removes: list[int] = []
+                removes: list[Any] = []
+                mixed = False
                 if self._removes and (closing or time.monotonic() >= self._remove_retry_at):
                     removes, self._removes = self._removes, []
+                    mixed, self._mixed = self._mixed, False
             if adds:
                 try:
                     self._commit(adds, dones)
@@ -303,13 +339,14 @@ class StorageWriter:
                     log.exception("%s queue: storage writer error", self.storage.name)
                     self._post(self._deliver, dones, StorageError(
                         f"{self.storage.name} queue writer error: {exc!r}"))
-            if removes and not self._delete(removes):
+            if removes and not self._delete(removes, mixed):
                 if closing:
                     log.warning("%s queue: %d finished job(s) could not be deleted and will "
                                 "run again after a restart", self.storage.name, len(removes))
                 else:
                     with cond:
                         self._removes[:0] = removes
+                        self._mixed = self._mixed or mixed
                         self._remove_retry_at = time.monotonic() + self._remove_retry_delay
             if closing:
                 with cond:
@@ -337,14 +374,30 @@ class StorageWriter:
             log.error("%s queue: %d job(s) refused: %s", self.storage.name, len(batch), error)
         self._post(self._deliver, dones, error)
 
-    def _delete(self, keys: list[int]) -> bool:
+    def _delete(self, keys: list[Any], mixed: bool) -> bool:
+        """Apply write-behind changes in order; False (to retry them all) on a failure. Every
+        change is idempotent, so a retry after a partial success changes nothing twice."""
+        storage = self.storage
         try:
-            self.storage.remove(keys)
+            if not mixed:
+                storage.remove(keys)
+                removed = len(keys)
+            else:
+                removed = 0
+                for kind, group in itertools.groupby(keys, type):
+                    run = list(group)
+                    if kind is DeadJob:
+                        storage.bury(run)
+                    elif kind is _Revive:
+                        storage.revive([item.key for item in run])
+                    else:
+                        storage.remove(run)
+                        removed += len(run)
         except Exception as exc:
             log.warning("%s queue: deleting %d finished job(s) failed, will retry: %s",
-                        self.storage.name, len(keys), exc)
+                        storage.name, len(keys), exc)
             return False
-        self.stats.removed += len(keys)
+        self.stats.removed += removed
         return True
 
 

@@ -1,0 +1,1 @@
+"""Tests of gear-admin (gear.admin_tool): the gearadmin-compatible flags and ``top``."""
