@@ -138,6 +138,12 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         (),
     ),
     (
+        "the harp records' rows and store contract do no I/O (the harp service imports them)",
+        ("gear.server.storage.harp",),
+        IO_MODULES,
+        (),
+    ),
+    (
         "the threaded API never imports asyncio's API or the server",
         ("gear.threaded",),
         ("gear.aio", "gear.server", "asyncio"),
@@ -157,7 +163,8 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
     ),
     (
         "the harp protocol, records and service do no I/O",
-        ("gear.server.harp.protocol", "gear.server.harp.records", "gear.server.harp.service"),
+        ("gear.server.harp.protocol", "gear.server.harp.records", "gear.server.harp.service",
+         "gear.server.harp.admin"),
         IO_MODULES,
         (),
     ),

@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=100, metavar="N",
                    help="functions with their own metrics label; the rest are counted under "
                    "function=\"__other__\" (default 100)")
+    p.add_argument("--harp-max-bytes", dest="harp_max_bytes", type=parse_size,
+                   default=1 << 30, metavar="SIZE",
+                   help="bound on the bytes the harp records take, e.g. 512M (default "
+                   "1073741824: 1G); the oldest ended records go first (docs/harp.md)")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -446,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             harp_port=args.harp_port,
             harp_host=args.harp_address,
             harp_retention=args.harp_retention,
+            harp_max_bytes=args.harp_max_bytes,
             output_limit_hard=args.output_limit_hard,
             output_limit_soft=args.output_limit_soft,
             output_limit_soft_seconds=args.output_limit_soft_seconds,
@@ -513,3 +518,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

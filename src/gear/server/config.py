@@ -79,6 +79,8 @@ class ServerConfig:
     http_host: str | None = "127.0.0.1"
     #: Function names with their own metrics label; later ones share ``__other__``.
     metrics_max_functions: int = 100
+    #: Bound on the bytes the harp records take (oldest ended ones go first; docs/harp.md).
+    harp_max_bytes: int = 1 << 30
 
 
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(I?B)?")

@@ -21,11 +21,14 @@ and :func:`tune_gc`:
   mark), its limits are checked (:meth:`gear.server.transport._Connection.check_output`,
   which may abort it: a disconnect like any other); the fast path pays one attribute test
   per write;
-* the broker's wiring: it is built with admin's ``run_command`` as its admin line handler, the
+* the broker's wiring: it is built with admin's ``AdminExtensions`` (gearmand's commands, plus
+  ``harp`` registered when the harp port is on) as its admin line handler, the
   storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
   :class:`~gear.server.port.BrokerFactory`);
 * persistence: ``open_storage(url)`` + ``StorageWriter`` (group commit), replayed into the broker
   BEFORE the listening sockets exist; a storage failure at start is a :class:`ServerStartError`;
+  with the harp port on, the harp records' own writer (``storage/harp_writer.py``) opens the
+  same store after it and loads the records before the harp port listens;
 * shutdown: immediate, or graceful (stop accepting, drain the broker: nothing new is handed out,
   running jobs finish up to a timeout, queued background jobs stay stored for the next start).
 
@@ -112,16 +115,20 @@ class JobServer:
         self.harp: Any = None
         #: The HTTP side (``--http-port``: /metrics, /status, the page), when configured.
         self.http: Any = None
+        #: The broker's admin line handler: gearmand's commands plus registered extensions
+        #: (the harp port registers ``harp``).
+        self.admin: Any = None
 
     # -- start -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open storage, replay it into a new broker, then listen. Raises ServerStartError."""
-        from gear.server.admin import run_command
+        from gear.server.admin.extensions import AdminExtensions
         from gear.server.broker import Broker, BrokerConfig
 
         self._loop = loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
+        self.admin = AdminExtensions()
         bconfig = self._broker_config or BrokerConfig()
         stored: list[Any] = []
         storage = _open_storage(self.config.queue)
@@ -147,7 +154,7 @@ class JobServer:
         broker = factory(
             bconfig,
             time.time,
-            admin=run_command,
+            admin=self.admin,
             # One broker call per committed batch (store_batched + stored_batch), never a
             # callback per job.
             store_batched=writer.add_many if writer is not None else None,
@@ -196,15 +203,23 @@ class JobServer:
 
     async def _start_harp(self) -> None:
         """The HarpCaller port (docs/harp.md), beside the Gearman one."""
+        from gear.server.harp.admin import HarpAdmin
         from gear.server.harp.listener import HarpListener
 
+        writer, loaded = await self._open_harp_store()
         self.harp = HarpListener(self.broker, self.connections, self.after_broker_call,
-                                 self.config.harp_retention)
+                                 self.config.harp_retention, self.config.harp_max_bytes, writer)
+        if loaded is not None:
+            restarted = self.harp.service.load(*loaded)
+            log.info("harp records: %d loaded, %d ended as server_restarted",
+                     len(loaded[0]), restarted)
+        self.admin.register(b"harp", HarpAdmin(self.harp.service))
         try:
             addresses = await self.harp.listen(self.config.harp_host, self.config.harp_port or 0,
                                                self.config.backlog, self.ssl_context)
         except OSError as exc:
             self._acceptor.stop()  # type: ignore[union-attr]
+            await self.harp.close_store()
             await self._close_storage()
             raise ServerStartError(
                 f"cannot listen on {self.config.harp_host or '*'}:{self.config.harp_port}"
@@ -257,6 +272,23 @@ class JobServer:
         """The HTTP port listened on (resolved when 0 was asked for), or None."""
         http = self.http
         return http.addresses[0][1] if http is not None and http.addresses else None
+    async def _open_harp_store(self) -> tuple[Any, Any]:
+        """The harp records' writer and what it loaded, beside a durable queue (else None)."""
+        url = self.config.queue
+        if url in ("", "memory", "memory://"):
+            return None, None
+        from gear.server.storage.harp_writer import HarpWriter, open_harp_store
+
+        store = open_harp_store(url)
+        if store is None:
+            return None, None
+        writer = HarpWriter(store)
+        try:
+            return writer, await writer.start()
+        except Exception as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            await self._close_storage()
+            raise ServerStartError(f"cannot load the harp records from {url}: {exc}") from exc
 
     @property
     def harp_port(self) -> int | None:
@@ -526,6 +558,8 @@ class JobServer:
                 self._timer = None
             if self.metrics is not None:
                 self.metrics.stop()
+            if self.harp is not None:
+                await self.harp.close_store()  # before the queue's: it shares the file
             await self._close_storage()
             self._closed.set()
             log.info("server stopped")
