@@ -199,8 +199,17 @@ class GeardProcess(ServerProcess):
     """Our ``geard`` in the foreground (``-d``), run as ``python -m gear.server``."""
 
     what = "geard"
+    #: A private --data-dir, made on first start when the arguments name no queue, data
+    #: directory or config file: without it every port-0 geard would share the default
+    #: queue-0.db of the machine's data directory (docs/server.md), and one test's leftover
+    #: background jobs would be replayed into the next. Kept across restart().
+    data_dir: str | None = None
 
     def command(self) -> list[str]:
+        own = ("--queue", "--data-dir", "--config")
+        if not any(a.split("=", 1)[0] in own for a in self.extra_args) and self.data_dir is None:
+            self.data_dir = tempfile.mkdtemp(prefix="geard-data-")
+        private = ["--data-dir", self.data_dir] if self.data_dir else []
         return [
             sys.executable,
             "-m",
@@ -210,6 +219,7 @@ class GeardProcess(ServerProcess):
             str(self.port),
             "--listen-address",
             "127.0.0.1",
+            *private,
             *self.extra_args,
         ]
 
