@@ -98,8 +98,8 @@ class DirectListener:
 
     def start(self) -> None:
         """Accept connections in a thread of their own; returns at once."""
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="gear.harp.listener")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                        daemon=True, name="gear.harp.listener")
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -188,7 +188,7 @@ def _read_line(sock: ssl.SSLSocket) -> bytes:
             raise RequestError("invalid_request", "request incomplete or too long")
         try:
             chunk = sock.recv(65536)
-        except TimeoutError:
+        except (TimeoutError, ssl.SSLEOFError):  # slow, or half-closed without close_notify
             raise RequestError("invalid_request", "request incomplete or too long") from None
         if not chunk:
             raise RequestError("invalid_request", "request incomplete or too long")
