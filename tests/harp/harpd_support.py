@@ -99,16 +99,18 @@ class HarpdProcess(ServerProcess):
 
     what = "gear-harpd"
 
-    def __init__(self, setup: Setup, gearman_ports: list[int], *extra: str) -> None:
+    def __init__(self, setup: Setup, gearman_ports: list[int], *extra: str,
+                 module: str | None = None, cwd: Path | None = None) -> None:
         self.setup = setup
         self.gearman_ports = gearman_ports
-        super().__init__(*extra)
+        self.module = module or str(setup.module)
+        super().__init__(*extra, cwd=cwd)
 
     def command(self) -> list[str]:
         s = self.setup
         servers = [arg for port in self.gearman_ports for arg in ("--server", f"127.0.0.1:{port}")]
         return harpd_command(
-            "--procedures", str(s.module), "--host", HOST, *servers,
+            "--procedures", self.module, "--host", HOST, *servers,
             "--listen", f"127.0.0.1:{self.port}", "--listen-cert", s.pki.server_cert,
             "--listen-key", s.pki.server_key, "--password-file", str(s.password_file),
             "--log-level", "DEBUG", *self.extra_args)

@@ -112,6 +112,20 @@ def test_unknown_procedure_and_mixed_arguments(server: harp.HarpServer) -> None:
         server.greet("a", greeting="b")
 
 
+def test_listen_only_with_a_module_name(setup: Setup) -> None:
+    # No --server: direct calls only; the module found by name (python -m puts the cwd on
+    # sys.path) and the one user given with --user/--password.
+    proc = HarpdProcess(setup, [], "--user", "solo", "--password", "pw",
+                        module="site_procedures", cwd=setup.directory)
+    try:
+        solo = harp.HarpServer("127.0.0.1", "solo", "pw", port=proc.port, timeout=WAIT)
+        assert solo.add(1, 2) == 3
+        assert solo.count(1).result() == "counted"
+        assert "serving" not in proc.log.read_text()  # no job server
+    finally:
+        assert proc.stop() == 0
+
+
 def test_certificate_checks(daemon: HarpdProcess, setup: Setup) -> None:
     untrusting = harp.HarpServer("127.0.0.1", USER, PASSWORD, port=daemon.port,
                                  ca_file=setup.pki.other_ca, timeout=WAIT)

@@ -16,11 +16,12 @@ request and reply shapes are :mod:`gear.harp.harpd` (sans-I/O); the connection i
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 from gear.harp import harpd
-from gear.harp.client import JSONSSLConnection
+from gear.harp.client import JSONSSLConnection, tls_client_context
 from gear.harp.harpd import DEFAULT_PORT, Result
 from gear.harp.messages import CommunicationError
 
@@ -46,6 +47,7 @@ class HarpServer:
         self._timeout = timeout
         self._ssl_key = ssl_key
         self._ssl_cert = ssl_cert
+        self._context: ssl.SSLContext | None = None  # made at the first call, then reused
 
     def __getattr__(self, procedure: str) -> HarpProcedure:
         if procedure.startswith("__"):  # copy, pickle and friends probe these
@@ -57,8 +59,14 @@ class HarpServer:
         return HarpProcedure(self, name)
 
     def _connect(self) -> JSONSSLConnection:
-        return JSONSSLConnection(self._host, self._port, self._ca_file, ssl_key=self._ssl_key,
-                                 ssl_cert=self._ssl_cert, timeout=self._timeout)
+        if self._context is None:
+            try:
+                self._context = tls_client_context(self._ca_file, self._ssl_key,
+                                                   self._ssl_cert)
+            except (OSError, ssl.SSLError) as exc:
+                raise CommunicationError(f"bad TLS files: {exc}") from exc
+        return JSONSSLConnection(self._host, self._port, timeout=self._timeout,
+                                 context=self._context)
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__name__} {self._host}:{self._port}>"
