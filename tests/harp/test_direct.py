@@ -208,6 +208,8 @@ def raw_ask(port: int, line: bytes) -> list[Any]:
          b'"procedure": "echo", "arguments": 5}\n', "invalid_argument_list", None),
         (b'{"harp": 1, "auth": {"user": "operator", "password": "s3cret pass"}}\n',
          "invalid_request", "invalid request"),
+        (b'{"harp": 1, "auth": {"user": "operator", "password": "s3cret pass"}, '
+         b'"procedure": "echo"}\n', "invalid_request", "invalid request"),
         (b'{"harp": 1}\n{"harp": 1}\n', "invalid_request", "excessive data after request"),
     ],
 )

@@ -165,9 +165,9 @@ def parse_request(line: bytes) -> DirectRequest:
             and isinstance(auth.get("password"), str)):
         raise RequestError("invalid_request", "malformed credentials data")
     name = request.get("procedure")
-    if not isinstance(name, str):
+    arguments = request.get("arguments")
+    if not isinstance(name, str) or "arguments" not in request:
         raise RequestError("invalid_request", "invalid request")
-    arguments = request.get("arguments", [])
     if not isinstance(arguments, (list, dict)):
         raise RequestError("invalid_argument_list", "argument list is neither a list nor a hash")
     return DirectRequest(auth["user"], auth["password"], name, arguments)
