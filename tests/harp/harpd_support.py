@@ -58,6 +58,12 @@ def who(call):
     return [call.host, call.procedure, call.job is not None]
 
 
+@harp.procedure()
+def wait_fifo(path):
+    with open(path) as fifo:  # blocks until the test opens the FIFO to write
+        return fifo.read()
+
+
 def add(a, b):
     return a + b
 

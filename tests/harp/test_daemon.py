@@ -9,9 +9,12 @@ a clear message.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,7 @@ import gear.harp as harp
 from tests.harp.conftest import WAIT
 from tests.harp.harpd_support import HOST, HarpdProcess, Setup, make_setup, run_harpd
 from tests.server.harp.conftest import LiveServer
+from tests.support.peers import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +102,32 @@ def test_signal_stops_cleanly(setup: Setup, live: LiveServer, sig: int) -> None:
     assert job.cancel() is True
 
 
+def test_sigterm_lets_a_running_direct_call_finish(setup: Setup, tmp_path: Path) -> None:
+    proc = HarpdProcess(setup, [], "--user", "u", "--password", "p")
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    server = harp.HarpServer("127.0.0.1", "u", "p", port=proc.port, timeout=WAIT)
+    results: list[Any] = []
+    caller = threading.Thread(target=lambda: results.append(server.wait_fifo(str(fifo))))
+    caller.start()
+    try:
+        wait_for(lambda: "calls wait_fifo" in proc.log.read_text(), what="the call to start")
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "got SIGTERM" in proc.log.read_text(), what="the signal")
+        assert proc.proc.poll() is None  # still running: the call has not ended
+        fifo.write_text("finished")
+        caller.join(WAIT)
+        assert results == ["finished"]
+        assert proc.proc.wait(WAIT) == 0
+    finally:
+        proc.stop(signal.SIGKILL)  # a caller still waiting gets EOF
+        caller.join(WAIT)
+
+
 def test_logs_what_it_serves(daemon: HarpdProcess, live: LiveServer) -> None:
     log = daemon.log.read_text()
-    assert f"serving 7 procedures of host {HOST} to 127.0.0.1:{live.port}" in log
+    assert f"serving 8 procedures of host {HOST} to 127.0.0.1:{live.port}" in log
     assert f"listening for direct calls on 127.0.0.1:{daemon.port}" in log
 
 
