@@ -23,6 +23,8 @@ PASSWORD = "s3cret pass"
 #: The procedures module the daemon loads: marked with gear.harp.procedure, and a PROCEDURES
 #: dict.
 PROCEDURES_SOURCE = '''
+import time
+
 import gear.harp as harp
 
 
@@ -62,6 +64,15 @@ def who(call):
 def wait_fifo(path):
     with open(path) as fifo:  # blocks until the test opens the FIFO to write
         return fifo.read()
+
+
+@harp.procedure(pass_call=True)
+def until_cancelled(call, marker):
+    yield "started"
+    while not call.cancelled:  # a long procedure polls its call, as docs/harp.md says
+        time.sleep(0.005)
+    with open(marker, "w") as f:
+        f.write("saw the cancel")
 
 
 def add(a, b):

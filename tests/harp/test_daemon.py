@@ -74,6 +74,16 @@ def test_exceptions_through_geard(rpc: harp.HarpCaller) -> None:
     assert info.value.type == "TypeError"
 
 
+def test_cancel_reaches_the_daemons_procedure(daemon: HarpdProcess, rpc: harp.HarpCaller,
+                                               tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    job = rpc.host(HOST).until_cancelled(str(marker))
+    assert next(iter(job.follow(since=0))) == "started"
+    assert job.cancel() is True
+    wait_for(marker.exists, what="the procedure to see the cancel")
+    assert job.result() is harp.CALL_CANCELLED
+
+
 def test_two_geards(setup: Setup, live: LiveServer) -> None:
     other = LiveServer()
     proc = HarpdProcess(setup, [live.port, other.port])
@@ -127,7 +137,7 @@ def test_sigterm_lets_a_running_direct_call_finish(setup: Setup, tmp_path: Path)
 
 def test_logs_what_it_serves(daemon: HarpdProcess, live: LiveServer) -> None:
     log = daemon.log.read_text()
-    assert f"serving 8 procedures of host {HOST} to 127.0.0.1:{live.port}" in log
+    assert f"serving 9 procedures of host {HOST} to 127.0.0.1:{live.port}" in log
     assert f"listening for direct calls on 127.0.0.1:{daemon.port}" in log
 
 
