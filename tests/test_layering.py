@@ -186,6 +186,27 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         "gear.harp (HarpCaller's client) imports only itself, gear.net and gear.errors",
         ("gear.harp",),
         ("gear.server", "gear.threaded", "gear.aio", "gear.protocol", "gear"),
+        ("gear.harp.daemon",),
+    ),
+    (
+        "gear.harp.direct (harpd's direct interface) imports only gear.harp's own modules "
+        "and gear.net",
+        ("gear.harp.direct", "gear.harp.listener"),
+        ("gear.server", "gear.threaded", "gear.aio", "gear.protocol", "gear.harp.daemon",
+         "gear"),
+        (),
+    ),
+    (
+        "harpd's protocol and the procedure mark do no I/O",
+        ("gear.harp.harpd",),
+        IO_MODULES,
+        (),
+    ),
+    (
+        "gear-harpd (gear.harp.daemon) is an application on the threaded worker: never the "
+        "server, gear.aio or the package face",
+        ("gear.harp.daemon",),
+        ("gear.server", "gear.aio", "gear.protocol", "gear"),
         (),
     ),
     (
@@ -338,5 +359,17 @@ def test_admin_tool_imports_only_the_protocol_net_errors_constants_and_version()
         if within(name, "gear.admin_tool")
         for imported, line in imports_of(name)
         if within(imported, "gear") and not any(within(imported, a) for a in allowed)
+    ]
+    assert bad == []
+
+
+def test_harp_direct_and_listener_import_only_gear_harp_and_net() -> None:
+    allowed = ("gear.harp.client", "gear.harp.harpd", "gear.harp.messages", "gear.net")
+    bad = [
+        f"{name} imports {imported} (line {line})"
+        for name in ("gear.harp.direct", "gear.harp.listener", "gear.harp.harpd")
+        for imported, line in imports_of(name)
+        if within(imported, "gear") and not any(within(imported, a) for a in allowed)
+        and imported != "gear.harp"
     ]
     assert bad == []
