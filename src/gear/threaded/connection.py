@@ -482,7 +482,11 @@ class Connection:
             data = conn.recv(RECV_SIZE)
             if not data:
                 return None
-            self._append(data)
+            if self._pos >= len(self._buf):  # all consumed (the usual case): start afresh
+                self._buf = data
+                self._pos = 0
+            else:
+                self._append(data)
             return data
         got = b""
         while True:
