@@ -2,7 +2,9 @@
 
 This module owns the numbers only (docs/protocol.md §1.4). It keeps gear
 0.16's public names and values (``gear.constants.SUBMIT_JOB`` and friends, the ``types`` dict,
-``REQ``/``RES``) and adds the types gear never had (37-42). It imports nothing from the package.
+``REQ``/``RES``), adds the types gear never had (37-42) and geard's one extension type,
+``JOB_CANCEL`` (64, docs/protocol.md §1.7), numbered well above gearmand's range. It imports
+nothing from the package.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ GRAB_JOB_ALL = 39
 JOB_ASSIGN_ALL = 40
 GET_STATUS_UNIQUE = 41
 STATUS_RES_UNIQUE = 42
+#: geard's extension (docs/protocol.md §1.7): the server tells a worker that opted in with
+#: OPTION_REQ ``job_cancel`` that a job it runs was cancelled. RES magic, one field: the handle.
+JOB_CANCEL = 64
 
 #: Packet type number -> name, as in gear (which stopped at 36); type 5 is unused by the protocol.
 types: dict[int, str] = dict(
@@ -61,5 +66,7 @@ types: dict[int, str] = dict(
     )
 )
 
-#: The highest packet type number gearmand 1.1 knows; anything above is rejected.
+#: The highest packet type number gearmand 1.1 knows; a request above it is rejected.
 MAX_TYPE = STATUS_RES_UNIQUE
+#: The highest packet type number of all (geard's extension included).
+MAX_EXTENDED_TYPE = JOB_CANCEL

@@ -19,6 +19,10 @@ class FakeServer:
         self.connected = asyncio.Event()
         self.connections = 0
         self.port = 0
+        #: OPTION_REQ job_cancel packets the worker sent (docs/protocol.md §1.7). They are kept
+        #: out of ``packets`` and not answered, as by a server that ignores the option, so
+        #: scripts that do not care about it read the rest unchanged.
+        self.job_cancel_requests = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -28,6 +32,9 @@ class FakeServer:
         while data := await reader.read(65536):
             for frame in decoder.feed(data):
                 assert isinstance(frame, Frame) and frame.is_request
+                if frame.ptype == c.OPTION_REQ and frame.body == b"job_cancel":
+                    self.job_cancel_requests += 1
+                    continue
                 self.packets.put_nowait(frame)
 
     async def expect(self, ptype: int) -> Frame:

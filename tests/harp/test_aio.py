@@ -124,18 +124,18 @@ def test_live_follow_and_cancel(live: LiveServer) -> None:
         procs.started.clear()
         job_id = await client.submit("web01", "slow_tail")
         await procs.started.wait()
+        (call,) = hw.running.values()
+        assert call.job_id == job_id and (call.host, call.procedure) == ("web01", "slow_tail")
         assert await client.cancel(job_id) is True
         assert await client.result(job_id) is harp.CALL_CANCELLED
         with pytest.raises(harp.CancelledException):
             await client.get(job_id)
         assert await client.cancel(job_id) is False
-        # The hook for a cancel reaching the worker: the flag stops the generator at its
-        # next message and closes it; nothing more is stored.
-        (call,) = hw.running.values()
-        assert call.job_id == job_id and (call.host, call.procedure) == ("web01", "slow_tail")
-        call.cancel()
-        procs.gate.set()
+        # The cancel reaches the worker (JOB_CANCEL, docs/protocol.md §1.7): the async
+        # generator's task is cancelled in its wait (the gate stays shut) and the generator
+        # closed; nothing more is stored.
         await asyncio.wait_for(procs.closed.wait(), WAIT)
+        assert call.cancelled and call.job.cancelled and not procs.gate.is_set()
         assert [m async for m in client.stream(job_id)] == [0]
         assert await client.get(await client.submit("web01", "echo", 1)) == [1]  # worker goes on
     run(live, body)

@@ -151,4 +151,16 @@ def test_run_procedure_stops_a_cancelled_generator() -> None:
 
     sent: list[bytes] = []
     assert m.run_procedure(gen, call, b"", sent.append) == ("cancelled", b"")
-    assert sent == [b"1", b"2"] and closed == [True]
+    assert sent == [b"1"] and closed == [True]  # 2 came after the cancel: not sent
+
+
+def test_a_call_is_cancelled_when_its_job_is() -> None:
+    class Job:
+        cancelled = False
+
+    job = Job()
+    call = m.HarpCall("h/p", "id", job)
+    assert not call.cancelled
+    job.cancelled = True  # what the workers' JOB_CANCEL handling does (docs/protocol.md §1.7)
+    assert call.cancelled
+    assert m.HarpCall("h/p", "id", object()).cancelled is False  # a job without the flag

@@ -1,5 +1,6 @@
 """The threaded harp worker helper beyond what test_client.py calls through: the call object
-(``pass_call``), the cancel hook, stopping, and a job for a procedure it does not have."""
+(``pass_call``), cancel reaching the worker, stopping, and a job for a procedure it does not
+have."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def test_pass_call_cancel_hook_and_stop(live: LiveServer) -> None:
         assert call.cancel() is True
         (running,) = hw.running.values()
         assert running.job_id == call.id()
-        running.cancel()  # what a cancel signal to the worker will do
+        # geard's JOB_CANCEL reached the worker (docs/protocol.md §1.7): the generator stops
+        # at its next yield without sending it.
+        assert running.job.waitForCancel(WAIT) and running.cancelled
         go_on.set()
         assert closed.wait(WAIT)
         assert call.result() is harp.CALL_CANCELLED

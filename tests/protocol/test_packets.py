@@ -116,12 +116,14 @@ GOLDEN: list[tuple[int, bytes, tuple[bytes, ...], bytes]] = [
         (b"same", b"1", b"1", b"1", b"4", b"2"),
         b"\0RES\0\0\0\x2a\0\0\0\x0esame\x001\x001\x001\x004\x002",
     ),
+    # geard's extension (docs/protocol.md §1.7)
+    (c.JOB_CANCEL, c.RES, (b"H:x:1",), b"\0RES\0\0\0\x40\0\0\0\x05H:x:1"),
 ]
 
 
 def test_golden_table_covers_every_type() -> None:
-    assert sorted(t for t, *_ in GOLDEN) == list(range(1, 43))
-    assert sorted(FIELD_COUNTS) == list(range(1, 43))
+    assert sorted(t for t, *_ in GOLDEN) == [*range(1, 43), c.JOB_CANCEL]
+    assert sorted(FIELD_COUNTS) == [*range(1, 43), 64]
 
 
 @pytest.mark.parametrize(("ptype", "magic", "args", "wire"), GOLDEN, ids=lambda v: str(v)[:20])
@@ -166,6 +168,8 @@ def test_encode_rejects_wrong_argument_count_and_inner_nul() -> None:
         request(c.SUBMIT_JOB, b"f\0n", b"", b"d")
     with pytest.raises(UnknownPacketTypeError):
         request(43)
+    with pytest.raises(UnknownPacketTypeError):
+        request(63)
 
 
 def test_decoder_any_chunking_mixes_text_and_binary() -> None:
@@ -235,7 +239,7 @@ def test_bad_magic_is_raised_after_earlier_events() -> None:
         decoder.feed_all(b"")
 
 
-@pytest.mark.parametrize("ptype", [0, 43, 0xFFFFFFFF])
+@pytest.mark.parametrize("ptype", [0, 43, 63, 65, 0xFFFFFFFF])
 def test_unknown_type_is_rejected(ptype: int) -> None:
     header = b"\0REQ" + ptype.to_bytes(4, "big") + bytes(4)
     with pytest.raises(UnknownPacketTypeError):

@@ -8,7 +8,9 @@ from gear import constants as c
 from gear.errors import InvalidDataError, ProtocolError
 from gear.protocol.packets import Decoder, Frame, request, response
 from gear.protocol.worker import (
+    CancelOption,
     JobAssignment,
+    JobCancel,
     NoJob,
     Noop,
     ServerError,
@@ -172,3 +174,52 @@ def test_bad_arguments() -> None:
         WorkerSession(grab_type=c.CAN_DO)
     with pytest.raises(ValueError):
         WorkerSession(max_window=0)
+
+
+# -- JOB_CANCEL, geard's extension (docs/protocol.md §1.7) ---------------------------------------
+
+
+def test_job_cancel_opt_in_on_every_connect_and_geards_answer() -> None:
+    session = WorkerSession(b"w", job_cancel=True)
+    session.connection_made([(b"f", None)])
+    assert sent(session) == [(c.SET_CLIENT_ID, [b"w"]), (c.CAN_DO, [b"f"]),
+                             (c.OPTION_REQ, [b"job_cancel"])]
+    assert session.cancel_option is None
+    session.receive_data(response(c.OPTION_RES, b"job_cancel")
+                         + response(c.JOB_CANCEL, b"H:x:7"))
+    assert session.events_received() == [CancelOption(True), JobCancel(b"H:x:7")]
+    assert session.cancel_option is True
+    session.connection_lost()
+    assert session.cancel_option is None
+    session.connection_made([])
+    assert sent(session) == [(c.SET_CLIENT_ID, [b"w"]), (c.OPTION_REQ, [b"job_cancel"])]
+
+
+def test_gearmands_refusal_is_no_server_error_and_only_once() -> None:
+    session = WorkerSession(job_cancel=True)
+    session.connection_made([(b"f", None)])
+    session.data_to_send()
+    session.receive_data(response(c.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given"))
+    assert session.events_received() == [CancelOption(False)]
+    assert session.cancel_option is False and session.can_grab
+    # A later UNKNOWN_OPTION is not ours any more: an ordinary ServerError.
+    session.receive_data(response(c.ERROR, b"UNKNOWN_OPTION", b"again"))
+    assert session.events_received() == [ServerError(b"UNKNOWN_OPTION", b"again", False)]
+    # An OPTION_RES nobody asked for is ignored.
+    session.receive_data(response(c.OPTION_RES, b"job_cancel"))
+    assert session.events_received() == [] and session.cancel_option is False
+
+
+def test_without_the_option_nothing_is_asked_and_a_late_opt_in_asks_once() -> None:
+    session = WorkerSession()
+    assert session.request_job_cancel() == b""  # not connected: asked on the next connect
+    session = WorkerSession()
+    session.connection_made([(b"f", None)])
+    assert [p for p, _ in sent(session)] == [c.CAN_DO]
+    session.receive_data(response(c.ERROR, b"UNKNOWN_OPTION", b"x"))  # not ours
+    assert [type(e) for e in session.events_received()] == [ServerError]
+    assert session.request_job_cancel() == request(c.OPTION_REQ, b"job_cancel")
+    assert session.request_job_cancel() == b""  # in flight already
+    session.receive_data(response(c.OPTION_RES, b"JOB_CANCEL"))
+    assert session.events_received() == [CancelOption(True)]
+    assert session.request_job_cancel() == b""

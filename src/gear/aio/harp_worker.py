@@ -20,10 +20,14 @@ Owns :class:`HarpWorker`: each procedure ``name`` of a host ``H`` is the Gearman
 
 ``async def`` functions and async generators run on the loop; plain functions and generators
 run in the worker's thread pool (through :func:`gear.harp.messages.run_procedure`, the same
-code the threaded helper uses). The JSON convention is that module's too. Cancel:
-:class:`~gear.harp.messages.HarpCall` carries the flag the helper checks between messages (an
-async procedure is also cancelled with ``asyncio`` when it is set, at its next message);
-geard does not signal it to workers yet.
+code the threaded helper uses). The JSON convention is that module's too. Cancel: the
+``aio.Worker`` opts in to geard's JOB_CANCEL (docs/protocol.md §1.7) unless made with
+``job_cancel=False``; a cancelled call's job sets :attr:`HarpCall.cancelled
+<gear.harp.messages.HarpCall.cancelled>`, which the helper checks before each message (a plain
+generator stops at its next yield, a plain function may poll it). ``async def`` procedures and
+async generators are registered with ``cancel_task=True``: their task is cancelled at once,
+so an ``await`` that would have waited long raises CancelledError (``finally`` blocks run) and
+the worker ends the job with WORK_FAIL.
 
 Must not import the threaded API, the server or the harp client (only its sans-I/O module).
 """
@@ -65,9 +69,10 @@ class HarpWorker(ProcedureSet):
         function = self.function_name(name)
         if inspect.isasyncgenfunction(fn) or inspect.iscoroutinefunction(fn):
             handler: Any = self._async_handler(function, fn, pass_call)
+            self.worker.register(function, handler, timeout=timeout, cancel_task=True)
         else:
             handler = self._sync_handler(function, fn, pass_call)
-        self.worker.register(function, handler, timeout=timeout)
+            self.worker.register(function, handler, timeout=timeout)
 
     def _call(self, function: str, job: WorkerJob) -> HarpCall:
         call = HarpCall(function, job.unique.decode(errors="replace"), job)

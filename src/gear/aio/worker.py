@@ -21,6 +21,17 @@ The grab/sleep cycle of each connection is :class:`gear.protocol.worker.WorkerSe
   server (docs/protocol.md §3.8): nothing of it is sent any more, an ``async def`` handler is
   cancelled and its slot takes the next job (a ``def`` handler's thread cannot be interrupted:
   it keeps its slot until it returns).
+* Job cancel (geard's JOB_CANCEL, docs/protocol.md §1.7): with ``job_cancel=True`` (the
+  default: one OPTION_REQ per connect; gearmand's ERROR UNKNOWN_OPTION is taken quietly) a job
+  the server cancels while it runs here gets ``job.cancelled`` set and ``job.cancel_event``
+  (an :class:`asyncio.Event`) set. The handler decides: it may stop and return (whatever it
+  sends is dropped by the server). An ``async def`` handler registered with
+  ``cancel_task=True`` (or on a worker made with ``cancel_tasks=True``) is cancelled with
+  :meth:`asyncio.Task.cancel` instead: it sees CancelledError at its next ``await`` (its
+  ``finally`` blocks run; a handler that swallows the CancelledError ends normally), and the
+  worker sends WORK_FAIL for it, so the server frees the job. That is off by default because a
+  handler cancelled between two side effects may leave work half done. A ``def`` handler
+  cannot be interrupted: it polls ``job.cancelled``.
 * A handler exception becomes WORK_EXCEPTION with ``"ExcType: message"``. That packet ends the
   job on gearmand, and a WORK_FAIL after it is answered with ERROR JOB_NOT_FOUND
   (docs/protocol.md §1.4, #25), so no WORK_FAIL follows unless ``fail_after_exception=True``
@@ -82,12 +93,14 @@ _DONE = _Done()
 
 @dataclass(frozen=True)
 class Function:
-    """A registered function: its handler and optional CAN_DO_TIMEOUT (seconds)."""
+    """A registered function: its handler and optional CAN_DO_TIMEOUT (seconds); ``cancel_task``:
+    a JOB_CANCEL cancels its (``async def``) handler's task."""
 
     name: bytes
     handler: Handler
     timeout: float | None
     is_async: bool
+    cancel_task: bool = False
 
 
 class WorkerJob:
@@ -96,14 +109,20 @@ class WorkerJob:
     The ``send_*`` methods queue a packet at once and return an awaitable that waits for the
     socket buffer to drain (flow control for large streams). An ``async def`` handler awaits them;
     a plain ``def`` handler (run in a thread) calls them without ``await``, which is thread-safe.
+
+    ``cancelled`` becomes true when the server cancels the job while it runs (JOB_CANCEL, see
+    the module docstring); ``cancel_event`` is an :class:`asyncio.Event` set then, for an
+    ``async def`` handler to wait on.
     """
 
     __slots__ = (
+        "_cancel_event",
         "_conn",
         "_expired",
         "_protocol",
         "_worker",
         "arguments",
+        "cancelled",
         "finished",
         "handle",
         "name",
@@ -134,9 +153,27 @@ class WorkerJob:
         self.arguments = arguments
         self.reducer = reducer
         self.finished = False
+        #: The server cancelled the job while it ran here (JOB_CANCEL).
+        self.cancelled = False
+        self._cancel_event: asyncio.Event | None = None  # made by the first cancel_event read
 
     def __repr__(self) -> str:
         return f"<aio.WorkerJob {self.name!r} handle={self.handle!r}>"
+
+    @property
+    def cancel_event(self) -> asyncio.Event:
+        """An :class:`asyncio.Event` set when the server cancels the job (read it on the loop)."""
+        event = self._cancel_event
+        if event is None:
+            event = self._cancel_event = asyncio.Event()
+            if self.cancelled:
+                event.set()
+        return event
+
+    def _mark_cancelled(self) -> None:
+        self.cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
 
     def _send(self, packet: bytes) -> Awaitable[None]:
         protocol = self._protocol
@@ -204,7 +241,8 @@ class _WorkerConnection:
         self.endpoint = endpoint
         self.link = Link.for_owner(endpoint, self, worker)
         self.session = WorkerSession(
-            worker.client_id, grab_type=worker.grab_type, max_window=worker.grab_window
+            worker.client_id, grab_type=worker.grab_type, max_window=worker.grab_window,
+            job_cancel=worker.job_cancel,
         )
         self.queued = False  # in the worker's wanting queue
         self.jobs: dict[bytes, WorkerJob] = {}
@@ -256,9 +294,16 @@ class _WorkerConnection:
         elif ptype == c.NOOP:
             session.noop()
             worker._want(self)
+        elif ptype == c.JOB_CANCEL:
+            cancelled = self.jobs.get(event.body)
+            if cancelled is not None:
+                worker._cancel(cancelled)
         elif ptype == c.ERROR:
             code, text = event.args()
-            if session.grab_refused(code):
+            if session.option_refused(code):
+                log.info("%s does not send JOB_CANCEL (ERROR UNKNOWN_OPTION); jobs run to "
+                         "their end", self.endpoint)
+            elif session.grab_refused(code):
                 log.warning("%s does not know %s; using GRAB_JOB",
                             self.endpoint, c.types[worker.grab_type])
                 worker._release()
@@ -268,6 +313,8 @@ class _WorkerConnection:
                 # (CAN_DO_TIMEOUT expiry, docs/protocol.md §3.8).
                 log.warning("ERROR from %s: %s %s", self.endpoint,
                             code.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
+        elif ptype == c.OPTION_RES and session.option_accepted(event.body):
+            log.debug("%s sends JOB_CANCEL", self.endpoint)
         else:
             log.debug("ignoring %r from %s", event, self.endpoint)
 
@@ -287,6 +334,9 @@ class Worker(AsyncContext):
     ``async def`` (run on the loop) or plain ``def`` (run in a thread pool of ``concurrency``
     threads, so they never block the loop). A handler returns the result (bytes, str or None);
     an exception becomes WORK_EXCEPTION.
+
+    ``job_cancel``: opt in to geard's JOB_CANCEL on every connect (``job.cancelled``);
+    ``cancel_tasks``: the default of :meth:`register`'s ``cancel_task`` (module docstring).
     """
 
     def __init__(
@@ -296,6 +346,8 @@ class Worker(AsyncContext):
         grab: str = "uniq",
         grab_window: int = 16,
         fail_after_exception: bool = False,
+        job_cancel: bool = True,
+        cancel_tasks: bool = False,
         connect_timeout: float = 10.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 5.0,
@@ -308,6 +360,8 @@ class Worker(AsyncContext):
             raise ConfigurationError("grab_window must be at least 1")
         self.grab_window = grab_window
         self.fail_after_exception = fail_after_exception
+        self.job_cancel = job_cancel
+        self.cancel_tasks = cancel_tasks
         self.connect_timeout = connect_timeout
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
@@ -345,16 +399,22 @@ class Worker(AsyncContext):
             conn.link.start()
 
     def register(
-        self, name: str | bytes, handler: Handler, *, timeout: float | None = None
+        self, name: str | bytes, handler: Handler, *, timeout: float | None = None,
+        cancel_task: bool | None = None,
     ) -> None:
-        """Register ``handler`` for ``name``; ``timeout`` (seconds) sends CAN_DO_TIMEOUT."""
+        """Register ``handler`` for ``name``; ``timeout`` (seconds) sends CAN_DO_TIMEOUT;
+        ``cancel_task`` (default: the worker's ``cancel_tasks``): a JOB_CANCEL cancels an
+        ``async def`` handler's task (module docstring)."""
         name_b = to_bytes(name, "name")
         if timeout is not None:
             messages.timeout_ms(timeout)  # validates
         is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
         )
-        self._functions[name_b] = Function(name_b, handler, timeout, is_async)
+        if cancel_task is None:
+            cancel_task = self.cancel_tasks
+        self._functions[name_b] = Function(name_b, handler, timeout, is_async,
+                                           cancel_task and is_async)
         for conn in self._connections:
             if conn.link.send(messages.can_do(name_b, timeout)) and self._started:
                 # CAN_DO does not wake a sleeping connection (docs/protocol.md §3.4), and jobs
@@ -373,13 +433,14 @@ class Worker(AsyncContext):
                 conn.send(request(c.CANT_DO, name_b))
 
     def function(
-        self, name: str | bytes | None = None, *, timeout: float | None = None
+        self, name: str | bytes | None = None, *, timeout: float | None = None,
+        cancel_task: bool | None = None,
     ) -> Callable[[H], H]:
         """Decorator form of :meth:`register`; the name defaults to the handler's ``__name__``."""
 
         def decorate(handler: H) -> H:
             self.register(name if name is not None else handler.__name__, handler,
-                          timeout=timeout)
+                          timeout=timeout, cancel_task=cancel_task)
             return handler
 
         return decorate
@@ -543,6 +604,12 @@ class Worker(AsyncContext):
                 if inspect.isawaitable(result):
                     result = await result
         except asyncio.CancelledError:
+            if job.cancelled and not job._expired and not self._stopping:
+                # Cancelled by _cancel (JOB_CANCEL): WORK_FAIL frees the server's job.
+                if not job.finished:
+                    job.send_fail()
+                self._job_finished(job)
+                return
             self._job_finished(job)
             if job._expired:
                 return  # cancelled by _expire: nothing is sent, the worker goes on
@@ -587,6 +654,19 @@ class Worker(AsyncContext):
         job._protocol = None  # WorkerJob._send drops whatever the handler still sends
         if function.is_async and task is not None:
             task.cancel()
+
+    def _cancel(self, job: WorkerJob) -> None:
+        """JOB_CANCEL for a job running here: flag it, and cancel its task if its function
+        asked for that (module docstring). Nothing is dropped locally: the server ignores the
+        job's later packets, and its end packet frees the server's slot."""
+        if job.finished or job.cancelled:
+            return
+        job._mark_cancelled()
+        function = self._functions.get(job.name)
+        if function is not None and function.cancel_task:
+            task = self._running.get(job)
+            if task is not None:
+                task.cancel()
 
     def _job_finished(self, job: WorkerJob) -> None:
         job._conn.jobs.pop(job.handle, None)

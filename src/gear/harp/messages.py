@@ -355,14 +355,15 @@ def encode_exception(exc: BaseException) -> bytes:
 class HarpCall:
     """One call as a procedure served by the worker helpers sees it (``pass_call=True``).
 
-    ``cancelled`` is the hook for cancelling a running call: the helpers check it before each
-    stream message and, once it is true, close the procedure's generator and end the Gearman
-    job with WORK_FAIL, sending nothing more. geard does not signal a cancel to workers yet
-    (a later wire extension, docs/harp.md "Python workers"), so today only :meth:`cancel`,
-    called by the application, sets it; a long procedure may poll it to stop early.
+    ``cancelled`` is true once the call is cancelled: geard cancelled its Gearman job (the
+    job's ``cancelled`` flag, set by geard's JOB_CANCEL, docs/protocol.md §1.7: a harp cancel,
+    ``timeout``, ``max_exec_time``, admin ``cancel job``) or the application called
+    :meth:`cancel`. The helpers check it before each stream message and, once it is true,
+    close the procedure's generator and end the Gearman job with WORK_FAIL, sending nothing
+    more; a long plain function may poll it to stop early.
     """
 
-    __slots__ = ("cancelled", "host", "job", "job_id", "procedure")
+    __slots__ = ("_cancelled", "host", "job", "job_id", "procedure")
 
     def __init__(self, function: str, job_id: str, job: Any = None) -> None:
         self.host, _, self.procedure = function.partition("/")
@@ -370,11 +371,16 @@ class HarpCall:
         self.job_id = job_id
         #: The Gearman job of the worker API in use (threaded WorkerJob or gear.aio WorkerJob).
         self.job = job
-        self.cancelled = False
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the call was cancelled (by geard through its job, or by :meth:`cancel`)."""
+        return self._cancelled or getattr(self.job, "cancelled", False) is True
 
     def cancel(self) -> None:
         """Mark the call cancelled: the helper stops it at the next stream message."""
-        self.cancelled = True
+        self._cancelled = True
 
     def __repr__(self) -> str:
         return f"<HarpCall {self.host}/{self.procedure} {self.job_id}>"
@@ -410,6 +416,9 @@ def run_procedure(fn: Any, call: HarpCall, data: bytes, send_data: Any,
                 except StopIteration as stop:
                     value = stop.value
                     break
+                if call.cancelled:  # while it worked on this message: stop at its yield
+                    gen.close()
+                    return "cancelled", b""
                 send_data(encode_value(item))
         if call.cancelled:
             return "cancelled", b""

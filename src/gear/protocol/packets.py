@@ -87,10 +87,12 @@ FIELD_COUNTS: dict[int, int] = {
     c.JOB_ASSIGN_ALL: 5,
     c.GET_STATUS_UNIQUE: 1,
     c.STATUS_RES_UNIQUE: 6,
+    c.JOB_CANCEL: 1,  # geard's extension (docs/protocol.md §1.7)
 }
 
-# A list indexed by type for the hot path; -1 marks a type that is not valid on the wire (0, >42).
-_COUNTS: list[int] = [FIELD_COUNTS.get(t, -1) for t in range(c.MAX_TYPE + 1)]
+# A list indexed by type for the hot path; -1 marks a type that is not valid on the wire (0,
+# 43-63, above 64).
+_COUNTS: list[int] = [FIELD_COUNTS.get(t, -1) for t in range(c.MAX_EXTENDED_TYPE + 1)]
 
 
 def type_name(ptype: int) -> str:

@@ -15,6 +15,14 @@ do on one connection, per docs/protocol.md §3.4-§3.8:
   NOOP if work arrived in between (its race fix), so no wake-up is lost and nothing busy-loops.
 * **Assignments**: JOB_ASSIGN, JOB_ASSIGN_UNIQ, JOB_ASSIGN_ALL read by
   :func:`gear.protocol.messages.parse_job_assign`.
+* **Job cancel** (geard's extension, docs/protocol.md §1.7): with ``job_cancel`` the
+  registration also asks for OPTION_REQ ``job_cancel``; geard answers OPTION_RES, gearmand
+  ERROR UNKNOWN_OPTION (:meth:`~WorkerSession.option_refused` takes that ERROR, so it never
+  reaches the caller as a failure) and gear 0.16's server nothing. Either way the session
+  works as before; only an accepting server later sends JOB_CANCEL with the handle of a
+  running job that was cancelled (:class:`JobCancel`). The caller decides what the job does
+  about it; the server drops the job's later packets, and a cancelled job still needs its
+  end packet (WORK_FAIL) to free the server's slot.
 * **Connection loss**: every GRAB in flight is void (:meth:`~WorkerSession.connection_lost`
   says how many, so a caller holding a slot per GRAB gives them back); the server re-queues
   the jobs that were running on the connection (§3.6), so their results must not be sent on
@@ -50,8 +58,11 @@ from gear.protocol.packets import Decoder, Frame, request
 
 __all__ = [
     "GRAB_TYPES",
+    "JOB_CANCEL_OPTION",
+    "CancelOption",
     "Event",
     "JobAssignment",
+    "JobCancel",
     "NoJob",
     "Noop",
     "ServerError",
@@ -64,6 +75,9 @@ GRAB_TYPES = {"uniq": c.GRAB_JOB_UNIQ, "all": c.GRAB_JOB_ALL, "plain": c.GRAB_JO
 # Body-less requests, encoded once: one of them goes out for every job.
 _GRAB_PACKETS = {ptype: request(ptype) for ptype in GRAB_TYPES.values()}
 _PRE_SLEEP = request(c.PRE_SLEEP)
+#: The OPTION_REQ a worker opts in to JOB_CANCEL with (docs/protocol.md §1.7).
+JOB_CANCEL_OPTION = b"job_cancel"
+_OPT_IN = request(c.OPTION_REQ, JOB_CANCEL_OPTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,22 @@ class ServerError:
     grab_refused: bool
 
 
-Event = JobAssignment | NoJob | Noop | ServerError
+@dataclass(frozen=True, slots=True)
+class JobCancel:
+    """JOB_CANCEL: the server cancelled the running job ``handle`` (docs/protocol.md §1.7)."""
+
+    handle: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOption:
+    """The server's answer to OPTION_REQ ``job_cancel``: ``accepted`` (OPTION_RES) or not
+    (ERROR UNKNOWN_OPTION, which is then no :class:`ServerError`)."""
+
+    accepted: bool
+
+
+Event = JobAssignment | NoJob | Noop | ServerError | JobCancel | CancelOption
 #: A function's CAN_DO_TIMEOUT in seconds (None: plain CAN_DO), as messages.can_do takes it.
 Timeout = float | int | str | bytes | None
 
@@ -109,16 +138,20 @@ class WorkerSession:
     :arg client_id: sent with SET_CLIENT_ID on every connect (nothing when empty).
     :arg grab_type: the GRAB packet type (GRAB_JOB_UNIQ by default).
     :arg max_window: how many GRABs may be in flight at most (1: one at a time, as gear).
+    :arg job_cancel: opt in to JOB_CANCEL on every connect (docs/protocol.md §1.7).
     """
 
     __slots__ = (
         "_decoder",
         "_events",
+        "_option_pending",
         "_out",
+        "cancel_option",
         "client_id",
         "connected",
         "grab_type",
         "hungry",
+        "job_cancel",
         "max_window",
         "outstanding",
         "sleeping",
@@ -126,7 +159,8 @@ class WorkerSession:
     )
 
     def __init__(
-        self, client_id: bytes = b"", grab_type: int = c.GRAB_JOB_UNIQ, max_window: int = 1
+        self, client_id: bytes = b"", grab_type: int = c.GRAB_JOB_UNIQ, max_window: int = 1,
+        job_cancel: bool = False,
     ) -> None:
         if grab_type not in _GRAB_PACKETS:
             raise ValueError(f"not a grab type: {grab_type}")
@@ -145,6 +179,12 @@ class WorkerSession:
         self.outstanding = 0
         #: How many GRABs may be in flight now (grows while jobs keep coming).
         self.window = 1
+        #: Ask for JOB_CANCEL on every connect.
+        self.job_cancel = job_cancel
+        #: The server's answer on this connection: None (not asked, or not answered yet),
+        #: True (it sends JOB_CANCEL), False (it refused the option).
+        self.cancel_option: bool | None = None
+        self._option_pending = False
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._decoder: Decoder | None = None
@@ -185,6 +225,10 @@ class WorkerSession:
         self._events.clear()
         self._out.clear()
         data = registration(self.client_id, functions)
+        self.cancel_option = None
+        self._option_pending = self.job_cancel
+        if self.job_cancel:
+            data += _OPT_IN
         if data:
             self._out.append(data)
 
@@ -198,7 +242,18 @@ class WorkerSession:
         self.window = 1
         self._out.clear()
         self._decoder = None
+        self.cancel_option = None
+        self._option_pending = False
         return outstanding
+
+    def request_job_cancel(self) -> bytes:
+        """Opt in to JOB_CANCEL from now on; returns the OPTION_REQ to send on this live
+        connection (b"" when not connected or already asked: later connects ask anyway)."""
+        self.job_cancel = True
+        if not self.connected or self._option_pending or self.cancel_option is not None:
+            return b""
+        self._option_pending = True
+        return _OPT_IN
 
     def wake(self) -> None:
         """Want work again without a NOOP (after a CAN_DO: jobs of it may be queued, §3.4)."""
@@ -264,6 +319,25 @@ class WorkerSession:
             return True
         return False
 
+    # -- job cancel (docs/protocol.md §1.7) ----------------------------------------------------
+
+    def option_accepted(self, option: bytes) -> bool:
+        """OPTION_RES ``option``: True if it accepted our ``job_cancel``."""
+        if self._option_pending and option.lower() == JOB_CANCEL_OPTION:
+            self._option_pending = False
+            self.cancel_option = True
+            return True
+        return False
+
+    def option_refused(self, code: bytes) -> bool:
+        """An ERROR ``code``: True if it refused our ``job_cancel`` (gearmand answers an
+        unknown option with ERROR UNKNOWN_OPTION); the caller then ignores that ERROR."""
+        if self._option_pending and code == b"UNKNOWN_OPTION":
+            self._option_pending = False
+            self.cancel_option = False
+            return True
+        return False
+
     def receive_frame(self, ptype: int, args: list[bytes]) -> Event | None:
         """Any received packet (``args`` split): its event, or None for one a worker ignores."""
         if ptype in messages.ASSIGN_TYPES:
@@ -273,10 +347,16 @@ class WorkerSession:
         if ptype == c.NOOP:
             self.noop()
             return _NOOP
+        if ptype == c.JOB_CANCEL:
+            return JobCancel(args[0])
         if ptype == c.ERROR:
             code = args[0] if args else b""
+            if self.option_refused(code):
+                return CancelOption(False)
             text = args[1] if len(args) > 1 else b""
             return ServerError(code, text, self.grab_refused(code))
+        if ptype == c.OPTION_RES:
+            return CancelOption(True) if self.option_accepted(args[0]) else None
         return None
 
     # -- byte level ----------------------------------------------------------------------------

@@ -64,6 +64,7 @@ HANDLERS: dict[int, str] = {
     constants.ALL_YOURS: "handleAllYours",
     constants.OPTION_REQ: "handleOptionReq",
     constants.OPTION_RES: "handleOptionRes",
+    constants.JOB_CANCEL: "handleJobCancel",
 }
 
 
@@ -211,6 +212,10 @@ class PacketDispatch:
         return self._defaultPacketHandler(packet)
 
     def handleOptionRes(self, packet: Packet) -> Any:
+        return self._defaultPacketHandler(packet)
+
+    def handleJobCancel(self, packet: Packet) -> Any:
+        """geard's JOB_CANCEL (docs/protocol.md §1.7); the Worker overrides it."""
         return self._defaultPacketHandler(packet)
 
     def handleAdminRequest(self, request: AdminRequest) -> None:

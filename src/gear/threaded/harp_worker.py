@@ -19,8 +19,11 @@ threads as asked (docs/harp.md, "Python workers")::
 The convention (a generator's yields are WORK_DATA, one JSON value each; the return value is
 WORK_COMPLETE JSON; an exception is WORK_EXCEPTION ``{"type", "message", "data"}``) and the
 running of a procedure are :func:`gear.harp.messages.run_procedure`, shared with
-:mod:`gear.aio.harp_worker`. Cancel: :class:`~gear.harp.messages.HarpCall` has the flag the
-helper checks; geard does not signal it to workers yet.
+:mod:`gear.aio.harp_worker`. Cancel: the helper turns on the worker's JOB_CANCEL opt-in
+(``Worker.enableJobCancel``, docs/protocol.md §1.7), so a call geard cancels or times out sets
+its job's ``cancelled`` and with it :attr:`HarpCall.cancelled
+<gear.harp.messages.HarpCall.cancelled>`: a generator stops at its next yield, and a long plain
+function (``pass_call=True``) may poll ``call.cancelled``.
 
 Names are PEP 8 (this is not a gear class). Imports the threaded worker and the harp sans-I/O
 module only: never ``gear.aio``, the server or the harp client.
@@ -48,6 +51,7 @@ class HarpWorker(ProcedureSet):
     def __init__(self, worker: Worker, host: str) -> None:
         super().__init__(host)
         self.worker = worker
+        worker.enableJobCancel()
         self._procedures: dict[str, tuple[Callable[..., Any], bool]] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()

@@ -6,7 +6,9 @@ attribute names and types (names bytes on the wire, ``name`` decoded for display
 
 Fixed gear bugs (docs/gear-compat.md §6): ``TextList.extend`` works; ``TextJob.exception =
 None`` and ``unique = None`` are allowed. Added: ``Job.wait(timeout)``, backed by an event that
-is set whenever ``complete`` becomes true.
+is set whenever ``complete`` becomes true; ``WorkerJob.cancelled`` and
+``WorkerJob.waitForCancel(timeout)``, set when geard cancels the job while the worker runs it
+(JOB_CANCEL, docs/protocol.md §1.7; the Worker opts in with ``job_cancel=True``).
 
 Names are gear's camelCase on purpose. Must not import the connection, client, worker or
 server modules (a WorkerJob only calls ``self.connection.sendPacket``/``sendRaw``).
@@ -240,7 +242,19 @@ class WorkerJob(BaseJob):
     :arg str name: the function name.
     :arg bytes arguments: the data sent by the client.
     :arg bytes unique: the unique id sent by the client, or None.
+
+    ``cancelled`` becomes True when the server cancels the job while it runs (JOB_CANCEL,
+    docs/protocol.md §1.7, on a Worker made with ``job_cancel=True``); :meth:`waitForCancel`
+    waits for that. The job should then stop and :meth:`sendWorkFail`: the server drops
+    whatever it sends for the job, and the end packet frees the server's slot.
     """
+
+    #: The server cancelled the job (class defaults: nothing per job until it is cancelled).
+    cancelled = False
+    _cancel_event: threading.Event | None = None
+    # Where the Worker keeps the jobs it may be told to cancel, and this job's key there.
+    _cancel_registry: dict[Any, WorkerJob] | None = None
+    _cancel_key: Any = None
 
     def __init__(
         self, handle: bytes, name: str | bytes, arguments: Any, unique: str | bytes | None = None
@@ -250,6 +264,31 @@ class WorkerJob(BaseJob):
 
     def _send(self, data: bytes) -> None:
         self.connection.sendRaw(data)
+
+    def _end(self, data: bytes) -> None:
+        """Send the job's end packet; the Worker no longer needs to find it for a cancel."""
+        registry = self._cancel_registry
+        if registry is not None:
+            registry.pop(self._cancel_key, None)
+            self._cancel_registry = None
+        self._send(data)
+
+    def _markCancelled(self) -> None:
+        with _WAIT_LOCK:
+            self.cancelled = True
+            event = self._cancel_event
+        if event is not None:
+            event.set()
+
+    def waitForCancel(self, timeout: float | None = None) -> bool:
+        """Wait until the server cancels the job; returns :attr:`cancelled` (False on timeout)."""
+        with _WAIT_LOCK:
+            if self.cancelled:
+                return True
+            event = self._cancel_event
+            if event is None:
+                event = self._cancel_event = threading.Event()
+        return event.wait(timeout)
 
     def sendWorkData(self, data: bytes = b"") -> None:
         """Send a WORK_DATA packet (intermediate data) to the client."""
@@ -272,15 +311,15 @@ class WorkerJob(BaseJob):
 
     def sendWorkComplete(self, data: bytes = b"") -> None:
         """Send a WORK_COMPLETE packet: the job finished successfully with ``data``."""
-        self._send(request(constants.WORK_COMPLETE, _handle_of(self), bytes(data)))
+        self._end(request(constants.WORK_COMPLETE, _handle_of(self), bytes(data)))
 
     def sendWorkFail(self) -> None:
         """Send a WORK_FAIL packet: the handle with no trailing NUL (docs/protocol.md §1.3)."""
-        self._send(request(constants.WORK_FAIL, _handle_of(self)))
+        self._end(request(constants.WORK_FAIL, _handle_of(self)))
 
     def sendWorkException(self, data: bytes = b"") -> None:
         """Send a WORK_EXCEPTION packet: the job failed with ``data`` as the exception."""
-        self._send(request(constants.WORK_EXCEPTION, _handle_of(self), bytes(data)))
+        self._end(request(constants.WORK_EXCEPTION, _handle_of(self), bytes(data)))
 
 
 class TextJobArguments:

@@ -18,6 +18,14 @@ subclass overrides; their bodies drive the session.
 ``getJob`` may be called from many threads; ``stopWaitingForJobs`` waits on a condition (no
 sleep-polling) until no grab is in flight, then releases every waiter with InterruptedError.
 
+Job cancel (geard's JOB_CANCEL, docs/protocol.md §1.7): ``Worker(job_cancel=True)`` (or
+:meth:`Worker.enableJobCancel`) asks for it on every connection; a job the server cancels while
+it runs gets ``job.cancelled`` and wakes ``job.waitForCancel()``. Off by default: the threaded
+Worker is gear's drop-in and sends what gear sends unless asked (the harp helper asks).
+gearmand's ERROR UNKNOWN_OPTION to the request is taken quietly (the session's
+``option_refused``). Jobs are kept by (connection, handle) only while the option is on, from
+assignment until their end packet.
+
 Fixed gear bugs (docs/gear-compat.md §6): ``registerFunction(name, timeout=<seconds>)`` works
 (sent as milliseconds by :func:`gear.protocol.messages.can_do`, as gearmand 1.1.19+ expects);
 ``Worker(worker_id=...)`` works (deprecated alias of client_id); ``setFunctions`` converts str
@@ -65,11 +73,13 @@ class Worker(BaseClient):
 
     :arg str client_id: the client ID, sent to the server with SET_CLIENT_ID.
     :arg str worker_id: deprecated alias of ``client_id``.
+    :arg bool job_cancel: opt in to geard's JOB_CANCEL (``job.cancelled``; module docstring).
     """
 
     job_class: type[WorkerJob] = WorkerJob
 
-    def __init__(self, client_id: Any = None, worker_id: Any = None) -> None:
+    def __init__(self, client_id: Any = None, worker_id: Any = None,
+                 job_cancel: bool = False) -> None:
         if worker_id:
             warnings.warn(
                 "worker_id is deprecated; use client_id", DeprecationWarning, stacklevel=2
@@ -95,6 +105,9 @@ class Worker(BaseClient):
         #: Connection -> its WorkerSession (made on connect, or on first use for a connection
         #: a test attached by hand).
         self._sessions: dict[Any, WorkerSession] = {}
+        self.job_cancel = job_cancel
+        #: (connection, handle) -> running job, while job_cancel is on (module docstring).
+        self._cancellable: dict[tuple[Any, bytes], WorkerJob] = {}
         super().__init__(client_id)
         self.log = logging.getLogger(
             f"gear.Worker.{self.client_id.decode('utf-8', 'replace') if self.client_id else ''}"
@@ -117,7 +130,22 @@ class Worker(BaseClient):
             session = self._sessions[conn] = WorkerSession(self.client_id or b"")
             session.connection_made()
             session.data_to_send()
+            session.job_cancel = self.job_cancel
         return session
+
+    def enableJobCancel(self) -> None:
+        """Opt in to JOB_CANCEL now, on the live connections and every later connect."""
+        with self.broadcast_lock:
+            self.job_cancel = True
+            with self.job_lock:
+                requests = [(conn, self._session(conn).request_job_cancel())
+                            for conn in list(self.active_connections)]
+            for conn, data in requests:
+                if data:
+                    try:
+                        conn.sendRaw(data)
+                    except Exception:
+                        self._lostConnection(conn)
 
     def _wakeSleeping(self) -> None:
         """A new function: sleeping connections grab again (its jobs may be queued, gear 0.12)."""
@@ -195,6 +223,7 @@ class Worker(BaseClient):
             session = self._sessions.get(conn)
             if session is None:
                 session = self._sessions[conn] = WorkerSession(self.client_id or b"")
+            session.job_cancel = self.job_cancel
             session.connection_made((name, f.timeout) for name, f in self.functions.items())
             conn.sendRaw(session.data_to_send())
             super()._onConnect(conn)
@@ -210,6 +239,9 @@ class Worker(BaseClient):
             session = self._sessions.get(conn)
             if session is not None:
                 session.connection_lost()
+            if self._cancellable:
+                for key in [k for k in self._cancellable if k[0] is conn]:
+                    self._cancellable.pop(key, None)
         super()._lostConnection(conn)
         # stopWaitingForJobs may be waiting for this connection to leave GRAB_WAIT.
         with self._job_condition:
@@ -329,6 +361,27 @@ class Worker(BaseClient):
             elif self.log.isEnabledFor(logging.DEBUG):
                 self.log.debug("Received NO_JOB in state %s on %s", conn.state, conn)
 
+    def handleJobCancel(self, packet: Packet) -> None:
+        """JOB_CANCEL: the server cancelled a job this worker runs (docs/protocol.md §1.7)."""
+        job = self._cancellable.get((packet.connection, bytes(packet.data)))
+        if job is not None:
+            job._markCancelled()
+
+    def handleOptionRes(self, packet: Packet) -> None:
+        with self.job_lock:
+            accepted = self._session(packet.connection).option_accepted(bytes(packet.data))
+        if not accepted:
+            self._defaultPacketHandler(packet)
+
+    def handleError(self, packet: Packet) -> Any:
+        code = bytes(packet.data).split(b"\x00", 1)[0]
+        with self.job_lock:
+            refused = self._session(packet.connection).option_refused(code)
+        if refused:
+            self.log.info("%s does not send JOB_CANCEL (ERROR UNKNOWN_OPTION)", packet.connection)
+            return None
+        return super().handleError(packet)
+
     def handleJobAssign(self, packet: Packet) -> None:
         self._assignPacket(packet)
 
@@ -352,6 +405,11 @@ class Worker(BaseClient):
         job = self.job_class(handle, name, arguments, unique)
         job.connection = packet.connection
         conn = packet.connection
+        if self.job_cancel:
+            key = (conn, handle)
+            job._cancel_registry = self._cancellable
+            job._cancel_key = key
+            self._cancellable[key] = job
         with self._job_mutex:
             session = self._sessions.get(conn) or self._session(conn)
             session.assigned()

@@ -74,6 +74,9 @@ RETRIES_EXHAUSTED = Outcome.RETRIES_EXHAUSTED
 _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _WORK_FAIL = c.WORK_FAIL
+_JOB_CANCEL = c.JOB_CANCEL
+TIMED_OUT = Outcome.TIMEOUT
+
 class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, BrokerGearViews):
     """The scheduler. Every method runs on one thread (the event loop) and nothing blocks.
 
@@ -254,8 +257,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                     self._enqueue(job)
             elif job.state is RUNNING:
                 # CAN_DO_TIMEOUT expired: the job fails and the worker's slot is freed
-                # (docs/protocol.md §3.8, docs/semantics.md, "CAN_DO_TIMEOUT"); the worker is
-                # not told, its late results get JOB_NOT_FOUND.
+                # (docs/protocol.md §3.8, docs/semantics.md, "CAN_DO_TIMEOUT"); only a worker
+                # that opted in is told (JOB_CANCEL, §1.7), its late results get JOB_NOT_FOUND.
                 self._finish(job, Outcome.TIMEOUT, res(_WORK_FAIL, job.handle))
 
     def _check_timers(self) -> None:
@@ -425,6 +428,11 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         A running job that is CANCELLED stays with its worker (it is not stopped): it is
         detached from its clients, stops coalescing and is removed from its store, and a later
         result or requeue forgets it without a second ``finished``.
+
+        A running job that is CANCELLED or TIMEOUT ends here for everyone but its worker, so a
+        worker that opted in with OPTION_REQ ``job_cancel`` is told, once, with JOB_CANCEL
+        (docs/protocol.md §1.7). The flag is read only on those two outcomes: a completing job
+        pays one identity test.
         """
         clients = job.clients
         if packet is not None and clients:
@@ -442,6 +450,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         worker = job.worker
         if worker is not None:
             if outcome is CANCELLED:
+                if worker.job_cancel:
+                    self._write(worker, res(_JOB_CANCEL, job.handle))
                 for client in clients:
                     client.client_jobs.pop(job, None)
                 job.clients = ()
@@ -453,6 +463,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                     if self._remove is not None:
                         self._remove(key)
                 return
+            if outcome is TIMED_OUT and worker.job_cancel:
+                self._write(worker, res(_JOB_CANCEL, job.handle))
             del worker.worker_jobs[job]
             f.running -= 1
             job.worker = None
@@ -514,8 +526,9 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
 
         A queued or waiting job is forgotten at once (gearmand leaves it counted until a GRAB
         reaps it). A running job is not stopped: its clients get WORK_FAIL and are detached, it
-        stops coalescing, and it stays counted as running until its worker finishes (results
-        reach nobody) or goes away (no requeue). A job whose store is pending, or that is
+        stops coalescing, its worker gets JOB_CANCEL if it opted in (docs/protocol.md §1.7),
+        and it stays counted as running until its worker finishes (results reach nobody) or
+        goes away (no requeue). A job whose store is pending, or that is
         already cancelled, cannot be cancelled: returns False.
         """
         state = job.state

@@ -142,6 +142,7 @@ class Peer:
         "gone",
         "held",
         "host",
+        "job_cancel",
         "out",
         "pending",
         "port",
@@ -175,6 +176,9 @@ class Peer:
         self.closing = False
         #: The OPTION_REQ ``exceptions`` flag (docs/protocol.md §3.9).
         self.exceptions = False
+        #: The OPTION_REQ ``job_cancel`` flag: JOB_CANCEL when a job it runs is cancelled
+        #: (docs/protocol.md §1.7).
+        self.job_cancel = False
         self.decoder = decoder if decoder is not None else Decoder()
         # A partial binary packet kept by the fast framing loop (pipeline.py).
         self.rest = b""

@@ -54,10 +54,10 @@ _RES = c.RES
 _JOB_CREATED = c.JOB_CREATED
 _COMPLETE = Outcome.COMPLETE
 #: Response-only, unused (5) and ALL_YOURS types: ERROR INVALID_COMMAND (docs/protocol.md
-#: §1.4).
+#: §1.4); geard's response-only JOB_CANCEL likewise (§1.7).
 _INVALID = (c.NOOP, c.JOB_CREATED, c.NO_JOB, c.JOB_ASSIGN, c.ECHO_RES, c.ERROR, c.STATUS_RES,
             c.OPTION_RES, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL, c.STATUS_RES_UNIQUE, 5,
-            c.ALL_YOURS)
+            c.ALL_YOURS, c.JOB_CANCEL)
 
 
 class Requests:
@@ -95,7 +95,7 @@ class Requests:
 
     def _handler_table(self) -> list[Handler]:
         """The handler of every packet type (a list indexed by type: no dict per packet)."""
-        handlers: list[Handler] = [self._h_closing] * (c.MAX_TYPE + 1)
+        handlers: list[Handler] = [self._h_closing] * (c.MAX_EXTENDED_TYPE + 1)
         for ptype in _INVALID:
             handlers[ptype] = self._h_invalid
         for ptype, kind in enumerate(SUBMIT_KIND):
@@ -491,10 +491,14 @@ class Requests:
         self._write(peer, res(c.ECHO_RES, body))
 
     def _h_option(self, peer: Peer, ptype: int, body: bytes) -> None:
-        # Only "exceptions", case-insensitively; the reply echoes the bytes sent
-        # (docs/protocol.md §1.5).
-        if body.lower() == b"exceptions":
+        # "exceptions" and geard's "job_cancel", case-insensitively; the reply echoes the
+        # bytes sent (docs/protocol.md §1.5, §1.7).
+        option = body.lower()
+        if option == b"exceptions":
             peer.exceptions = True
+            self._write(peer, res(c.OPTION_RES, body))
+        elif option == b"job_cancel":
+            peer.job_cancel = True
             self._write(peer, res(c.OPTION_RES, body))
         else:
             self._write(peer, ERR_UNKNOWN_OPTION)
