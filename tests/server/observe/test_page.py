@@ -52,6 +52,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_the_page_follows_the_server_live(browser: Any) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -59,10 +60,21 @@ def test_the_page_follows_the_server_live(browser: Any) -> None:
     client = worker = None
     try:
         browser.get(f"http://127.0.0.1:{server.server.http_port}/")
-        wait = WebDriverWait(browser, 15)
+        # The page redraws its tables on every poll, so an element found may be replaced
+        # before it is read: waits ignore that, and reads find the element again.
+        wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
 
         def text(element_id: str) -> str:
-            return str(browser.find_element(By.ID, element_id).text)
+            for _ in range(10):
+                try:
+                    return str(browser.find_element(By.ID, element_id).text)
+                except StaleElementReferenceException:
+                    continue
+            raise AssertionError(f"#{element_id} kept being replaced")
+
+        def function_row(name: str) -> list[str] | None:
+            rows = browser.find_elements(By.CSS_SELECTOR, "#functions tr")
+            return next((r.text.split() for r in rows if r.text.startswith(name)), None)
 
         wait.until(lambda _: text("state") == "live")
         assert text("total-jobs_submitted") == "0"
@@ -75,9 +87,8 @@ def test_the_page_follows_the_server_live(browser: Any) -> None:
             assert read_packet(client)[0] == c.JOB_CREATED
         wait.until(lambda _: text("total-jobs_submitted") == "7")
         assert text("total-waiting") == "7"
-        row = wait.until(lambda d: next((r for r in d.find_elements(
-            By.CSS_SELECTOR, "#functions tr") if r.text.startswith("page.f")), None))
-        assert row.text.split() == ["page.f", "7", "0", "7", "0", "7", "0", "0"]
+        expected = ["page.f", "7", "0", "7", "0", "7", "0", "0"]
+        assert wait.until(lambda _: function_row("page.f") == expected)
 
         worker = connect(server.port)
         worker.sendall(request(c.SET_CLIENT_ID, b"page-worker") + request(c.CAN_DO, b"page.f"))
