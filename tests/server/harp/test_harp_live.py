@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -255,3 +256,30 @@ def test_max_exec_time_counts_from_start(live: LiveServer) -> None:
     assert time.monotonic() - started >= 0.25
     h.close()
     w.close()
+
+
+def test_connection_closed_once_the_client_half_closes(live: LiveServer,
+                                                       worker: RawWorker) -> None:
+    # HarpCaller's clients send one request and close: geard must close its side too, or
+    # every call would keep a file descriptor for ever.
+    h = Harp(live.harp_port)
+    job_id = h.ask({"host": "h", "procedure": "echo", "arguments": [1]})["job_id"]
+    h.sock.shutdown(socket.SHUT_WR)
+    assert h.closed()
+    h.close()
+    # A request still being answered when the EOF comes: answered, then closed.
+    h = Harp(live.harp_port)
+    h.send({"get_result": job_id, "wait": True})
+    h.send(b"\n\r\n")
+    h.sock.shutdown(socket.SHUT_WR)
+    handle, _, _ = worker.grab()
+    worker.complete(handle, "late")
+    assert h.recv() == {"result": "late"}
+    assert h.closed()
+    h.close()
+    # Only blank lines before the EOF: closed without a reply.
+    h = Harp(live.harp_port)
+    h.send(b"\n")
+    h.sock.shutdown(socket.SHUT_WR)
+    assert h.closed()
+    h.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from gear.server import cli
+from gear.server.harp.protocol import new_job_id, parse_request
 from gear.server.harp.records import CallRecord, RecordTable
 
 
@@ -30,3 +33,21 @@ def test_retention_forgets_only_ended_records_past_it() -> None:
     assert table.get("a") is None and table.get("b") is new and table.get("c") is running
     assert table.prune(100.0) == ["b"]
     assert table.get("c") is running and len(table) == 1
+
+
+def test_new_job_ids_are_canonical_version_4_uuids() -> None:
+    ids = {new_job_id() for _ in range(200)}
+    assert len(ids) == 200
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert str(parsed) == job_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_job_ids_in_requests_are_normalised() -> None:
+    job_id = new_job_id()
+    assert parse_request(b'{"harpcaller":1,"get_status":"%s"}' % job_id.encode()).job_id \
+        == job_id
+    upper = parse_request(b'{"harpcaller":1,"get_status":"%s"}' % job_id.upper().encode())
+    assert upper.job_id == job_id
+    assert parse_request(b'{"harpcaller":1,"get_status":"nope"}').job_id is None

@@ -70,6 +70,8 @@ class HarpConnection(asyncio.Protocol):
         self.lines: deque[bytes] = deque()
         self.busy = False
         self.closed = False
+        #: The client half-closed (or closed): close once the requests asked are answered.
+        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -94,7 +96,11 @@ class HarpConnection(asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool:
-        return True  # half-close: answer what was asked, then close in done()
+        # Half-close: answer what was asked, then close in done(). Nothing left to answer
+        # (HarpCaller's one-request clients, once answered): close now, or the connection
+        # would stay open for ever, holding a file descriptor.
+        self.eof = True
+        return self.busy or bool(self.lines)
 
     def _next(self) -> None:
         while not self.busy and self.lines and not self.closed:
@@ -109,6 +115,8 @@ class HarpConnection(asyncio.Protocol):
                 self.write(error_reply("internal_error", "geard failed serving the request"))
                 self.done(close=True)
             self.listener.after_call()
+        if self.eof and not self.busy and not self.closed:
+            self.done(close=True)  # only blank lines were left after the client's EOF
 
     # -- the service's Sink ------------------------------------------------------------------
 
@@ -125,6 +133,8 @@ class HarpConnection(asyncio.Protocol):
                 self.transport.close()
         elif self.lines and not self.closed:
             asyncio.get_running_loop().call_soon(self._next)
+        elif self.eof and not self.closed:
+            self.done(close=True)
 
 
 class HarpListener:

@@ -10,6 +10,8 @@ Sans-I/O: must not import sockets, asyncio, threads, the broker or the engine.
 from __future__ import annotations
 
 import json
+import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ __all__ = [
     "encode",
     "error_reply",
     "invalid_jobid",
+    "new_job_id",
     "parse_request",
 ]
 
@@ -73,9 +76,25 @@ def invalid_jobid() -> bytes:
     return error_reply("invalid_jobid", "no job with this ID")
 
 
+def new_job_id() -> str:
+    """A new call's id: a random (version 4) UUID in its canonical text, as
+    ``str(uuid.uuid4())`` makes it, without building a UUID object on every call."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: The canonical text of a UUID, which needs no parsing to be normalised.
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _job_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
+    if _CANONICAL.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import json
 import struct
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -39,7 +38,14 @@ from typing import Any, Protocol
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import JobEvents, Outcome
-from gear.server.harp.protocol import BadRequest, Request, encode, invalid_jobid, parse_request
+from gear.server.harp.protocol import (
+    BadRequest,
+    Request,
+    encode,
+    invalid_jobid,
+    new_job_id,
+    parse_request,
+)
 from gear.server.harp.records import MESSAGE_OVERHEAD, CallRecord, RecordTable
 from gear.server.storage.harp import HarpRow
 
@@ -152,8 +158,7 @@ class HarpService:
 
     def _r_call(self, req: Request, sink: Sink) -> None:
         now = self.clock()
-        rec = CallRecord(str(uuid.uuid4()), req.host, req.procedure, req.arguments, req.info,
-                         now)
+        rec = CallRecord(new_job_id(), req.host, req.procedure, req.arguments, req.info, now)
         rec.timeout, rec.max_exec_time = req.timeout, req.max_exec_time
         rec.args_text = json.dumps(req.arguments, separators=(",", ":"))
         if req.info is not None:
@@ -176,7 +181,7 @@ class HarpService:
                 self._submit(rec)
         else:
             self._submit(rec)
-        sink.write(encode({"harpcaller": 1, "job_id": rec.id}))
+        sink.write(b'{"harpcaller":1,"job_id":"%s"}\n' % rec.id.encode())  # encode()'s bytes
         sink.done()
 
     def _r_cancel(self, req: Request, sink: Sink) -> None:
@@ -203,7 +208,7 @@ class HarpService:
             def on_event(event: tuple[Any, ...]) -> None:
                 if event[0] == "end":
                     rec.listeners.remove(on_event) if on_event in rec.listeners else None
-                    sink.write(encode(event[1]))
+                    sink.write(rec.reply_bytes())  # the JSON CallRecord.end made already
                     sink.done()
 
             rec.listeners.append(on_event)
@@ -244,7 +249,7 @@ class HarpService:
                 if event[1] >= start:
                     sink.write(_packet_line(event[1], event[2]))
             else:
-                sink.write(encode(event[1]))
+                sink.write(rec.reply_bytes())
                 sink.done()
 
         rec.listeners.append(on_event)
