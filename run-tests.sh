@@ -15,6 +15,8 @@ if command -v apt-get >/dev/null 2>&1; then
     command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || missing="$missing gearman-job-server"
     command -v gearadmin >/dev/null 2>&1 || missing="$missing gearman-tools"
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
     if [ -n "$missing" ] && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
         echo "installing Debian packages:$missing"
         $SUDO apt-get update -qq

@@ -1,7 +1,7 @@
 """Job-server throughput: geard vs gearmand vs gear 0.16's server, in ONE run, same load generator.
 
 Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 200000]
-[--only geard,gearmand,gear016] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
+[--only geard,gearmand,gear016,geard+scrape] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
 
 Loads (bench/loadgen.py; docs/benchmarks.md):
 
@@ -15,7 +15,10 @@ Servers, each restarted for every run so that no run sees another's leftovers:
 * geard: ``python3 -m gear.server -d --queue memory -l none`` (uvloop when installed);
 * gearmand: Debian's 1.1.x with its DEFAULTS (``-t 4`` I/O threads, default hash table), plus
   only ``--listen=127.0.0.1 --port=0 --log-file=none``; nothing tuned;
-* gear 0.16.0's ``gear.Server`` from the gear016 venv (tests/support/peers.py).
+* gear 0.16.0's ``gear.Server`` from the gear016 venv (tests/support/peers.py);
+* ``geard+scrape`` (only when named in ``--only``): geard with ``--http-port 0``, its
+  ``/metrics`` fetched every second during the load, as Prometheus would (docs/operations.md
+  §5: what the metrics cost). ``--only geard,geard+scrape`` prints the ratio of the two.
 
 Trustworthy on a noisy 2-core machine: every load runs ``--rounds`` alternating rounds (geard,
 gearmand, geard, gearmand...; gear 0.16 once, it is ~100x slower), and the summary gives the
@@ -30,12 +33,15 @@ Nothing here is asserted: benchmarks never gate the test suite.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +96,41 @@ class ServerProcess:
                 self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+class ScrapedServer(ServerProcess):
+    """geard with ``--http-port 0`` whose ``/metrics`` a thread fetches every second."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        super().__init__("geard+scrape", [*args, "--http-port", "0"], env=env)
+        ports = wait_for(lambda: (p if len(p := listening_ports(self.proc.pid)) >= 2 else None),
+                         timeout=20, what="geard's two ports")
+        self.http_port = next(p for p in ports if _answers_http(p))
+        self.port = next(p for p in ports if p != self.http_port)
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._scrape, daemon=True)
+        self._thread.start()
+
+    def _scrape(self) -> None:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        while not self._stop.wait(1.0):
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                reply.read()
+            self.scrapes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        super().stop()
+
+
+def _answers_http(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
+            return bool(reply.status == 200)
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
 
 
 def geard_args(uvloop: bool, profile: str | None) -> list[str]:
@@ -216,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             prof = (os.path.join(args.profile, f"geard-{load}-{rnd + 1}.prof")
                     if args.profile else None)
             return lambda: ServerProcess(name, geard_args(uvloop, prof), env=OUR_ENV)
+        if name == "geard+scrape":
+            return lambda: ScrapedServer(geard_args(uvloop, None), env=OUR_ENV)
         if name == "gearmand":
             return lambda: ServerProcess(name, gearmand_args())
         return lambda: ServerProcess(name, gear016_args())

@@ -1,6 +1,7 @@
 """In-process micro-benchmarks of the broker's hot paths (no sockets, no event loop).
 
-Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]``
+Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]
+[--observe]``
 
 The quickest loop for optimising :mod:`gear.server.broker` (the framing loop and runs of submits
 in ``pipeline.py``, submissions and handlers in ``requests.py``, queues and the one job exit in
@@ -19,6 +20,10 @@ time, so other processes on a shared machine disturb it little):
   ``StorageWriter.add_many`` would take them, and each read's batch is answered with one
   ``stored_batch`` call as the writer's commit does. ``durable - uniq`` is the per-job CPU the
   durable path adds on the event loop thread (the writer thread's own work is not included).
+
+``--observe`` registers ``geard --http-port``'s metrics observer
+(:class:`~gear.server.observe.metrics.JobMetrics`) on every broker: the difference is what the
+metrics cost the broker per job (docs/operations.md §5).
 
 The garbage collector is tuned as geard tunes it (``engine.tune_gc``). ``--profile LOAD`` runs
 that load under cProfile and prints the top functions. Nothing here is asserted. Must not import
@@ -49,8 +54,30 @@ FUNCTION = b"bench"
 HEADER_SIZE = 12
 
 
+#: Set by ``--observe``: every broker gets the metrics observer.
+OBSERVE = False
+
+
+def _observed(broker: Broker) -> Broker:
+    """With ``--observe``: the metrics observer on ``broker``, settled after every read as the
+    server settles it once per loop pass (here every read is a pass: the most settles)."""
+    if OBSERVE:
+        from gear.server.observe.metrics import JobMetrics
+
+        metrics = JobMetrics()
+        metrics.bind(broker)
+        feed = broker.feed
+
+        def settled_feed(peer: Peer, data: bytes) -> None:
+            feed(peer, data)
+            metrics.settle()
+
+        broker.feed = settled_feed  # type: ignore[method-assign]
+    return broker
+
+
 def _broker() -> Broker:
-    return Broker(BrokerConfig(handle_prefix=b"H:bench-host"))
+    return _observed(Broker(BrokerConfig(handle_prefix=b"H:bench-host")))
 
 
 def _take(peer: Peer) -> bytes:
@@ -120,7 +147,7 @@ def load_durable(jobs: int) -> float:
             records.extend(new)
             tokens.extend(jobs)
 
-    broker = Broker(BrokerConfig(handle_prefix=b"H:bench-host", store_batched=add))
+    broker = _observed(Broker(BrokerConfig(handle_prefix=b"H:bench-host", store_batched=add)))
     client = broker.connect("127.0.0.1", 1000, 10)
     chunks = _unique_chunks(jobs, 256)
     t0 = time.process_time()
@@ -173,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", choices=sorted(LOADS), default=None)
+    parser.add_argument("--observe", action="store_true",
+                        help="register geard --http-port's metrics observer on every broker")
     args = parser.parse_args(argv)
+    global OBSERVE
+    OBSERVE = args.observe
     tune_gc()
     if args.profile:
         prof = cProfile.Profile()

@@ -48,3 +48,20 @@ def test_fg_refuses_a_server_that_bg_left_full_and_runs_keep_to_their_seconds(
         assert fg.jobs > 0 and fg.seconds <= 0.6  # the time cap holds, whatever is in flight
     finally:
         fresh.stop()
+
+
+def test_the_soak_runs_a_few_seconds_with_a_restart_and_loses_no_job(tmp_path: Path) -> None:
+    # The shape of bench/soak.py at a tiny scale, so that it cannot rot: geard subprocess with
+    # sqlite, client and worker processes with churn (20 jobs per worker), one restart.
+    csv = tmp_path / "soak.csv"
+    result = subprocess.run(
+        [sys.executable, "-S", "bench/soak.py", "--minutes", "0.05", "--interval", "0.5",
+         "--clients", "2", "--workers", "2", "--worker-jobs", "20", "--rate", "40",
+         "--drain", "60", "--csv", str(csv)],
+        cwd=REPO, capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "-- geard restarted at" in result.stdout
+    assert "jobs lost: 0" in result.stdout
+    rows = csv.read_text().splitlines()
+    assert rows[0].startswith("seconds,rss_kib,fds") and len(rows) >= 4
+    assert all(int(row.split(",")[1]) > 0 for row in rows[1:])  # geard's RSS was read

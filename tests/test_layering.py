@@ -138,6 +138,12 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         (),
     ),
     (
+        "the harp records' rows and store contract do no I/O (the harp service imports them)",
+        ("gear.server.storage.harp",),
+        IO_MODULES,
+        (),
+    ),
+    (
         "the threaded API never imports asyncio's API or the server",
         ("gear.threaded",),
         ("gear.aio", "gear.server", "asyncio"),
@@ -157,7 +163,8 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
     ),
     (
         "the harp protocol, records and service do no I/O",
-        ("gear.server.harp.protocol", "gear.server.harp.records", "gear.server.harp.service"),
+        ("gear.server.harp.protocol", "gear.server.harp.records", "gear.server.harp.service",
+         "gear.server.harp.admin"),
         IO_MODULES,
         (),
     ),
@@ -179,6 +186,27 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         "gear.harp (HarpCaller's client) imports only itself, gear.net and gear.errors",
         ("gear.harp",),
         ("gear.server", "gear.threaded", "gear.aio", "gear.protocol", "gear"),
+        ("gear.harp.daemon",),
+    ),
+    (
+        "gear.harp.direct (harpd's direct interface) imports only gear.harp's own modules "
+        "and gear.net",
+        ("gear.harp.direct", "gear.harp.listener"),
+        ("gear.server", "gear.threaded", "gear.aio", "gear.protocol", "gear.harp.daemon",
+         "gear"),
+        (),
+    ),
+    (
+        "harpd's protocol and the procedure mark do no I/O",
+        ("gear.harp.harpd",),
+        IO_MODULES,
+        (),
+    ),
+    (
+        "gear-harpd (gear.harp.daemon) is an application on the threaded worker: never the "
+        "server, gear.aio or the package face",
+        ("gear.harp.daemon",),
+        ("gear.server", "gear.aio", "gear.protocol", "gear"),
         (),
     ),
     (
@@ -197,6 +225,19 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         "gear-admin is a client of the admin protocol: no server, threaded API or asyncio",
         ("gear.admin_tool",),
         ("gear.server", "gear.threaded", "gear.aio", "gear", "asyncio", "threading"),
+        (),
+    ),
+    (
+        "observers are wired in by the engine: they never import it, the transport or admin",
+        ("gear.server.observe",),
+        ("gear.server.engine", "gear.server.transport", "gear.server.admin",
+         "gear.server.cli", "gear.server.gear_server", "gear"),
+        (),
+    ),
+    (
+        "the compat fronts build on the protocol core and the socket helpers only",
+        ("gear.compat",),
+        ("gear.threaded", "gear.aio", "gear.server", "gear.harp", "asyncio", "threading", "gear"),
         (),
     ),
     (
@@ -318,5 +359,17 @@ def test_admin_tool_imports_only_the_protocol_net_errors_constants_and_version()
         if within(name, "gear.admin_tool")
         for imported, line in imports_of(name)
         if within(imported, "gear") and not any(within(imported, a) for a in allowed)
+    ]
+    assert bad == []
+
+
+def test_harp_direct_and_listener_import_only_gear_harp_and_net() -> None:
+    allowed = ("gear.harp.client", "gear.harp.harpd", "gear.harp.messages", "gear.net")
+    bad = [
+        f"{name} imports {imported} (line {line})"
+        for name in ("gear.harp.direct", "gear.harp.listener", "gear.harp.harpd")
+        for imported, line in imports_of(name)
+        if within(imported, "gear") and not any(within(imported, a) for a in allowed)
+        and imported != "gear.harp"
     ]
     assert bad == []

@@ -260,6 +260,21 @@ def test_oversize_admin_line_is_rejected() -> None:
         decoder.feed_all(b"x")
 
 
+def test_the_admin_line_limit_does_not_depend_on_the_chunking() -> None:
+    # Found by the fuzzer (tests/fuzz): a too-long line that arrived whole with its newline
+    # was accepted, the same line in two pieces was refused.
+    line = b"y" * 17 + b"\n"
+    for chunks in ([line], [line[:10], line[10:]]):
+        decoder = Decoder(max_line_size=16)
+        with pytest.raises(PacketTooLargeError):
+            for chunk in chunks:
+                decoder.feed_all(chunk)
+    # At the limit (the bytes before the newline, a "\r" included) it passes both ways.
+    for chunks in ([b"y" * 15 + b"\r\n"], [b"y" * 15 + b"\r", b"\n"]):
+        decoder = Decoder(max_line_size=16)
+        assert [e for chunk in chunks for e in decoder.feed_all(chunk)] == [AdminLine(b"y" * 15)]
+
+
 def test_text_disabled_rejects_lines() -> None:
     with pytest.raises(BadMagicError):
         Decoder(text=False).feed_all(b"status\n")

@@ -180,3 +180,20 @@ def test_a_run_wakes_a_sleeping_worker_once_in_the_general_order(same_connection
         assert outputs[0][0] == [created[0], (c.NOOP, b""), *created[1:]]
     else:
         assert outputs[0] == (created, [(c.NOOP, b"")])
+
+
+@pytest.mark.parametrize("counter", [0, 998, 5000])
+def test_a_type_0_packet_after_a_submit_is_no_job(counter: int) -> None:
+    # Found by the fuzzer (tests/fuzz): before the run had a plain packet to compare with, an
+    # empty packet of type 0 matched the run's empty "same as the last one" marker and became
+    # a background job of no function, with a handle the job table could not find
+    # ("H:t:0002"), queued nowhere and never removed. Type 0 closes the connection instead.
+    net = Net()
+    net.broker._counter = counter
+    client = net.connect()
+    net.raw(client, request(c.SUBMIT_JOB, b"a", b"", b"hello") + _raw(0, b"")
+            + request(c.SUBMIT_JOB_BG, b"a", b"", b"never"))
+    assert net.recv(client) == [(c.JOB_CREATED, b"H:t:%d" % (counter + 1))]
+    assert client.closing
+    assert list(net.broker.jobs) == [b"H:t:%d" % (counter + 1)]
+    assert all(net.broker.jobs[h].handle == h for h in net.broker.jobs)

@@ -239,3 +239,45 @@ def gear016_python() -> str:
             shutil.rmtree(GEAR016_VENV, ignore_errors=True)
             missing_peer(f"cannot create a venv with gear 0.16.0: {exc}")
     return str(py)
+
+
+GEARMAN3_VENV = Path(os.environ.get("GEARMAN3_VENV", REPO / ".venvs" / "gearman3"))
+PYGEARMAN_VENV = Path(os.environ.get("PYGEARMAN_VENV", REPO / ".venvs" / "pygearman"))
+#: gearman3 calls array.fromstring, gone in Python 3.9: it needs a 3.8 interpreter.
+GEARMAN3_PYTHONS = ("python3.8", str(Path.home() / ".pyenv" / "versions" / "3.8.18" / "bin"
+                                     / "python3.8"))
+
+
+def _venv_with(venv: Path, base: str, requirement: str) -> str:
+    """The python of ``venv`` holding ``requirement`` from PyPI, made with ``base`` if needed."""
+    py = venv / "bin" / "python"
+    if not py.exists():
+        try:
+            subprocess.run([base, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", requirement], check=True,
+                           timeout=600)
+        except (subprocess.SubprocessError, OSError) as exc:
+            shutil.rmtree(venv, ignore_errors=True)
+            missing_peer(f"cannot create a venv with {requirement}: {exc}")
+    return str(py)
+
+
+def gearman3_python() -> str:
+    """Path of a Python 3.8 that imports PyPI's gearman3 0.2.1 (python-gearman's Python 3 fork);
+    the venv is created on first use, like gear 0.16.0's."""
+    if (GEARMAN3_VENV / "bin" / "python").exists():
+        return str(GEARMAN3_VENV / "bin" / "python")
+    for candidate in GEARMAN3_PYTHONS:
+        found = shutil.which(candidate) if os.sep not in candidate else candidate
+        if found and os.path.exists(found) and subprocess.run(
+                [found, "-c", "import sys; assert sys.version_info[:2] == (3, 8)"],
+                capture_output=True).returncode == 0:
+            return _venv_with(GEARMAN3_VENV, found, "gearman3==0.2.1")
+    missing_peer("gearman3 needs Python 3.8 (python3.8 not found)")
+    raise AssertionError("unreachable")
+
+
+def pygearman_python() -> str:
+    """Path of a python that imports PyPI's pygearman 0.2.6 (a gearman3 fork that runs on
+    current Pythons); the venv is created on first use."""
+    return _venv_with(PYGEARMAN_VENV, sys.executable, "pygearman==0.2.6")

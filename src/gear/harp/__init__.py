@@ -10,6 +10,10 @@ A Python 3 port of HarpCaller's ``harp`` module (docs/harp.md, "Python client: g
         print(msg)
     print(job.id(), job.get())
 
+Also the seed's direct interface to a harpd (``HarpServer``, ``HarpProcedure``,
+``HarpStreamIterator``, ``Result``: :mod:`gear.harp.direct`) and the ``procedure`` mark of
+``gear-harpd``'s procedures modules (:mod:`gear.harp.harpd`, :mod:`gear.harp.daemon`).
+
 Defines nothing itself: the client is :mod:`gear.harp.client`, the requests, replies,
 exceptions and the worker payload convention :mod:`gear.harp.messages` (sans-I/O, shared with
 :mod:`gear.aio.harp` and the worker helpers). Imports only its own modules and
@@ -24,6 +28,8 @@ from gear.harp.client import (
     RemoteProcedure,
     RemoteServer,
 )
+from gear.harp.direct import HarpProcedure, HarpServer, HarpStreamIterator, Result
+from gear.harp.harpd import procedure
 from gear.harp.messages import (
     CALL_CANCELLED,
     CALL_NOT_FINISHED,
@@ -43,6 +49,9 @@ __all__ = [
     "CommunicationError",
     "HarpCaller",
     "HarpException",
+    "HarpProcedure",
+    "HarpServer",
+    "HarpStreamIterator",
     "JSONConnection",
     "JSONSSLConnection",
     "RemoteCall",
@@ -50,4 +59,6 @@ __all__ = [
     "RemoteException",
     "RemoteProcedure",
     "RemoteServer",
+    "Result",
+    "procedure",
 ]

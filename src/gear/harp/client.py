@@ -189,22 +189,33 @@ class JSONSSLConnection(JSONConnection):
 
     def __init__(self, host: str, port: int, ca_file: str | None = None, *,
                  ssl_key: str | None = None, ssl_cert: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, context: ssl.SSLContext | None = None) -> None:
         self.ca_file = ca_file
         self.ssl_key = ssl_key
         self.ssl_cert = ssl_cert
+        #: A context made once (:func:`tls_client_context`) for many connections; None: one
+        #: is made from the three above for this connection.
+        self.context = context
         super().__init__(host, port, timeout)
 
     def _wrap(self, sock: socket.socket) -> socket.socket:
-        if self.ca_file is not None:
-            context = client_tls_context(self.ssl_key, self.ssl_cert, self.ca_file)
-        else:
-            context = tls_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            if self.ssl_cert:
-                context.load_cert_chain(self.ssl_cert, self.ssl_key)
+        context = self.context or tls_client_context(self.ca_file, self.ssl_key, self.ssl_cert)
         return context.wrap_socket(sock, server_hostname=self.host)
+
+
+def tls_client_context(ca_file: str | None = None, ssl_key: str | None = None,
+                       ssl_cert: str | None = None) -> ssl.SSLContext:
+    """The client context of :class:`JSONSSLConnection`: the server verified against
+    ``ca_file`` (its host name not checked), or not at all without one; a client certificate
+    when ``ssl_cert`` is given."""
+    if ca_file is not None:
+        return client_tls_context(ssl_key, ssl_cert, ca_file)
+    context = tls_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if ssl_cert:
+        context.load_cert_chain(ssl_cert, ssl_key)
+    return context
 
 
 class HarpCaller:

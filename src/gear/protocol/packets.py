@@ -265,6 +265,13 @@ class Decoder:
                                 f"admin line longer than {self.max_line_size} bytes"
                             )
                         break
+                    if nl - pos > self.max_line_size:
+                        # The same limit whatever the chunking: a line that arrives whole with
+                        # its "\n" is held to what a partial one is held to above.
+                        self._failed = True
+                        raise PacketTooLargeError(
+                            f"admin line longer than {self.max_line_size} bytes"
+                        )
                     end = nl
                     # one "\r" directly before "\n" (docs/protocol.md §2.1)
                     if end > pos and buf[end - 1] == 13:

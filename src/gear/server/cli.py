@@ -142,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harp-retention", dest="harp_retention", type=float,
                    default=604800, metavar="SECONDS",
                    help="keep an ended harp call's record this long (default 604800: 7 days)")
+    p.add_argument("--http-port", dest="http_port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics (Prometheus), /status (JSON) and a live status page "
+                   "on PORT (docs/operations.md; default off; 0 picks a free port; TLS with the "
+                   "--ssl-* options when given; needs the 'metrics' extra)")
+    p.add_argument("--http-address", dest="http_address", default="127.0.0.1",
+                   help="address of the HTTP port (default 127.0.0.1)")
+    p.add_argument("--metrics-max-functions", dest="metrics_max_functions", type=int,
+                   default=100, metavar="N",
+                   help="functions with their own metrics label; the rest are counted under "
+                   "function=\"__other__\" (default 100)")
+    p.add_argument("--harp-max-bytes", dest="harp_max_bytes", type=parse_size,
+                   default=1 << 30, metavar="SIZE",
+                   help="bound on the bytes the harp records take, e.g. 512M (default "
+                   "1073741824: 1G); the oldest ended records go first (docs/harp.md)")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -436,10 +450,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             harp_port=args.harp_port,
             harp_host=args.harp_address,
             harp_retention=args.harp_retention,
+            harp_max_bytes=args.harp_max_bytes,
             output_limit_hard=args.output_limit_hard,
             output_limit_soft=args.output_limit_soft,
             output_limit_soft_seconds=args.output_limit_soft_seconds,
+            http_port=args.http_port,
+            http_host=args.http_address,
+            metrics_max_functions=args.metrics_max_functions,
         )
+        if args.http_port is not None:
+            from gear.server.observe.prometheus import require
+
+            require()  # in the foreground: a clear error naming the extra
         bkw: dict[str, Any] = {
             "job_retries": args.job_retries,
             "dead_letter_max": args.dead_letter_max,
@@ -496,3 +518,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

@@ -72,6 +72,15 @@ class ServerConfig:
     harp_host: str | None = "127.0.0.1"
     #: Seconds an ended harp call's record is kept (default 7 days).
     harp_retention: float = 7 * 24 * 3600.0
+    #: HTTP port of /metrics, /status and the live page (docs/operations.md); None: off.
+    #: 0 picks a free one.
+    http_port: int | None = None
+    #: Address of the HTTP port.
+    http_host: str | None = "127.0.0.1"
+    #: Function names with their own metrics label; later ones share ``__other__``.
+    metrics_max_functions: int = 100
+    #: Bound on the bytes the harp records take (oldest ended ones go first; docs/harp.md).
+    harp_max_bytes: int = 1 << 30
 
 
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(I?B)?")

@@ -21,11 +21,14 @@ and :func:`tune_gc`:
   mark), its limits are checked (:meth:`gear.server.transport._Connection.check_output`,
   which may abort it: a disconnect like any other); the fast path pays one attribute test
   per write;
-* the broker's wiring: it is built with admin's ``run_command`` as its admin line handler, the
+* the broker's wiring: it is built with admin's ``AdminExtensions`` (gearmand's commands, plus
+  ``harp`` registered when the harp port is on) as its admin line handler, the
   storage writer's callbacks and, with statsd, the metrics' packet hook (constructor arguments,
   :class:`~gear.server.port.BrokerFactory`);
 * persistence: ``open_storage(url)`` + ``StorageWriter`` (group commit), replayed into the broker
   BEFORE the listening sockets exist; a storage failure at start is a :class:`ServerStartError`;
+  with the harp port on, the harp records' own writer (``storage/harp_writer.py``) opens the
+  same store after it and loads the records before the harp port listens;
 * shutdown: immediate, or graceful (stop accepting, drain the broker: nothing new is handed out,
   running jobs finish up to a timeout, queued background jobs stay stored for the next start).
 
@@ -110,16 +113,22 @@ class JobServer:
         self._shutdown_task: asyncio.Task[None] | None = None
         #: The HarpCaller port (``--harp-port``), when configured.
         self.harp: Any = None
+        #: The HTTP side (``--http-port``: /metrics, /status, the page), when configured.
+        self.http: Any = None
+        #: The broker's admin line handler: gearmand's commands plus registered extensions
+        #: (the harp port registers ``harp``).
+        self.admin: Any = None
 
     # -- start -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open storage, replay it into a new broker, then listen. Raises ServerStartError."""
-        from gear.server.admin import run_command
+        from gear.server.admin.extensions import AdminExtensions
         from gear.server.broker import Broker, BrokerConfig
 
         self._loop = loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
+        self.admin = AdminExtensions()
         bconfig = self._broker_config or BrokerConfig()
         stored: list[Any] = []
         storage = _open_storage(self.config.queue)
@@ -145,7 +154,7 @@ class JobServer:
         broker = factory(
             bconfig,
             time.time,
-            admin=run_command,
+            admin=self.admin,
             # One broker call per committed batch (store_batched + stored_batch), never a
             # callback per job.
             store_batched=writer.add_many if writer is not None else None,
@@ -157,6 +166,8 @@ class JobServer:
         if writer is not None:
             writer.on_batch = broker.stored_batch
         self.broker = broker
+        if self.config.http_port is not None:
+            self._bind_http(broker, writer)
         self.piecewise = writer is None
         if stored:
             broker.replay(stored)
@@ -182,6 +193,8 @@ class JobServer:
         self._acceptor.listen(socks)
         if self.config.harp_port is not None:
             await self._start_harp()
+        if self.http is not None:
+            await self._start_http()
         for host, port in self.addresses:
             log.info("listening on %s port %d%s", host, port, " (TLS)" if self.ssl_context else "")
         if self.metrics is not None:
@@ -190,15 +203,23 @@ class JobServer:
 
     async def _start_harp(self) -> None:
         """The HarpCaller port (docs/harp.md), beside the Gearman one."""
+        from gear.server.harp.admin import HarpAdmin
         from gear.server.harp.listener import HarpListener
 
+        writer, loaded = await self._open_harp_store()
         self.harp = HarpListener(self.broker, self.connections, self.after_broker_call,
-                                 self.config.harp_retention)
+                                 self.config.harp_retention, self.config.harp_max_bytes, writer)
+        if loaded is not None:
+            restarted = self.harp.service.load(*loaded)
+            log.info("harp records: %d loaded, %d ended as server_restarted",
+                     len(loaded[0]), restarted)
+        self.admin.register(b"harp", HarpAdmin(self.harp.service))
         try:
             addresses = await self.harp.listen(self.config.harp_host, self.config.harp_port or 0,
                                                self.config.backlog, self.ssl_context)
         except OSError as exc:
             self._acceptor.stop()  # type: ignore[union-attr]
+            await self.harp.close_store()
             await self._close_storage()
             raise ServerStartError(
                 f"cannot listen on {self.config.harp_host or '*'}:{self.config.harp_port}"
@@ -206,6 +227,68 @@ class JobServer:
         for host, port in addresses:
             log.info("harp port on %s port %d%s", host, port,
                      " (TLS)" if self.ssl_context else "")
+
+    def _bind_http(self, broker: Any, writer: Any) -> None:
+        """The HTTP side's observer, on the broker before it replays or takes connections."""
+        from gear._version import __version__
+        from gear.server.observe.http import HttpSide
+
+        self.http = HttpSide(__version__, self.config.metrics_max_functions)
+        self.http.bind(broker)
+        if writer is not None:
+            writer.on_commit = self.http.metrics.store_batch
+        # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
+        # ends every pass, settles them first. Only this server's flush is wrapped: without
+        # --http-port the flush is the plain method.
+        settle = self.http.metrics.settle
+        plain_flush = self.flush
+
+        def flush() -> None:
+            settle()
+            plain_flush()
+
+        self.flush = flush  # type: ignore[method-assign]
+
+    async def _start_http(self) -> None:
+        """Listen on the HTTP port (docs/operations.md)."""
+        try:
+            addresses = await self.http.listen(self.config.http_host,
+                                               self.config.http_port or 0, self.ssl_context)
+        except OSError as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            if self.harp is not None:
+                await self.harp.close()
+            await self._close_storage()
+            raise ServerStartError(
+                f"cannot listen on {self.config.http_host or '*'}:{self.config.http_port}"
+                f" (http): {exc}") from exc
+        scheme = "https" if self.ssl_context else "http"
+        for host, port in addresses:
+            log.info("http port on %s port %d: %s://%s:%d/metrics", host, port, scheme,
+                     host, port)
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port listened on (resolved when 0 was asked for), or None."""
+        http = self.http
+        return http.addresses[0][1] if http is not None and http.addresses else None
+    async def _open_harp_store(self) -> tuple[Any, Any]:
+        """The harp records' writer and what it loaded, beside a durable queue (else None)."""
+        url = self.config.queue
+        if url in ("", "memory", "memory://"):
+            return None, None
+        from gear.server.storage.harp_writer import HarpWriter, open_harp_store
+
+        store = open_harp_store(url)
+        if store is None:
+            return None, None
+        writer = HarpWriter(store)
+        try:
+            return writer, await writer.start()
+        except Exception as exc:
+            self._acceptor.stop()  # type: ignore[union-attr]
+            await self._close_storage()
+            raise ServerStartError(f"cannot load the harp records from {url}: {exc}") from exc
 
     @property
     def harp_port(self) -> int | None:
@@ -453,6 +536,8 @@ class JobServer:
             self._acceptor.stop()
         if self.harp is not None:
             await self.harp.close()
+        if self.http is not None:
+            await self.http.close()
         try:
             if graceful and self.broker is not None:
                 # Draining: workers asking for work get NO_JOB, running jobs finish, queued
@@ -473,6 +558,8 @@ class JobServer:
                 self._timer = None
             if self.metrics is not None:
                 self.metrics.stop()
+            if self.harp is not None:
+                await self.harp.close_store()  # before the queue's: it shares the file
             await self._close_storage()
             self._closed.set()
             log.info("server stopped")

@@ -26,7 +26,7 @@ def test_retention_forgets_only_ended_records_past_it() -> None:
     table.ended(old, 1.0)
     new.end({"result": 2}, 5.0)
     table.ended(new, 5.0)
-    assert table.prune(12.0) == 1
+    assert table.prune(12.0) == ["a"]
     assert table.get("a") is None and table.get("b") is new and table.get("c") is running
-    assert table.prune(100.0) == 1
+    assert table.prune(100.0) == ["b"]
     assert table.get("c") is running and len(table) == 1

@@ -2,7 +2,9 @@
 
 Owns :func:`run_command`, the admin line handler the server injects into the broker
 (``Broker(..., admin=run_command)``). ``commands.py`` holds gearmand's commands, ``acl.py``
-gear's ``acl`` verbs. Reads the broker through its query interface (``function_stats``,
+gear's ``acl`` verbs, ``extensions.py`` the hook through which the engine adds commands of
+other parts (``AdminExtensions``, which the engine gives the broker in place of
+``run_command``). Reads the broker through its query interface (``function_stats``,
 ``connections``, ``job_records``, ``cancellable``, ``dead_letters``, ``dead_function``) and
 acts through its methods (``set_max_queue``, ``request_shutdown``, ``cancel_job``,
 ``create_function``, ``drop_function``, ``retry_dead``, ``drop_dead``, ``write``,

@@ -156,6 +156,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self._admin = admin
         #: Every job's lifecycle receivers (:meth:`add_observer`).
         self._observers: tuple[JobEvents, ...] = ()
+        #: The observers among them told of fast-path jobs in bulk (``created_run``).
+        self._bulk: tuple[JobEvents, ...] = ()
         version = config.version
         #: The admin ``version`` answer.
         self.version: bytes = version if version is not None else __version__.encode()

@@ -13,6 +13,15 @@ Cost: nothing when nobody listens. Each event site tests one tuple (``Function.e
 function with receivers leaves the pipelined fast path (``Function.plain``), so a server without
 observers or policies runs exactly the code it ran before this seam existed.
 
+Bulk creation: an observer whose class sets :attr:`JobEvents.bulk_created` keeps the fast path
+on. The jobs ``pipeline.submit_run`` makes inline are then not told one by one: at the end of
+each run the broker calls ``created_run(first, last)`` once, with the handle numbers of the jobs
+the run made (``Job.number``, consecutive; jobs of the run that took the general path are in the
+range too and were also told ``created(job)``). Every other event is told per job as usual. This
+is how the Prometheus metrics stay an observer without slowing pipelined submits (docs/operations.md
+§5): they read per-function job counts from the broker at scrape time and need only the time a
+job was made.
+
 Receivers run on the broker's thread, inside the broker call that caused the event; they must
 not block and must not call back into the broker (queue a change for later instead). An
 exception from a receiver propagates into the broker call that emitted it. Must not import
@@ -60,6 +69,14 @@ class JobEvents:
     ``job`` is the broker's live :class:`~gear.server.broker.Job`: read it, do not change it.
     """
 
+    #: True: jobs made on the pipelined fast path are told in bulk (:meth:`created_run`), so
+    #: this observer does not turn the fast path off (see the module docstring).
+    bulk_created = False
+
+    def created_run(self, first: int, last: int) -> None:
+        """(``bulk_created`` observers only) the fast path made the jobs numbered ``first`` to
+        ``last`` (inclusive) just now."""
+
     def created(self, job: Job) -> None:
         """A new job was accepted (submitted or replayed from storage); not yet announced
         when it waits for its store."""
@@ -85,6 +102,7 @@ class Receivers:
     if TYPE_CHECKING:  # what it uses of the broker, defined in core.py
         functions: dict[bytes, Function]
         _observers: tuple[JobEvents, ...]
+        _bulk: tuple[JobEvents, ...]
         _acl: ACL | None
         _durable: bool
 
@@ -92,8 +110,10 @@ class Receivers:
 
     def add_observer(self, observer: JobEvents) -> None:
         """Tell ``observer`` every job's events from now on (see ``lifecycle.py``). Functions
-        leave the pipelined fast path while any observer is registered."""
+        leave the pipelined fast path while any observer is registered, unless every observer
+        is ``bulk_created``."""
         self._observers = (*self._observers, observer)
+        self._bulk = tuple(o for o in self._observers if o.bulk_created)
         for f in self.functions.values():
             self._replan(f)
 
@@ -109,6 +129,8 @@ class Receivers:
         if f.policy is not None:
             events = (*events, f.policy)
         f.events = events
-        f.plain = not (events or f.max_queue is not None or self._acl is not None
+        # Observers told in bulk (bulk_created) keep the fast path; anything else turns it off.
+        slow = len(events) > len(self._bulk)
+        f.plain = not (slow or f.max_queue is not None or self._acl is not None
                        or self._durable)
 

@@ -24,6 +24,7 @@ import gear.constants as c
 from gear.errors import ProtocolError
 from gear.protocol.messages import Priority
 from gear.protocol.packets import REQ, Frame
+from gear.server.broker.lifecycle import JobEvents
 from gear.server.broker.model import Function, Job, JobState, Peer
 from gear.server.broker.wire import ERR_INVALID_MAGIC, SUBMIT_KIND, pack, unpack_from
 
@@ -37,6 +38,9 @@ QUEUED = JobState.QUEUED
 #: Largest partial packet the fast path keeps for the next chunk; larger ones go to the
 #: Decoder's growing buffer (no quadratic re-copying).
 _REST_MAX = 64 * 1024
+#: ``lead_type`` while the run has no plain packet to compare with: no packet has this type
+#: (0 would match an empty packet of type 0, which is no submission).
+_NO_LEAD = -1
 #: The last three digits of a handle number >= 1000 (see submit_run).
 _DIGITS3: list[bytes] = [b"%03d" % i for i in range(1000)]
 
@@ -55,6 +59,7 @@ class Scheduler(Protocol):
     _counter: int
     _seq: int
     _packet_hook: Callable[[Peer, int, bytes], None] | None
+    _bulk: tuple[JobEvents, ...]
 
     def _write(self, peer: Peer, data: bytes) -> None: ...
 
@@ -163,7 +168,9 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
       needs handle numbers of at least four digits, so the first 999 jobs of a broker's life
       take the general path.
     * ``Broker._new_job`` is inlined (no Python frame per job; a test checks that both make
-      the same job).
+      the same job). Its ``created`` event is not: observers that take it in bulk
+      (``lifecycle.JobEvents.bulk_created``) get one ``created_run`` per run; any other
+      receiver clears ``plain``, so its function never comes here.
     """
     functions = broker.functions
     jobs = broker._jobs
@@ -172,9 +179,10 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
     # Output held for a pending store must stay behind it: the general path handles that.
     held = peer.held is not None
     counter = broker._counter
+    first = counter + 1
     seq = broker._seq
     # The last plain packet: its type and leading body bytes, and what they decide.
-    lead_type = 0
+    lead_type = _NO_LEAD
     lead = b""
     lead_size = 0
     skip = 0  # header and lead: where the data starts
@@ -211,7 +219,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
                 if unique or known is None or not known.plain or held or counter < 999:
                     # The general case, in order after the replies of the jobs before.
                     pos = end
-                    lead_type = 0
+                    lead_type = _NO_LEAD
                     next_base = 0
                     broker._counter = counter
                     broker._seq = seq
@@ -276,4 +284,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
         if made:
             peer.out.append(head + head.join(made))
             broker.dirty.add(peer)
+        if broker._bulk and counter >= first:
+            for receiver in broker._bulk:
+                receiver.created_run(first, counter)
     return pos

@@ -1,7 +1,8 @@
 """The harp port's network side: one asyncio Protocol per HarpCaller connection.
 
 Owns :class:`HarpListener` (binds the harp port, TLS with the server's context, drives the
-service's timers and the link from the broker) and :class:`HarpConnection` (line framing:
+service's timers, its pruning passes and the link from the broker, and owns the record store's
+writer thread when the queue is durable) and :class:`HarpConnection` (line framing:
 requests answered one at a time, in order; further requests on a connection are served after
 the current one is answered, so HarpCaller's one-request clients and longer sessions both work).
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gear.server.harp.protocol import error_reply
-from gear.server.harp.service import HarpService
+from gear.server.harp.service import DEFAULT_MAX_BYTES, HarpService
 from gear.server.transport import bind_sockets
 
 __all__ = ["MAX_LINE", "HarpConnection", "HarpListener"]
@@ -29,6 +30,8 @@ log = logging.getLogger("gear.server.harp")
 
 #: A request line longer than this is answered ``request_too_large`` and the connection closed.
 MAX_LINE = 16 * 1024 * 1024
+#: The longest wait between two pruning passes (seconds); shorter for a short retention.
+PRUNE_INTERVAL = 60.0
 
 
 class _LinkTransport:
@@ -128,11 +131,20 @@ class HarpListener:
     """The harp port of one job server."""
 
     def __init__(self, broker: Any, connections: dict[Any, Any],
-                 after_broker_call: Callable[[], None], retention: float) -> None:
+                 after_broker_call: Callable[[], None], retention: float,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, writer: Any = None) -> None:
         self._engine_connections = connections
         self._after_broker_call = after_broker_call
-        self.service = HarpService(broker, time.time, after_broker_call, retention=retention)
+        #: The record store's :class:`~gear.server.storage.harp_writer.HarpWriter`, or None.
+        self.writer = writer
+        self.service = HarpService(broker, time.time, after_broker_call, retention=retention,
+                                   max_bytes=max_bytes, store=writer)
         self.service.rearm = self.schedule_process
+        self.service.wants_prune = self.schedule_prune
+        self.prune_interval = max(0.05, min(PRUNE_INTERVAL, retention / 4))
+        self._prune_timer: asyncio.TimerHandle | None = None
+        self._prune_soon = False
+        self._closed = False
         connections[self.service.link] = _Link(self)
         self.connections: set[HarpConnection] = set()
         self.servers: list[asyncio.Server] = []
@@ -143,6 +155,9 @@ class HarpListener:
     async def listen(self, host: str | None, port: int, backlog: int,
                      ssl_context: ssl.SSLContext | None) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
+        # Records loaded after a restart may be due already: the first pass runs at once then.
+        first = 0.0 if self.service.prune_due() else self.prune_interval
+        self._prune_timer = loop.call_later(first, self._prune)
         for sock in bind_sockets(host, port, backlog):
             server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
                                               ssl=ssl_context, backlog=backlog)
@@ -183,12 +198,36 @@ class HarpListener:
         self.service.process()
         self.after_call()
 
+    def schedule_prune(self) -> None:
+        """A pruning pass at the next loop iteration (the byte bound was passed)."""
+        if not self._prune_soon:
+            self._prune_soon = True
+            asyncio.get_running_loop().call_soon(self._prune)
+
+    def _prune(self) -> None:
+        """One pass of at most PRUNE_BATCH records; the next one follows at once while more
+        are due (other callbacks run in between), else after the interval."""
+        self._prune_soon = False
+        if self._prune_timer is not None:
+            self._prune_timer.cancel()
+        if self._closed:
+            return
+        service = self.service
+        service.prune()
+        loop = asyncio.get_running_loop()
+        delay = 0.0 if service.prune_due() else self.prune_interval
+        self._prune_timer = loop.call_later(delay, self._prune)
+
     def unlink(self) -> None:
         self._engine_connections.pop(self.service.link, None)
 
     async def close(self) -> None:
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._prune_timer is not None:
+            self._prune_timer.cancel()
+            self._prune_timer = None
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
@@ -197,3 +236,10 @@ class HarpListener:
         for server in self.servers:
             await server.wait_closed()
         self.unlink()
+
+    async def close_store(self) -> None:
+        """Write the pending record changes and stop the writer (after :meth:`close`)."""
+        writer, self.writer = self.writer, None
+        self.service.store = None
+        if writer is not None:
+            await writer.close()

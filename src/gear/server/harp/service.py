@@ -16,6 +16,14 @@ Sans-I/O: must not import sockets, asyncio or threads. The network side (``liste
 gives it lines and a :class:`Sink` per connection, calls :meth:`HarpService.run_timers` at
 :meth:`HarpService.next_deadline` and :meth:`HarpService.process` after each flush; the service
 calls ``kick`` (the engine's flush request) after its broker calls.
+
+Records (``records.py``) are kept in memory; with a ``store`` (the durable queue's
+:class:`~gear.server.storage.harp_writer.HarpWriter`) every change is also written there,
+batched: the record at submit, start and end, each kept stream message (never one write per
+message: the writer groups them). :meth:`HarpService.load` puts the stored records back after
+a restart and ends every call that had not ended with ``server_restarted`` (docs/harp.md,
+"Restart").
+Pruning (:meth:`HarpService.prune`) is driven by the network side's timer, in batches.
 """
 
 from __future__ import annotations
@@ -25,24 +33,32 @@ import json
 import struct
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import JobEvents, Outcome
 from gear.server.harp.protocol import BadRequest, Request, encode, invalid_jobid, parse_request
-from gear.server.harp.records import CallRecord, RecordTable
+from gear.server.harp.records import MESSAGE_OVERHEAD, CallRecord, RecordTable
+from gear.server.storage.harp import HarpRow
 
-__all__ = ["DEFAULT_RETENTION", "HarpService", "Sink"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_RETENTION", "PRUNE_BATCH", "HarpService",
+           "RecordStore", "Sink"]
 
 #: How long an ended call's record is kept (seconds): 7 days, HarpCaller's default.
 DEFAULT_RETENTION = 7 * 24 * 3600.0
+#: The bound on the bytes the records take (``--harp-max-bytes``): 1 GiB.
+DEFAULT_MAX_BYTES = 1 << 30
+#: Records forgotten per pruning pass (the loop serves others between passes).
+PRUNE_BATCH = 1000
 
 _HEADER = struct.Struct(">4sII")
 _TIMEOUT = {"error": {"type": "timeout", "message": "reading result timed out"}}
 _MAX_EXEC = {"error": {"type": "timeout", "message": "maximum execution time exceeded"}}
 _CANCELLED = {"cancelled": True}
+_RESTARTED = {"error": {"type": "server_restarted",
+                        "message": "geard restarted while the call was queued or running"}}
 
 
 class Sink(Protocol):
@@ -52,6 +68,16 @@ class Sink(Protocol):
 
     def done(self, close: bool = False) -> None:
         """The current request is answered; ``close``: close the connection after the write."""
+
+
+class RecordStore(Protocol):
+    """Where records are written (``storage.harp_writer.HarpWriter``); never blocks."""
+
+    def save(self, row: HarpRow) -> None: ...
+
+    def append(self, job_id: str, n: int, text: str) -> None: ...
+
+    def delete(self, job_ids: Sequence[str]) -> None: ...
 
 
 class _Queue:
@@ -84,11 +110,15 @@ class HarpService:
     """The HarpCaller protocol served on a broker (see the module docstring)."""
 
     def __init__(self, broker: Any, clock: Callable[[], float], kick: Callable[[], None],
-                 retention: float = DEFAULT_RETENTION) -> None:
+                 retention: float = DEFAULT_RETENTION, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 store: RecordStore | None = None) -> None:
         self.broker = broker
         self.clock = clock
         self.kick = kick
-        self.records = RecordTable(retention)
+        self.records = RecordTable(retention, max_bytes)
+        self.store = store
+        #: Stream messages not kept because of the byte bound (docs/harp.md, "Retention").
+        self.dropped_messages = 0
         self.link = broker.connect("harp", 0, -1, None)
         self._policy = _CallPolicy(self)
         self._functions: set[bytes] = set()
@@ -103,6 +133,8 @@ class HarpService:
         self._processing = False
         #: Called when the earliest deadline moved earlier (the listener re-arms its timer).
         self.rearm: Callable[[], None] = lambda: None
+        #: Called when the byte bound calls for a pruning pass soon (the listener runs one).
+        self.wants_prune: Callable[[], None] = lambda: None
         broker.feed(self.link, request(c.OPTION_REQ, b"exceptions"))
         self._drain()
 
@@ -120,18 +152,23 @@ class HarpService:
 
     def _r_call(self, req: Request, sink: Sink) -> None:
         now = self.clock()
-        self.records.prune(now)
         rec = CallRecord(str(uuid.uuid4()), req.host, req.procedure, req.arguments, req.info,
                          now)
         rec.timeout, rec.max_exec_time = req.timeout, req.max_exec_time
-        self.records.add(rec)
+        rec.args_text = json.dumps(req.arguments, separators=(",", ":"))
+        if req.info is not None:
+            rec.info_text = json.dumps(req.info, separators=(",", ":"))
         if req.queue is not None:
-            key = json.dumps(req.queue, sort_keys=True, separators=(",", ":"))
+            rec.queue = json.dumps(req.queue, sort_keys=True, separators=(",", ":"))
+            rec.concurrency = req.concurrency
+        self.records.add(rec)
+        self._save(rec)
+        if rec.queue is not None:
+            key = rec.queue
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(req.concurrency)
             queue.concurrency = req.concurrency
-            rec.queue = key
             if len(queue.running) >= queue.concurrency:
                 queue.waiting.append(rec)
             else:
@@ -157,7 +194,7 @@ class HarpService:
             sink.write(invalid_jobid())
             sink.done()
         elif rec.ended:
-            sink.write(encode(rec.reply))
+            sink.write(rec.reply_bytes())
             sink.done()
         elif not req.wait:
             sink.write(encode({"no_result": True}))
@@ -178,9 +215,9 @@ class HarpService:
             sink.done(close=True)
             return
         first = rec.first_packet(req.since, req.recent)
-        out = [encode({"packet": n, "data": rec.stream[n]})
-               for n in range(first, len(rec.stream))]
-        out.append(encode(rec.reply) if rec.ended else encode({"continue": True}))
+        stream = rec.stream
+        out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
+        out.append(rec.reply_bytes() if rec.ended else encode({"continue": True}))
         sink.write(b"".join(out))
         sink.done()
 
@@ -191,21 +228,21 @@ class HarpService:
             sink.done(close=True)
             return
         first = rec.first_packet(req.since, req.recent)
-        out = [encode({"packet": n, "data": rec.stream[n]})
-               for n in range(first, len(rec.stream))]
+        stream = rec.stream
+        out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
         if rec.ended:
-            out.append(encode(rec.reply))
+            out.append(rec.reply_bytes())
             sink.write(b"".join(out))
             sink.done()
             return
         if out:
             sink.write(b"".join(out))
-        start = max(first, len(rec.stream))
+        start = max(first, rec.count)
 
         def on_event(event: tuple[Any, ...]) -> None:
             if event[0] == "packet":
                 if event[1] >= start:
-                    sink.write(encode({"packet": event[1], "data": event[2]}))
+                    sink.write(_packet_line(event[1], event[2]))
             else:
                 sink.write(encode(event[1]))
                 sink.done()
@@ -231,7 +268,7 @@ class HarpService:
         if name not in self._functions:
             self._functions.add(name)
             self.broker.set_policy(name, self._policy)
-        data = json.dumps(rec.arguments, separators=(",", ":")).encode()
+        data = rec.args_text.encode()
         self._pending.append(rec)
         self.broker.feed(self.link, request(c.SUBMIT_JOB, name, rec.id.encode(), data))
         self._drain()
@@ -240,7 +277,12 @@ class HarpService:
         now = self.clock()
         if not rec.end(reply, now):
             return
-        self.records.ended(rec, now)
+        records = self.records
+        records.grow(rec, len(rec.reply_text or ""))
+        records.ended(rec, now)
+        self._save(rec)
+        if records.over():
+            self.wants_prune()
         handle = rec.handle
         if handle is not None:
             self._by_handle.pop(handle, None)
@@ -273,16 +315,115 @@ class HarpService:
         now = self.clock()
         if rec.start_time is None:
             rec.start_time = now
+            self._save(rec)
             if rec.max_exec_time is not None:
                 self._arm(now + rec.max_exec_time, rec, "max")
         if rec.timeout is not None:
-            self._arm(now + rec.timeout, rec, f"t{len(rec.stream)}")
+            self._arm(now + rec.timeout, rec, f"t{rec.count}")
 
     def _progressed(self, job: Any) -> None:
         rec = self._record_of(job)
         if rec is not None and rec.timeout is not None:
             # Message n arrives: the timer waits for message n + 1 (or the result).
-            self._arm(self.clock() + rec.timeout, rec, f"t{len(rec.stream) + 1}")
+            self._arm(self.clock() + rec.timeout, rec, f"t{rec.count + 1}")
+
+    # -- storage and retention ---------------------------------------------------------------
+
+    def _save(self, rec: CallRecord) -> None:
+        store = self.store
+        if store is not None:
+            store.save(HarpRow(rec.id, rec.host, rec.procedure, rec.args_text, rec.info_text,
+                               rec.queue, rec.concurrency, rec.timeout, rec.max_exec_time,
+                               rec.submit_time, rec.start_time, rec.end_time, rec.reply_text))
+
+    def _message(self, rec: CallRecord, payload: bytes) -> None:
+        """A WORK_DATA message: kept (and stored) unless the byte bound says otherwise."""
+        text = _json_text(payload)
+        cost = len(text) + MESSAGE_OVERHEAD
+        records = self.records
+        # At the bound, ended records go first (the pruning pass frees them); only when no
+        # ended record is left does a running call's stream stop being kept.
+        keep = not records.over(cost) or records.prunable > 0
+        n = rec.count
+        if rec.add(text, keep):
+            records.grow(rec, cost)
+            if self.store is not None:
+                self.store.append(rec.id, n, text)
+            if records.over():
+                self.wants_prune()
+        else:
+            self.dropped_messages += 1
+
+    def load(self, rows: Sequence[HarpRow], streams: dict[str, list[str]]) -> int:
+        """Put stored records back (at start, before the port listens); every call that had
+        not ended ends with ``server_restarted``. Returns how many were ended so."""
+        now = self.clock()
+        ended: list[CallRecord] = []
+        restarted = 0
+        for row in rows:
+            rec = CallRecord(row.id, row.host, row.procedure, json.loads(row.arguments),
+                             json.loads(row.info), row.submit)
+            rec.args_text, rec.info_text = row.arguments, row.info
+            rec.queue, rec.concurrency = row.queue, row.concurrency
+            rec.timeout, rec.max_exec_time = row.timeout, row.max_exec_time
+            rec.start_time = row.start
+            texts = streams.get(row.id, [])
+            rec.stream = texts
+            rec.count = len(texts)
+            self.records.add(rec)
+            self.records.grow(rec, sum(len(t) for t in texts) + MESSAGE_OVERHEAD * len(texts))
+            if row.reply is not None and row.end is not None:
+                rec.ended = True
+                rec.reply_text, rec.end_time = row.reply, row.end
+                self.records.grow(rec, len(row.reply))
+            else:
+                rec.end(dict(_RESTARTED), now)
+                self.records.grow(rec, len(rec.reply_text or ""))
+                self._save(rec)
+                restarted += 1
+            ended.append(rec)
+        ended.sort(key=lambda r: r.end_time or 0.0)
+        for rec in ended:
+            self.records.ended(rec, rec.end_time or now)
+        return restarted
+
+    def prune(self, batch: int | None = PRUNE_BATCH, older_than: float | None = None) -> int:
+        """One pruning pass (retention, then the byte bound); returns how many went."""
+        gone = self.records.prune(self.clock(), batch, older_than)
+        if gone and self.store is not None:
+            self.store.delete(gone)
+        return len(gone)
+
+    def prune_due(self) -> bool:
+        return self.records.due(self.clock())
+
+    # -- operators (the admin extension, ``admin.py``) --------------------------------------
+
+    def live(self) -> list[CallRecord]:
+        """Calls queued or running, oldest submit first."""
+        return [r for r in self.records.records.values() if not r.ended]
+
+    def queues(self) -> list[tuple[str, int, int, int]]:
+        """(queue name JSON, concurrency, running, waiting) of every queue in use."""
+        return [(key, q.concurrency, len(q.running), len(q.waiting))
+                for key, q in self._queues.items()]
+
+    def queue_calls(self, key: str) -> list[CallRecord] | None:
+        """The calls of the queue ``key`` (running, then waiting in order), None if unknown."""
+        queue = self._queues.get(key)
+        if queue is None:
+            return None
+        running = [self.records.records[i] for i in queue.running if i in self.records.records]
+        return sorted(running, key=lambda r: r.submit_time) + list(queue.waiting)
+
+    def cancel_queue(self, key: str) -> int:
+        """Cancel every call of the queue ``key``: waiting ones first (so that cancelling a
+        running one hands no slot to them). Returns how many."""
+        queue = self._queues.get(key)
+        if queue is None:
+            return 0
+        waiting, running = list(queue.waiting), list(queue.running)
+        return sum(self.cancel(job_id) for job_id in [r.id for r in waiting] + running)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -305,7 +446,7 @@ class HarpService:
                 continue
             if tag == "max":
                 self._end(rec, _MAX_EXEC)
-            elif tag == f"t{len(rec.stream)}":
+            elif tag == f"t{rec.count}":
                 # Still no message since this timer was armed.
                 self._end(rec, _TIMEOUT)
 
@@ -374,7 +515,7 @@ class HarpService:
             return
         rec = found
         if ptype == c.WORK_DATA:
-            rec.add(_json(payload))
+            self._message(rec, payload)
         elif ptype == c.WORK_COMPLETE:
             self._end(rec, {"result": _json(payload)})
         elif ptype == c.WORK_EXCEPTION:
@@ -392,6 +533,24 @@ def _json(payload: bytes) -> Any:
         return json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return payload.decode("utf-8", "replace")
+
+
+def _json_text(payload: bytes) -> str:
+    """A worker's message as one line of JSON: the payload itself when it is valid JSON on one
+    line, re-encoded when it spans lines, the JSON string of its text when it is not JSON."""
+    try:
+        text = payload.decode()
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return json.dumps(payload.decode("utf-8", "replace"))
+    if "\n" in text or "\r" in text:
+        return json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def _packet_line(n: int, text: str) -> bytes:
+    """A ``{"packet": n, "data": ...}`` reply line around a stored JSON text."""
+    return b'{"packet":%d,"data":%s}\n' % (n, text.encode())
 
 
 def _exception(payload: bytes) -> dict[str, Any]:

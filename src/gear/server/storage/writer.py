@@ -39,6 +39,7 @@ How it works:
 * ``bury()`` and ``revive()`` (the dead-letter list, base.py) are write-behind like
   ``remove()`` and share its queue, so the store sees every change to a key in the order the
   broker made it. ``start()`` also reads the dead-letter list (:attr:`StorageWriter.dead`).
+* ``on_commit`` (optional) is told the duration of every add batch, in the writer thread.
 * ``close()`` stops accepting adds, commits what is pending (adds and removes), delivers the
   callbacks, and closes the storage in the writer thread.
 """
@@ -98,6 +99,10 @@ class StorageWriter:
         #: When set, ``add()`` takes tokens and every batch is answered by one call of this
         #: (may be set after construction, before the first ``add()``).
         self.on_batch = on_batch
+        #: ``on_commit(seconds, jobs)``: called in the writer thread after each add batch
+        #: (committed or failed) with the time ``storage.add`` took (geard's store latency
+        #: metric, docs/operations.md §2); it must be thread-safe and quick.
+        self.on_commit: Callable[[float, int], None] | None = None
         self._max_batch = max_batch
         self._remove_retry_delay = remove_retry_delay
         # See the module docstring ("GIL"): applied from start() to close(), process-wide.
@@ -356,6 +361,7 @@ class StorageWriter:
     def _commit(self, batch: list[StoredJob], dones: list[Any]) -> None:
         stats = self.stats
         error: StorageError | None = None
+        started = time.perf_counter()
         try:
             self.storage.add(batch)
         except StorageError as exc:
@@ -364,6 +370,12 @@ class StorageWriter:
             log.exception("%s queue: unexpected error storing a batch", self.storage.name)
             error = StorageError(f"{self.storage.name} queue failed: {exc!r}")
             error.__cause__ = exc
+        on_commit = self.on_commit
+        if on_commit is not None:
+            try:
+                on_commit(time.perf_counter() - started, len(batch))
+            except Exception:
+                log.exception("storage on_commit() callback failed")
         stats.batches += 1
         stats.largest_batch = max(stats.largest_batch, len(batch))
         if error is None:

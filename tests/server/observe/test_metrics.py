@@ -1,0 +1,248 @@
+"""/metrics: every gauge and counter has its exact value, typed as Prometheus reads it.
+
+The broker is driven by hand (:mod:`tests.server.observe.scene`) on a fake clock, so the
+histograms' counts and sums are exact too; the exposition is read back with
+``prometheus_client.parser``, the parser Prometheus' own Python tooling uses.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gear import constants as c
+from gear.protocol.packets import request
+from gear.server.observe.metrics import OTHER, JobMetrics
+from gear.server.observe.prometheus import Exposition
+from tests.server.observe.scene import FINISHED, SUBMITTED, observed, scene
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: bytes) -> tuple[dict[str, str], Samples]:
+    """(family name -> type, (sample name, sorted labels) -> value)."""
+    types: dict[str, str] = {}
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text.decode()):
+        types[family.name] = family.type
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return types, samples
+
+
+def exposition(net: object, metrics: JobMetrics) -> Exposition:
+    return Exposition(net.broker, metrics, time.monotonic(), "9.9.9")  # type: ignore[attr-defined]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_every_gauge_and_counter_of_a_known_state() -> None:
+    sc = scene()
+    types, samples = parse(exposition(sc.net, sc.metrics).render())
+
+    assert value(samples, "gearman_up") == 1
+    assert value(samples, "gearman_version_info", version="9.9.9") == 1
+    gauges = {  # function: jobs, running, waiting, workers
+        "work": (4, 1, 3, 1),
+        "other": (0, 0, 0, 1),
+        "slow": (0, 0, 0, 1),
+    }
+    for fn, (jobs, running, waiting, workers) in gauges.items():
+        assert value(samples, "gearman_jobs", function=fn) == jobs
+        assert value(samples, "gearman_jobs_running", function=fn) == running
+        assert value(samples, "gearman_jobs_waiting", function=fn) == waiting
+        assert value(samples, "gearman_workers", function=fn) == workers
+    assert value(samples, "geard_jobs_queued", function="work", priority="high") == 1
+    assert value(samples, "geard_jobs_queued", function="work", priority="normal") == 2
+    assert value(samples, "geard_jobs_queued", function="work", priority="low") == 0
+
+    submitted = {dict(k[1])["function"]: v for k, v in samples.items()
+                 if k[0] == "geard_jobs_submitted_total"}
+    assert submitted == SUBMITTED
+    completed = {(dict(k[1])["function"], dict(k[1])["outcome"]): v
+                 for k, v in samples.items() if k[0] == "geard_jobs_completed_total"}
+    assert completed == FINISHED
+
+    # Queue wait: work's running job 1 s; other's three 0.5 s each; slow's none (0 s).
+    assert value(samples, "geard_job_queue_wait_seconds_count", function="work") == 1
+    assert value(samples, "geard_job_queue_wait_seconds_sum", function="work") == 1.0
+    assert value(samples, "geard_job_queue_wait_seconds_count", function="other") == 3
+    assert value(samples, "geard_job_queue_wait_seconds_sum", function="other") == 1.5
+    assert value(samples, "geard_job_queue_wait_seconds_bucket", function="other",
+                 le="0.1") == 0
+    assert value(samples, "geard_job_queue_wait_seconds_bucket", function="other",
+                 le="0.5") == 3
+    assert value(samples, "geard_job_queue_wait_seconds_count", function="slow") == 1
+    assert value(samples, "geard_job_queue_wait_seconds_sum", function="slow") == 0.0
+    # Run time: complete 0.25 + fail 2 + exception 4; the timeout 1 s; the held job none yet.
+    assert value(samples, "geard_job_run_seconds_count", function="other") == 3
+    assert value(samples, "geard_job_run_seconds_sum", function="other") == 6.25
+    assert value(samples, "geard_job_run_seconds_bucket", function="other", le="1.0") == 1
+    assert value(samples, "geard_job_run_seconds_bucket", function="other", le="5.0") == 3
+    assert value(samples, "geard_job_run_seconds_bucket", function="other", le="+Inf") == 3
+    assert value(samples, "geard_job_run_seconds_sum", function="slow") == 1.0
+    assert ("geard_job_run_seconds_count", (("function", "work"),)) not in samples
+
+    # Connections: the three workers, the client and the admin connection.
+    assert value(samples, "geard_connections", role="worker") == 3
+    assert value(samples, "geard_connections", role="client") == 2
+    assert value(samples, "geard_store_batch_seconds_count") == 0
+    assert value(samples, "geard_functions_folded") == 0
+    assert value(samples, "process_resident_memory_bytes") > 0
+
+    assert types["geard_jobs_submitted"] == "counter"
+    assert types["geard_jobs_completed"] == "counter"
+    assert types["geard_store_jobs"] == "counter"
+    assert types["process_cpu_seconds"] == "counter"
+    assert types["geard_job_queue_wait_seconds"] == "histogram"
+    assert types["geard_job_run_seconds"] == "histogram"
+    assert types["geard_store_batch_seconds"] == "histogram"
+    for gauge in ("gearman_up", "gearman_jobs", "gearman_jobs_running", "gearman_jobs_waiting",
+                  "gearman_workers", "geard_connections", "geard_jobs_queued"):
+        assert types[gauge] == "gauge", gauge
+
+
+def test_finishing_the_held_job_moves_the_gauges_and_counters() -> None:
+    sc = scene()
+    net = sc.net
+    net.now += 3.0
+    net.send(sc.workers[0], c.WORK_COMPLETE, sc.held, b"r")
+    _, samples = parse(exposition(net, sc.metrics).render())
+    assert value(samples, "gearman_jobs", function="work") == 3
+    assert value(samples, "gearman_jobs_running", function="work") == 0
+    assert value(samples, "geard_jobs_submitted_total", function="work") == 5
+    assert value(samples, "geard_jobs_completed_total", function="work", outcome="complete") == 1
+    # Assigned before the scene's other jobs ran (8.75 s of fake time), then 3 s more.
+    assert value(samples, "geard_job_run_seconds_sum", function="work") == 11.75
+
+
+def test_a_job_cancelled_while_running_is_submitted_once_and_finished_once() -> None:
+    net, metrics = observed()
+    cl, adm = net.connect(), net.connect()
+    w = net.worker(b"f")
+    h = net.submit(cl, b"f")
+    net.grab(w)
+    assert net.admin(adm, b"cancel job " + h + b"\n") == b"OK\r\n"
+    assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
+    net.send(w, c.WORK_COMPLETE, h, b"late")  # reaches nobody: no second finish
+    assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
+    assert metrics.finished_jobs == {("f", "cancelled"): 1}
+
+
+def test_requeued_jobs_wait_again_from_their_requeue() -> None:
+    net, metrics = observed()
+    cl = net.connect()
+    w1 = net.worker(b"f")
+    net.submit(cl, b"f")
+    net.now += 2.0
+    net.grab(w1)
+    net.now += 1.0
+    net.broker.disconnect(w1)  # back to the front of the queue
+    net.now += 0.5
+    w2 = net.worker(b"f")
+    net.grab(w2)
+    h = metrics.queue_wait["f"]
+    assert (h.count, h.sum) == (2, 2.5)
+    assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
+
+
+def test_fast_path_jobs_are_timed_from_their_run() -> None:
+    """Pipelined submits past the broker's first 999 jobs take the fast path, which tells
+    the observer once per run; every job's queue wait is still observed."""
+    net, metrics = observed()
+    assert net.broker.functions == {} or all(f.plain for f in net.broker.functions.values())
+    cl = net.connect()
+    w = net.worker(b"f")
+    assert net.broker.functions[b"f"].plain  # the observer keeps the fast path on
+    net.raw(cl, b"".join(request(c.SUBMIT_JOB_BG, b"f", b"", b"%d" % i) for i in range(1500)))
+    net.take(cl)
+    assert len(metrics._run_first) == 1  # one run past the general path's first 999
+    net.now += 2.0
+    for _ in range(1500):
+        net.grab(w)
+    h = metrics.queue_wait["f"]
+    assert (h.count, h.sum) == (1500, 3000.0)
+    assert metrics.submitted(net.broker.functions.values()) == {"f": 1500}
+
+
+def test_run_checkpoints_are_pruned_once_their_jobs_have_left() -> None:
+    net, metrics = observed()
+    cl = net.connect()
+    w = net.worker(b"f")
+    for _ in range(3):
+        net.raw(cl, b"".join(request(c.SUBMIT_JOB_BG, b"f", b"", b"x") for _ in range(1000)))
+    net.take(cl)
+    assert len(metrics._run_first) == 3
+    for _ in range(2500):  # the first two runs are gone, and half the third
+        _, (handle, *_rest) = net.grab(w)
+        net.send(w, c.WORK_COMPLETE, handle, b"")
+    metrics.submitted(net.broker.functions.values())
+    assert metrics._run_first == [2001]  # the run of jobs 2001-3000 (2501 is the oldest)
+
+
+def test_functions_past_the_limit_are_folded_into_one_label() -> None:
+    net, metrics = observed(max_functions=2)
+    cl = net.connect()
+    for name in (b"a", b"b", b"c", b"d"):
+        net.submit(cl, name)
+        net.submit(cl, name)
+    net.worker(b"d")
+    _, samples = parse(exposition(net, metrics).render())
+    assert {dict(k[1])["function"] for k in samples if k[0] == "gearman_jobs"} == {"a", "b", OTHER}
+    assert value(samples, "gearman_jobs", function=OTHER) == 4
+    assert value(samples, "gearman_workers", function=OTHER) == 1
+    assert value(samples, "geard_jobs_submitted_total", function=OTHER) == 4
+    assert value(samples, "geard_functions_folded") == 2
+
+
+def test_store_batches_are_timed() -> None:
+    net, metrics = observed()
+    metrics.store_batch(0.002, 10)
+    metrics.store_batch(0.3, 5)
+    _, samples = parse(exposition(net, metrics).render())
+    assert value(samples, "geard_store_batch_seconds_count") == 2
+    assert value(samples, "geard_store_batch_seconds_sum") == pytest.approx(0.302)
+    assert value(samples, "geard_store_batch_seconds_bucket", le="0.0025") == 1
+    assert value(samples, "geard_store_jobs_total") == 15
+
+
+def test_label_values_are_escaped() -> None:
+    net, metrics = observed()
+    cl = net.connect()
+    net.submit(cl, b'we"ird\\name\xff')
+    _, samples = parse(exposition(net, metrics).render())
+    assert value(samples, "gearman_jobs", function='we"ird\\name\ufffd') == 1
+
+
+def test_any_observer_not_told_in_bulk_turns_the_fast_path_off() -> None:
+    from gear.server.broker import JobEvents
+
+    net, _ = observed()
+    net.worker(b"f")
+    assert net.broker.functions[b"f"].plain
+    net.broker.add_observer(JobEvents())  # per-job created events wanted
+    assert not net.broker.functions[b"f"].plain
+
+
+def test_events_are_stamped_once_per_pass_when_settled() -> None:
+    """The broker's calls only record (no clock per event); settle() stamps everything since
+    the last pass with one time, as the server's flush does at the end of each pass."""
+    from tests.server.helpers import Net
+
+    net = Net()
+    metrics = JobMetrics(clock=lambda: net.now)
+    metrics.bind(net.broker)
+    cl, w = net.connect(), net.worker(b"f")
+    net.submit(cl, b"f")
+    metrics.settle()  # pass 1 ends: the job was made now
+    net.now += 2.0
+    net.grab(w)  # pass 2: assigned...
+    net.now += 0.5
+    metrics.settle()  # ...stamped when the pass ends
+    assert (metrics.queue_wait["f"].count, metrics.queue_wait["f"].sum) == (1, 2.5)
+    metrics.settle()  # nothing new: nothing moves
+    assert metrics.queue_wait["f"].count == 1
