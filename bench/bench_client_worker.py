@@ -13,7 +13,8 @@ same code runs in gear 0.16's venv (``tests.support.peers.gear016_python``). lib
 is ``bench/c/gear_bench.c``, compiled here with gcc against libgearman-dev
 (``apt-get install -y libgearman-dev``); its window-100 client runs batches of 100 tasks.
 
-Prints jobs/s per implementation and window, and the ratios ours/gear016 and ours/libgearman.
+Prints jobs/s per implementation and window, the client's and the workers' CPU time per job
+(the figure least moved by a busy machine), and the ratios ours/gear016 and ours/libgearman.
 Nothing here is asserted; absolute numbers drift on shared machines, ratios less so.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,6 +75,7 @@ def role_client(host: str, port: int, window: int, seconds: float, threads: int)
         while state["done"] < 1:
             cond.wait()
     base = state["done"]
+    cpu0 = os.times()
     start = time.monotonic()
     end = start + seconds
     counts = {"submitted": 0}
@@ -111,9 +114,11 @@ def role_client(host: str, port: int, window: int, seconds: float, threads: int)
     for t in pool:
         t.join()
     elapsed = time.monotonic() - start
+    cpu1 = os.times()
     with cond:
         completed = state["done"] - base
-    print(f"{completed} {elapsed:.6f}", flush=True)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    print(f"{completed} {elapsed:.6f} {cpu:.6f}", flush=True)
     os._exit(0)  # gear 0.16's shutdown can hang on a blocked poll thread; nothing to clean
 
 
@@ -150,8 +155,24 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a live process, seconds (``/proc/<pid>/stat``; 0.0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(impl: str, python: str | None, cbench: str | None, window: int, workers: int,
-            seconds: float, threads: int) -> float:
+            seconds: float, threads: int) -> tuple[float, float, float]:
+    """One run: (jobs/s, client CPU us per job, all workers' CPU us per job).
+
+    The client's CPU covers its measured window (a Python client reports ``os.times()``
+    around it, libgearman's client is measured from ``getrusage`` of the child, start up
+    included); the workers' is read from ``/proc`` before and after the client runs.
+    """
     sys.path.insert(0, str(REPO))
     from tests.support.peers import GearmandProcess
 
@@ -178,12 +199,23 @@ def run_one(impl: str, python: str | None, cbench: str | None, window: int, work
                                           stderr=subprocess.DEVNULL, env=env))
         try:
             _wait_registered(host, port, workers)
+            wcpu0 = sum(_proc_cpu(p.pid) for p in procs)
+            child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run(ccmd, capture_output=True, text=True, env=env,
                                  timeout=seconds + 60)
+            child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wcpu = sum(_proc_cpu(p.pid) for p in procs) - wcpu0
             if out.returncode != 0:
                 raise RuntimeError(f"{impl} client failed: {out.stderr[-500:]}")
-            done, elapsed = out.stdout.split()[-2:]
-            return int(done) / float(elapsed)
+            fields = out.stdout.split()
+            if impl == "libgearman":
+                done, elapsed = fields[-2:]
+                ccpu = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+            else:
+                done, elapsed, cpu = fields[-3:]
+                ccpu = float(cpu)
+            jobs = max(int(done), 1)
+            return int(done) / float(elapsed), ccpu / jobs * 1e6, wcpu / jobs * 1e6
         finally:
             _stop(procs)
     finally:
@@ -245,13 +277,14 @@ def main() -> None:
     runs.append(("ours", 100, args.workers, 0))
     for impl, window, workers, threads in runs:
         python, cbench = impls[impl]
-        rate = run_one(impl, python, cbench, window, workers, args.seconds, threads)
+        rate, ccpu, wcpu = run_one(impl, python, cbench, window, workers, args.seconds, threads)
         how = ("batched submitJobs" if threads == 0 else
                f"{threads} submit thread(s)" if python else "libgearman batches")
         label = impl if threads else "ours-batch"
         results[(label, window)] = rate
         print(f"{label:>10}  window {window:>3}  workers {workers}  {how:<22} "
-              f"{rate:10.1f} jobs/s", flush=True)
+              f"{rate:10.1f} jobs/s   CPU us/job: client {ccpu:6.1f}  workers {wcpu:6.1f}",
+              flush=True)
     print()
     for mine, window in (("ours", 1), ("ours", 100), ("ours-batch", 100)):
         ours = results[(mine, window)]

@@ -23,7 +23,7 @@ __all__ = ["SEEDS", "seeds"]
 #: Plausible fields for each type (a handle, a function, a unique, data...).
 _FIELDS: dict[int, list[bytes]] = {
     c.CAN_DO: [b"a"], c.CANT_DO: [b"a"], c.SUBMIT_JOB: [b"a", b"", b"data"],
-    c.JOB_CREATED: [b"H:t:1"], c.JOB_ASSIGN: [b"H:t:1", b"a", b"data"],
+    c.JOB_CREATED: [b"H:t:1"], c.JOB_CANCEL: [b"H:t:1"], c.JOB_ASSIGN: [b"H:t:1", b"a", b"data"],
     c.WORK_STATUS: [b"H:t:1", b"1", b"2"], c.WORK_COMPLETE: [b"H:t:1", b"done"],
     c.WORK_FAIL: [b"H:t:1"], c.GET_STATUS: [b"H:t:1"], c.ECHO_REQ: [b"ping"],
     c.ECHO_RES: [b"ping"], c.SUBMIT_JOB_BG: [b"a", b"u1", b"data"],
@@ -46,7 +46,7 @@ _FIELDS: dict[int, list[bytes]] = {
 #: Types a server sends (the rest are requests).
 _RESPONSES = {c.NOOP, c.JOB_CREATED, c.NO_JOB, c.JOB_ASSIGN, c.ECHO_RES, c.ERROR,
               c.STATUS_RES, c.OPTION_RES, c.JOB_ASSIGN_UNIQ, c.JOB_ASSIGN_ALL,
-              c.STATUS_RES_UNIQUE}
+              c.STATUS_RES_UNIQUE, c.JOB_CANCEL}
 
 ADMIN_LINES = [b"status", b"prioritystatus", b"workers", b"version", b"getpid", b"verbose",
                b"show jobs", b"show unique jobs", b"cancel job H:t:2", b"create function z",

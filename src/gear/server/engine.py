@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import gear.server.sides as sides
 from gear.errors import ConfigurationError, ServerStartError
 from gear.server.config import DURABLE_SWITCH_INTERVAL, ServerConfig
 from gear.server.transport import (
@@ -201,94 +202,17 @@ class JobServer:
             self.metrics.start(self, loop)
         self.after_broker_call()
 
-    async def _start_harp(self) -> None:
-        """The HarpCaller port (docs/harp.md), beside the Gearman one."""
-        from gear.server.harp.admin import HarpAdmin
-        from gear.server.harp.listener import HarpListener
-
-        writer, loaded = await self._open_harp_store()
-        self.harp = HarpListener(self.broker, self.connections, self.after_broker_call,
-                                 self.config.harp_retention, self.config.harp_max_bytes, writer)
-        if loaded is not None:
-            restarted = self.harp.service.load(*loaded)
-            log.info("harp records: %d loaded, %d ended as server_restarted",
-                     len(loaded[0]), restarted)
-        self.admin.register(b"harp", HarpAdmin(self.harp.service))
-        try:
-            addresses = await self.harp.listen(self.config.harp_host, self.config.harp_port or 0,
-                                               self.config.backlog, self.ssl_context)
-        except OSError as exc:
-            self._acceptor.stop()  # type: ignore[union-attr]
-            await self.harp.close_store()
-            await self._close_storage()
-            raise ServerStartError(
-                f"cannot listen on {self.config.harp_host or '*'}:{self.config.harp_port}"
-                f" (harp): {exc}") from exc
-        for host, port in addresses:
-            log.info("harp port on %s port %d%s", host, port,
-                     " (TLS)" if self.ssl_context else "")
-
-    def _bind_http(self, broker: Any, writer: Any) -> None:
-        """The HTTP side's observer, on the broker before it replays or takes connections."""
-        from gear._version import __version__
-        from gear.server.observe.http import HttpSide
-
-        self.http = HttpSide(__version__, self.config.metrics_max_functions)
-        self.http.bind(broker)
-        if writer is not None:
-            writer.on_commit = self.http.metrics.store_batch
-        # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
-        # ends every pass, settles them first. Only this server's flush is wrapped: without
-        # --http-port the flush is the plain method.
-        settle = self.http.metrics.settle
-        plain_flush = self.flush
-
-        def flush() -> None:
-            settle()
-            plain_flush()
-
-        self.flush = flush  # type: ignore[method-assign]
-
-    async def _start_http(self) -> None:
-        """Listen on the HTTP port (docs/operations.md)."""
-        try:
-            addresses = await self.http.listen(self.config.http_host,
-                                               self.config.http_port or 0, self.ssl_context)
-        except OSError as exc:
-            self._acceptor.stop()  # type: ignore[union-attr]
-            if self.harp is not None:
-                await self.harp.close()
-            await self._close_storage()
-            raise ServerStartError(
-                f"cannot listen on {self.config.http_host or '*'}:{self.config.http_port}"
-                f" (http): {exc}") from exc
-        scheme = "https" if self.ssl_context else "http"
-        for host, port in addresses:
-            log.info("http port on %s port %d: %s://%s:%d/metrics", host, port, scheme,
-                     host, port)
+    # The optional sides (sides.py), bound as methods (the functions take the server first).
+    _start_harp = sides.start_harp
+    _open_harp_store = sides.open_harp_store
+    _bind_http = sides.bind_http
+    _start_http = sides.start_http
 
     @property
     def http_port(self) -> int | None:
         """The HTTP port listened on (resolved when 0 was asked for), or None."""
         http = self.http
         return http.addresses[0][1] if http is not None and http.addresses else None
-    async def _open_harp_store(self) -> tuple[Any, Any]:
-        """The harp records' writer and what it loaded, beside a durable queue (else None)."""
-        url = self.config.queue
-        if url in ("", "memory", "memory://"):
-            return None, None
-        from gear.server.storage.harp_writer import HarpWriter, open_harp_store
-
-        store = open_harp_store(url)
-        if store is None:
-            return None, None
-        writer = HarpWriter(store)
-        try:
-            return writer, await writer.start()
-        except Exception as exc:
-            self._acceptor.stop()  # type: ignore[union-attr]
-            await self._close_storage()
-            raise ServerStartError(f"cannot load the harp records from {url}: {exc}") from exc
 
     @property
     def harp_port(self) -> int | None:

@@ -107,7 +107,10 @@ class BaseClientServer(PacketDispatch):
         self.inactive_connections: list[Any] = []
         self.connection_index = -1
         # Guards the two lists; notified whenever a connection changes list or on shutdown.
-        self.connections_condition = threading.Condition()
+        # submitJob takes the RLock directly (entering it through the Condition costs two more
+        # Python calls per submit).
+        self._connections_lock = threading.RLock()
+        self.connections_condition = threading.Condition(self._connections_lock)
         # Held across _onConnect and activation, and by whoever broadcasts registration
         # state, so a connecting socket never misses a CAN_DO or option (docs/gear-compat.md §3.8).
         self.broadcast_lock = threading.RLock()
@@ -556,7 +559,7 @@ class Client(ClientPacketHandlers, BaseClient):
         attempted: set[Any] = set()
         last_error: BaseException | None = None
         while True:
-            with self.connections_condition:
+            with self._connections_lock:
                 remaining = [c for c in self.active_connections if c not in attempted]
                 if not remaining:
                     if not self.active_connections and not attempted:

@@ -206,13 +206,9 @@ class Connection:
         self._pos = 0
 
     def _append(self, data: bytes) -> None:
-        if self._pos:
-            self._buf = self._buf[self._pos :] + data
-            self._pos = 0
-        elif self._buf:
-            self._buf += data
-        else:
-            self._buf = data
+        pos = self._pos  # a drained buffer (the usual case) is replaced, not copied
+        self._buf = data if pos >= len(self._buf) else self._buf[pos:] + data
+        self._pos = 0
 
     def hasPendingData(self) -> bool:
         """Whether bytes are buffered (in ours, or decrypted but unread in the TLS layer)."""
@@ -333,7 +329,10 @@ class Connection:
     def sendRaw(self, data: bytes) -> None:
         """Send raw bytes (one or more encoded packets) in one write."""
         with self.send_lock:
-            self._sendall(data)
+            if self.use_ssl or self.conn is None:
+                self._sendall(data)
+            else:
+                self.conn.sendall(data)  # the plain case of _sendall, one frame less per packet
 
     def sendPackets(self, packets: Iterable[bytes]) -> None:
         """Send several encoded packets as one write (one syscall, one TCP segment if small)."""
@@ -478,7 +477,9 @@ class Connection:
             data = conn.recv(RECV_SIZE)
             if not data:
                 return None
-            self._append(data)
+            pos = self._pos  # _append inline: one call less per read
+            self._buf = data if pos >= len(self._buf) else self._buf[pos:] + data
+            self._pos = 0
             return data
         got = b""
         while True:

@@ -80,10 +80,13 @@ class BaseJob:
         unique: str | bytes | None = None,
         handle: bytes | None = None,
     ) -> None:
-        self._name: bytes = convert_to_bytes(name)
+        # bytes (what a worker receives) skip the conversion call: one job each, three fields.
+        self._name: bytes = name if type(name) is bytes else convert_to_bytes(name)
         self._validate_arguments(arguments)
-        self._arguments: bytes = convert_to_bytes(arguments)
-        self._unique: bytes | None = convert_to_bytes(unique)
+        self._arguments: bytes = (
+            arguments if type(arguments) is bytes else convert_to_bytes(arguments)
+        )
+        self._unique: bytes | None = unique if type(unique) is bytes else convert_to_bytes(unique)
         self.handle = handle
         self.connection: Any = None
 

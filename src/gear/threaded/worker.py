@@ -93,7 +93,10 @@ class Worker(BaseClient):
         # SimpleQueue: the cheapest thread handoff in the stdlib (one per assigned job).
         self.job_queue: queue.SimpleQueue[WorkerJob | None] = queue.SimpleQueue()
         self.waiting_for_jobs = 0
-        self._job_condition = threading.Condition()
+        # The hot paths (a job assigned, a grab, NO_JOB, NOOP) take this RLock directly:
+        # entering it through the Condition costs two more Python calls each time.
+        self._job_mutex = threading.RLock()
+        self._job_condition = threading.Condition(self._job_mutex)
         #: Threads inside stopWaitingForJobs (only they need GRAB_WAIT-exit notifications).
         self._stoppers = 0
         # gear exposes job_lock; it is the lock of the condition that announces a connection
@@ -247,8 +250,9 @@ class Worker(BaseClient):
     # --- state machine (job_lock held) ---------------------------------------------------------
 
     def _updateStateMachines(self) -> None:
+        sessions = self._sessions
         for conn in list(self.active_connections):
-            session = self._session(conn)
+            session = sessions.get(conn) or self._session(conn)
             if self.waiting_for_jobs > 0:
                 if session.can_grab:
                     data = session.grab()
@@ -257,9 +261,9 @@ class Worker(BaseClient):
                         self._sendRaw(data, conn)
                     except Exception:
                         continue
-            elif session.state == "SLEEP":
-                # Nobody waits: forget the sleep, so the next getJob grabs at once instead of
-                # waiting for a NOOP (a GRAB_WAIT connection's answer is on the way).
+            elif session.sleeping and not session.hungry:
+                # In SLEEP and nobody waits: forget the sleep, so the next getJob grabs at once
+                # instead of waiting for a NOOP (a GRAB_WAIT connection's answer is on the way).
                 session.wake()
                 conn.changeState(session.state)
 
@@ -270,7 +274,7 @@ class Worker(BaseClient):
 
         :raises InterruptedError: if :meth:`stopWaitingForJobs` or shutdown interrupts it.
         """
-        with self.job_lock:
+        with self._job_mutex:
             # "running" is cleared by _shutdown() under job_lock, so checking it here leaves
             # no window between shutdown and waiting_for_jobs.
             if not self.running:
@@ -333,8 +337,8 @@ class Worker(BaseClient):
 
     def handleNoop(self, packet: Packet) -> None:
         conn = packet.connection
-        with self.job_lock:
-            session = self._session(conn)
+        with self._job_mutex:
+            session = self._sessions.get(conn) or self._session(conn)
             state = conn.state
             if session.noop():
                 conn.changeState(session.state)
@@ -344,8 +348,8 @@ class Worker(BaseClient):
 
     def handleNoJob(self, packet: Packet) -> None:
         conn = packet.connection
-        with self.job_lock:
-            session = self._session(conn)
+        with self._job_mutex:
+            session = self._sessions.get(conn) or self._session(conn)
             if session.no_job():
                 conn.changeState(session.state)
                 if self._stoppers:
@@ -406,8 +410,8 @@ class Worker(BaseClient):
             job._cancel_registry = self._cancellable
             job._cancel_key = key
             self._cancellable[key] = job
-        with self.job_lock:
-            session = self._session(conn)
+        with self._job_mutex:
+            session = self._sessions.get(conn) or self._session(conn)
             session.assigned()
             conn.changeState(session.state)
             if self._stoppers:
