@@ -128,7 +128,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self.jobs = JobTable(self._hprefix)
         self._jobs = self.jobs.by_number
         # submit_run's function before it has seen one (never queued to).
-        self._no_function = Function(b"")
+        self._no_function = Function(b"", self._hprefix)
         self._counter = 0  # last handle number
         self._seq = 0  # queue order of normally queued jobs (grows)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
@@ -273,7 +273,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         """The function ``name``, created if new (CAN_DO, submit, replay, admin)."""
         f = self.functions.get(name)
         if f is None:
-            f = self.functions[name] = Function(name)
+            f = self.functions[name] = Function(name, self._hprefix)
             if self._observers or self._acl is not None or self._durable:
                 self._replan(f)
         return f
@@ -380,7 +380,6 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         its function's unique map, then ``created``."""
         self._counter = n = self._counter + 1
         job = _new_object(Job)
-        job.handle = b"%s%d" % (self._hprefix, n)
         job.number = n
         job.function = f
         job.name = f.name

@@ -270,6 +270,7 @@ class Function:
     __slots__ = (
         "by_data",
         "events",
+        "hprefix",
         "max_queue",
         "name",
         "plain",
@@ -283,8 +284,10 @@ class Function:
         "workers",
     )
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, hprefix: bytes = b"") -> None:
         self.name = name
+        #: The broker's handle prefix with its ``:`` (what :attr:`Job.handle` starts with).
+        self.hprefix = hprefix
         #: One FIFO per priority, HIGH, NORMAL, LOW; only runnable jobs are in them.
         self.queues: tuple[JobQueue, JobQueue, JobQueue] = (JobQueue(), JobQueue(), JobQueue())
         #: Jobs of this function in memory, in any state (admin ``status`` TOTAL, maxqueue).
@@ -348,13 +351,14 @@ class Job:
     to it by tests/server/test_broker_submit_run.py); the class has no constructor of its own,
     so that making one costs no ``__init__`` frame (~120 ns a job, measured).
 
-    The slots: ``handle``; ``number`` (the handle's number: the job's key in the broker's job
-    table); ``function`` and its ``name``; ``unique``; ``arguments``; ``priority``;
-    ``background``; ``clients`` (attached foreground clients, one entry per attachment,
-    docs/protocol.md §3.2; a background job starts with the shared empty tuple, one allocation
-    and one GC-tracked list less on the background submit path, and code that attaches a
-    client replaces it with a list); ``worker``; ``seq`` (queue order, see Broker._seq /
-    Broker._front); ``state``; ``waiters`` (see below).
+    The slots: ``number`` (the handle's number: the job's key in the broker's job table;
+    :attr:`handle` is made from it and the function's ``hprefix``); ``function`` and its
+    ``name``; ``unique``; ``arguments``; ``priority``; ``background``; ``clients`` (attached
+    foreground clients, one entry per attachment, docs/protocol.md §3.2; a background job
+    starts with the shared empty tuple, one allocation and one GC-tracked list less on the
+    background submit path, and code that attaches a client replaces it with a list);
+    ``worker``; ``seq`` (queue order, see Broker._seq / Broker._front); ``state``;
+    ``waiters`` (see below).
     """
 
     __slots__ = (
@@ -363,7 +367,6 @@ class Job:
         "background",
         "clients",
         "function",
-        "handle",
         "name",
         "number",
         "priority",
@@ -374,7 +377,6 @@ class Job:
         "worker",
     )
 
-    handle: bytes
     number: int
     function: Function
     name: bytes
@@ -410,6 +412,15 @@ class Job:
     #: HELD jobs only (a slot never set on other jobs): the peers whose output waits for the
     #: store's answer, one entry per wait; a single submitter is stored bare (no list per job).
     waiters: Peer | list[Peer] | None
+
+    @property
+    def handle(self) -> bytes:
+        """The job handle: the broker's prefix and ``number`` (docs/protocol.md §3.1).
+
+        Made on each read rather than kept: a queued job is read for its handle once or twice
+        (JOB_ASSIGN, admin), and 56 bytes a job less is a ninth of a queued background job
+        (bench/profile_memory.py, docs/benchmarks.md)."""
+        return b"%s%d" % (self.function.hprefix, self.number)
 
     @property
     def orphaned(self) -> bool:

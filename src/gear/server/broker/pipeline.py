@@ -252,7 +252,6 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
             add(handle)
             seq += 1
             job = new_job(Job)
-            job.handle = handle
             job.number = counter
             job.function = f
             job.name = f.name

@@ -73,6 +73,7 @@ class Requests:
         _timers: Timers
         _durable: bool
         _seq: int
+        _hprefix: bytes
         dirty: set[Peer]
 
         def _write(self, peer: Peer, data: bytes) -> None: ...
@@ -347,16 +348,18 @@ class Requests:
             return
         if job.worker is not peer:  # pragma: no cover - defensive: an override returned a
             self._assign(job, peer)  # job without assigning it
-        handle = job.handle
+        # The handle formatted into the body (not through Job.handle: one bytes object less).
+        f = job.function
         if ptype == c.GRAB_JOB:
-            body = b"%s\x00%s\x00%s" % (handle, job.name, job.arguments)
+            body = b"%s%d\x00%s\x00%s" % (f.hprefix, job.number, f.name, job.arguments)
             atype = c.JOB_ASSIGN
         elif ptype == c.GRAB_JOB_ALL and job.reducer is not None:
-            body = b"%s\x00%s\x00%s\x00%s\x00%s" % (
-                handle, job.name, job.unique, job.reducer, job.arguments)
+            body = b"%s%d\x00%s\x00%s\x00%s\x00%s" % (
+                f.hprefix, job.number, f.name, job.unique, job.reducer, job.arguments)
             atype = c.JOB_ASSIGN_ALL
         else:
-            body = b"%s\x00%s\x00%s\x00%s" % (handle, job.name, job.unique, job.arguments)
+            body = b"%s%d\x00%s\x00%s\x00%s" % (
+                f.hprefix, job.number, f.name, job.unique, job.arguments)
             atype = c.JOB_ASSIGN_UNIQ
         self._write(peer, pack(_RES, atype, len(body)) + body)
 
@@ -368,8 +371,10 @@ class Requests:
         parsing the handle for the job table."""
         jobs = peer.worker_jobs
         if len(jobs) <= 4:
+            # Model.Job.handle inlined: a job's handle is made on each read.
+            prefix = self._hprefix
             for job in jobs:
-                if job.handle == handle:
+                if b"%s%d" % (prefix, job.number) == handle:
                     return job
             return None
         found = self.jobs.get(handle)
