@@ -74,6 +74,7 @@ class FakeServer:
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.accepted = threading.Event()
+        self._counted = threading.Condition()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -87,7 +88,9 @@ class FakeServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            self.connections += 1
+            with self._counted:
+                self.connections += 1
+                self._counted.notify_all()
             self.accepted.set()
             try:
                 self.script(conn, Decoder(text=True))
@@ -95,6 +98,13 @@ class FakeServer:
                 pass
             finally:
                 conn.close()
+
+    def wait_connections(self, n: int, timeout: float = 10.0) -> int:
+        """Wait until ``n`` connections were accepted (a client may give up on a connection
+        before this thread has accepted it); the count."""
+        with self._counted:
+            self._counted.wait_for(lambda: self.connections >= n, timeout)
+            return self.connections
 
     def close_listener(self) -> None:
         """Stop listening: later connects are refused (shutdown wakes the blocked accept)."""

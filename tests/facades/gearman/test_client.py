@@ -147,7 +147,7 @@ def test_a_retry_is_sent_then_the_last_server_counts_as_gone() -> None:
     with pytest.raises(errors.ServerUnavailable):
         gearman.GearmanClient([fake.host]).submit_job("t", b"x", max_retries=2,
                                                       poll_timeout=10)
-    assert fake.connections == 2
+    assert fake.wait_connections(2) == 2
     fake.close_listener()
 
 
