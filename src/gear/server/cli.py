@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=1 << 30, metavar="SIZE",
                    help="bound on the bytes the harp records take, e.g. 512M (default "
                    "1073741824: 1G); the oldest ended records go first (docs/harp.md)")
+    p.add_argument("--harp-unknown-host-wait", dest="harp_unknown_host_wait", type=float,
+                   default=10, metavar="SECONDS",
+                   help="a harp call not started after SECONDS, to a host no worker serves, "
+                   "ends with unknown_host (default 10; 0: it waits for a worker for ever)")
     p.add_argument("--keepalive", dest="keepalive", action="store_true",
                    help="apply the TCP keepalive tunables below to connections")
     p.add_argument("--keepalive-idle", dest="tcp_keepidle", type=int, default=7200,
@@ -451,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             harp_host=args.harp_address,
             harp_retention=args.harp_retention,
             harp_max_bytes=args.harp_max_bytes,
+            harp_unknown_host_wait=args.harp_unknown_host_wait,
             output_limit_hard=args.output_limit_hard,
             output_limit_soft=args.output_limit_soft,
             output_limit_soft_seconds=args.output_limit_soft_seconds,

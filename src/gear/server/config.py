@@ -81,6 +81,8 @@ class ServerConfig:
     metrics_max_functions: int = 100
     #: Bound on the bytes the harp records take (oldest ended ones go first; docs/harp.md).
     harp_max_bytes: int = 1 << 30
+    #: Seconds a harp call waits for a worker of its host before ``unknown_host``; 0: for ever.
+    harp_unknown_host_wait: float = 10.0
 
 
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(I?B)?")

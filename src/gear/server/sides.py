@@ -27,7 +27,7 @@ async def start_harp(server: Any) -> None:
     writer, loaded = await open_harp_store(server)
     server.harp = HarpListener(server.broker, server.connections, server.after_broker_call,
                                server.config.harp_retention, server.config.harp_max_bytes,
-                               writer)
+                               writer, server.config.harp_unknown_host_wait)
     if loaded is not None:
         restarted = server.harp.service.load(*loaded)
         log.info("harp records: %d loaded, %d ended as server_restarted",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gear.server.harp.protocol import error_reply
-from gear.server.harp.service import DEFAULT_MAX_BYTES, HarpService
+from gear.server.harp.service import DEFAULT_MAX_BYTES, DEFAULT_UNKNOWN_HOST_WAIT, HarpService
 from gear.server.transport import bind_sockets
 
 __all__ = ["MAX_LINE", "HarpConnection", "HarpListener"]
@@ -142,13 +142,15 @@ class HarpListener:
 
     def __init__(self, broker: Any, connections: dict[Any, Any],
                  after_broker_call: Callable[[], None], retention: float,
-                 max_bytes: int | None = DEFAULT_MAX_BYTES, writer: Any = None) -> None:
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, writer: Any = None,
+                 unknown_host_wait: float | None = DEFAULT_UNKNOWN_HOST_WAIT) -> None:
         self._engine_connections = connections
         self._after_broker_call = after_broker_call
         #: The record store's :class:`~gear.server.storage.harp_writer.HarpWriter`, or None.
         self.writer = writer
         self.service = HarpService(broker, time.time, after_broker_call, retention=retention,
-                                   max_bytes=max_bytes, store=writer)
+                                   max_bytes=max_bytes, store=writer,
+                                   unknown_host_wait=unknown_host_wait)
         self.service.rearm = self.schedule_process
         self.service.wants_prune = self.schedule_prune
         self.prune_interval = max(0.05, min(PRUNE_INTERVAL, retention / 4))

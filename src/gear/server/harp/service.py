@@ -63,6 +63,8 @@ _HEADER = struct.Struct(">4sII")
 _TIMEOUT = {"error": {"type": "timeout", "message": "reading result timed out"}}
 _MAX_EXEC = {"error": {"type": "timeout", "message": "maximum execution time exceeded"}}
 _CANCELLED = {"cancelled": True}
+#: Seconds a call waits for a worker of its host before ``unknown_host`` (docs/harp.md).
+DEFAULT_UNKNOWN_HOST_WAIT = 10.0
 _RESTARTED = {"error": {"type": "server_restarted",
                         "message": "geard restarted while the call was queued or running"}}
 
@@ -117,8 +119,12 @@ class HarpService:
 
     def __init__(self, broker: Any, clock: Callable[[], float], kick: Callable[[], None],
                  retention: float = DEFAULT_RETENTION, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 store: RecordStore | None = None) -> None:
+                 store: RecordStore | None = None,
+                 unknown_host_wait: float | None = DEFAULT_UNKNOWN_HOST_WAIT) -> None:
         self.broker = broker
+        #: A call not started after this many seconds, with no worker registered for any
+        #: function of its host, ends with ``unknown_host``; None or 0: it waits for ever.
+        self.unknown_host_wait = unknown_host_wait or None
         self.clock = clock
         self.kick = kick
         self.records = RecordTable(retention, max_bytes)
@@ -181,6 +187,8 @@ class HarpService:
                 self._submit(rec)
         else:
             self._submit(rec)
+        if self.unknown_host_wait is not None:
+            self._arm(now + self.unknown_host_wait, rec, "host")
         sink.write(b'{"harpcaller":1,"job_id":"%s"}\n' % rec.id.encode())  # encode()'s bytes
         sink.done()
 
@@ -261,12 +269,22 @@ class HarpService:
         rec = self.records.get(job_id)
         if rec is None or rec.ended:
             return False
+        self._abort(rec, _CANCELLED)
+        return True
+
+    def _abort(self, rec: CallRecord, reply: dict[str, Any]) -> None:
+        """End a call that may still wait in its harp queue (cancel, unknown host)."""
         if rec.handle is None and rec.queue is not None:
             queue = self._queues.get(rec.queue)
             if queue is not None and rec in queue.waiting:
                 queue.waiting.remove(rec)
-        self._end(rec, _CANCELLED)
-        return True
+        self._end(rec, reply)
+
+    def _host_served(self, host: str) -> bool:
+        """Whether any worker has registered a function of ``host`` (``host/...``)."""
+        prefix = host.encode() + b"/"
+        return any(f.workers for name, f in self.broker.functions.items()
+                   if name.startswith(prefix))
 
     def _submit(self, rec: CallRecord) -> None:
         name = rec.function
@@ -451,6 +469,11 @@ class HarpService:
                 continue
             if tag == "max":
                 self._end(rec, _MAX_EXEC)
+            elif tag == "host":
+                if rec.start_time is None and not self._host_served(rec.host):
+                    self._abort(rec, {"error": {
+                        "type": "unknown_host",
+                        "message": f"no worker serves host {rec.host!r}"}})
             elif tag == f"t{rec.count}":
                 # Still no message since this timer was armed.
                 self._end(rec, _TIMEOUT)
