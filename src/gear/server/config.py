@@ -85,19 +85,20 @@ class ServerConfig:
     harp_unknown_host_wait: float = 10.0
 
 
-_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(I?B)?")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from ``text``: a whole number, optionally followed by K, M, G or T (binary
-    multiples: ``64M`` is 64 MiB; ``64MB``, ``64MiB`` and lower case mean the same). Raises
+    """Bytes from ``text``: a number, optionally followed by K, M, G or T (binary multiples:
+    ``64M`` is 64 MiB; ``64MB``, ``64MiB``, lower case and fractions like ``1.5M`` too). The one
+    size grammar of geard: its options, TOML keys and the queue URL's ``max_size``. Raises
     ValueError (argparse reports it as an invalid value)."""
     if isinstance(text, int):
         if text < 0:
             raise ValueError(f"size must not be negative: {text}")
         return text
-    match = _SIZE.fullmatch(text.strip().upper())
+    match = _SIZE.fullmatch(text)
     if match is None:
         raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M, G or T)")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    return int(float(match[1]) * _UNITS[match[2].lower()])

@@ -16,9 +16,9 @@ the broker or the network layer.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+import gear.server.config as config
 from gear.errors import ConfigurationError
 from gear.server.storage.base import (
     PRIORITY_HIGH,
@@ -50,14 +50,13 @@ __all__ = [
 #: The URL schemes :func:`open_storage` understands.
 SCHEMES = ("memory", "sqlite", "postgres", "postgresql")
 
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    """``"512"``, ``"64K"``, ``"100M"``, ``"2GiB"`` (binary units) -> bytes."""
-    match = _SIZE.fullmatch(text)
-    value = int(float(match[1]) * _UNITS[match[2].lower()]) if match else 0
+    """A positive size in the grammar of :func:`gear.server.config.parse_size` (``"512"``,
+    ``"64K"``, ``"1.5M"``, ``"2GiB"``) -> bytes; ConfigurationError otherwise."""
+    try:
+        value = config.parse_size(text)
+    except ValueError:
+        value = 0
     if value <= 0:
         raise ConfigurationError(f"invalid size {text!r} (examples: 65536, 64K, 100M, 2G)")
     return value
