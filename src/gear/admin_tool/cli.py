@@ -16,7 +16,9 @@ the commands run in, and how each reply is printed (docs/gear-admin.md):
   stderr and keeps exit status 0, like gearadmin; a failed connection prints ``Error: ...``
   on stderr and exits 1.
 
-``gear-admin top ...`` runs the live view (:mod:`gear.admin_tool.top`) instead.
+``gear-admin top ...`` runs the live view (:mod:`gear.admin_tool.top`) instead, and
+``gear-admin dead ...`` / ``gear-admin harp ...`` geard's own lists
+(:mod:`gear.admin_tool.geard_lists`).
 
 Must not import the server, the threaded API or asyncio: it talks to any Gearman server.
 """
@@ -27,7 +29,7 @@ import sys
 from typing import BinaryIO
 
 from gear.admin_tool.connection import AdminError, Reply, TlsFiles, run_commands
-from gear.admin_tool.options import EXTRA_HELP, GEARADMIN_HELP, OptionError, parse
+from gear.admin_tool.options import EXTRA_HELP, GEARADMIN_HELP, OptionError, parse, subcommand_at
 
 __all__ = ["PROG", "commands_for", "main"]
 
@@ -73,10 +75,17 @@ def commands_for(values: dict[str, str | None]) -> list[bytes]:
 def main(argv: list[str] | None = None) -> int:
     """Run gear-admin with ``argv`` (``sys.argv[1:]`` by default); the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "top":
-        from gear.admin_tool.top import main as top_main
+    at = subcommand_at(args)
+    if at is not None:
+        # The options before the word go to the subcommand too: gear-admin -h HOST top.
+        word, rest = args[at], args[:at] + args[at + 1:]
+        if word == "top":
+            from gear.admin_tool.top import main as top_main
 
-        return top_main(args[1:])
+            return top_main(rest)
+        from gear.admin_tool.geard_lists import main as lists_main
+
+        return lists_main(word, rest)
     out, err = sys.stdout, sys.stderr
     try:
         values = parse(args)

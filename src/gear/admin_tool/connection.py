@@ -16,6 +16,10 @@ print the same bytes for the same server (docs/gear-admin.md §4):
 Beyond gearadmin: a ``timeout`` (seconds) bounds the connect and every read (gearadmin waits
 forever), and TLS comes from :func:`gear.net.client_tls_context`.
 
+:func:`ask` is the other way to read, for what gear-admin adds (``top``, ``dead``, ``harp``):
+the reply is framed by :class:`gear.protocol.admin.AdminReply` (a ``.``-ended list or one line),
+so it is complete whatever the timing, and the next reply cannot be mixed into it.
+
 Must not import the server, the threaded API or asyncio.
 """
 
@@ -29,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gear import net
+from gear.protocol.admin import AdminReply, admin_command
 
-__all__ = ["AdminError", "Reply", "TlsFiles", "connect", "read_reply", "run_commands"]
+__all__ = ["AdminError", "Framed", "Reply", "TlsFiles", "connect", "read_reply", "run_commands"]
 
 #: What one read asks for (gearadmin reads into a BUFSIZ buffer: 8192 with glibc).
 READ_SIZE = 8192
@@ -146,6 +151,31 @@ def read_reply(sock: socket.socket, host: str, timeout: float | None,
         data += chunk
         if not _more_to_read(sock):
             return data
+
+
+class Framed:
+    """Admin commands on one connection, each reply read to its end by its framing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+
+    def ask(self, command: bytes) -> AdminReply:
+        """Send ``command`` (one line, no line ending) and read its whole reply.
+
+        :class:`AdminError` when the server closes the connection first; socket errors
+        (including a timeout) are raised as they are."""
+        self.sock.sendall(admin_command(command))
+        reply = AdminReply(command)
+        while True:
+            while b"\n" in self._buffer:
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                if reply.add(line.rstrip(b"\r")):
+                    return reply
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AdminError("the server closed the connection")
+            self._buffer += chunk
 
 
 def _more_to_read(sock: socket.socket) -> bool:

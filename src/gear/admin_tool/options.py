@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EXTRA_HELP", "GEARADMIN_HELP", "OPTIONS", "OptionError", "parse"]
+__all__ = ["EXTRA_HELP", "GEARADMIN_HELP", "OPTIONS", "SUBCOMMANDS", "OptionError", "parse",
+           "subcommand_at"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ gear-admin additions:
 
   gear-admin top [-h HOST] [-p PORT] [--interval SECONDS] [TLS options]
                                  A live full-screen view of the functions.
+  gear-admin dead ACTION [...]   geard's dead-letter list: list, retry, drop
+                                 (gear-admin dead --help).
+  gear-admin harp ACTION [...]   geard's HarpCaller records: list, info, cancel,
+                                 queue-list, queue-cancel, prune-jobs.
 """
 
 
@@ -128,6 +133,32 @@ def parse(argv: list[str]) -> dict[str, str | None]:
             raise OptionError(f"option '--{option.name}' cannot be specified more than once")
         values[option.name] = value
     return values
+
+
+#: The words that, as the first positional word, run one of gear-admin's subcommands.
+SUBCOMMANDS = ("top", "dead", "harp")
+
+
+def subcommand_at(argv: list[str]) -> int | None:
+    """Where in ``argv`` a subcommand's word is (the first positional word, when it is one of
+    :data:`SUBCOMMANDS`), read with the option rules of :func:`parse` so that an option's
+    value (``-h top``) is not taken for it; None when there is none or an option is wrong."""
+    found: list[tuple[Option, str | None]] = []
+    i = 0
+    try:
+        while i < len(argv):
+            word = argv[i]
+            if word == "--":
+                return None
+            if word.startswith("--"):
+                i = _long(word, argv, i + 1, found)
+            elif word.startswith("-") and len(word) > 1:
+                i = _short(word, argv, i + 1, found)
+            else:
+                return i if word in SUBCOMMANDS else None
+    except OptionError:
+        return None
+    return None
 
 
 def _long(word: str, argv: list[str], i: int, found: list[tuple[Option, str | None]]) -> int:

@@ -21,10 +21,10 @@ import socket
 import sys
 import time
 
-from gear.admin_tool.connection import AdminError, TlsFiles, connect
+from gear.admin_tool.connection import AdminError, Framed, TlsFiles, connect
 from gear.admin_tool.top_model import TopModel
 from gear.errors import InvalidDataError
-from gear.protocol.admin import AdminReply, FunctionStatus, admin_command, parse_status
+from gear.protocol.admin import FunctionStatus, parse_status
 
 __all__ = ["StatusPoller", "main"]
 
@@ -37,42 +37,29 @@ class StatusPoller:
         self.tls = tls
         self.sock: socket.socket | None = None
         self.version = ""
-        self._buffer = b""
+        self._framed: Framed | None = None
 
     def poll(self) -> list[FunctionStatus]:
         """The functions now; :class:`AdminError` (connection closed) when that fails."""
         try:
-            if self.sock is None:
+            if self._framed is None:
                 context = self.tls.context() if self.tls is not None else None
                 self.sock = connect(self.host, self.port, self.timeout, context)
-                self._buffer = b""
-                version = self._ask(b"version")
+                self._framed = Framed(self.sock)
+                version = self._framed.ask(b"version").lines
                 self.version = version[0].removeprefix(b"OK ").decode("utf-8", "replace")
-            return parse_status(self._ask(b"status"))
+            return parse_status(self._framed.ask(b"status").lines)
         except (OSError, AdminError, InvalidDataError) as exc:
             self.close()
             if isinstance(exc, TimeoutError):
                 raise AdminError(f"no reply within {self.timeout:g}s")
             raise AdminError(str(exc).strip() or type(exc).__name__)
 
-    def _ask(self, command: bytes) -> list[bytes]:
-        assert self.sock is not None
-        self.sock.sendall(admin_command(command))
-        reply = AdminReply(command)
-        while True:
-            while b"\n" in self._buffer:
-                line, _, self._buffer = self._buffer.partition(b"\n")
-                if reply.add(line.rstrip(b"\r")):
-                    return reply.lines
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AdminError("the server closed the connection")
-            self._buffer += chunk
-
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self._framed = None
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:

@@ -5,7 +5,9 @@ Commands may be issued concurrently: they are pipelined and replies are matched 
 gearmand guarantees (docs/protocol.md §2.1). Reply framing and parsing come from
 ``gear.protocol.admin`` (:class:`~gear.protocol.admin.AdminReply` and the ``parse_*``
 functions); this module only moves lines and maps ``ERR`` replies to
-:class:`~gear.errors.ServerError`.
+:class:`~gear.errors.ServerError`. Beyond gearmand's commands it wraps geard's own: the
+dead-letter list (docs/server.md, "Poison jobs") and the harp records (docs/harp.md, "Admin
+commands"); against gearmand those raise ServerError (``ERR UNKNOWN_COMMAND``).
 
 Must not import the threaded API, the client/worker modules or the server.
 """
@@ -13,15 +15,16 @@ Must not import the threaded API, the client/worker modules or the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gear.aio.connection import AsyncContext, Endpoint, Event, Link, ServerOptions, describe
 from gear.errors import ConfigurationError, ConnectionError, InvalidDataError, ServerError
 from gear.errors import TimeoutError as GearTimeoutError
 from gear.protocol import admin as admin_text
-from gear.protocol.admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from gear.protocol.admin import DeadJobInfo, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from gear.protocol.messages import to_bytes
 from gear.protocol.packets import AdminLine
 
@@ -201,3 +204,79 @@ class Admin(AsyncContext):
     async def drop_function(self, function: str | bytes) -> None:
         """``drop function``; ServerError when workers are connected or jobs run."""
         await self._ok("drop", "function", to_bytes(function, "function"))
+
+    # -- geard's dead-letter list (docs/server.md) -------------------------------------------
+
+    async def dead_jobs(self, function: str | bytes | None = None) -> list[DeadJobInfo]:
+        """``show dead jobs [FUNCTION]``: the background jobs whose retries ran out."""
+        args = () if function is None else (to_bytes(function, "function"),)
+        return admin_text.parse_show_dead_jobs(await self.command("show", "dead", "jobs", *args))
+
+    async def retry_dead_job(self, handle: str | bytes) -> None:
+        """``retry dead job``: queue it again as a fresh job; ServerError ``UNKNOWN_JOB`` or
+        ``UNIQUE_IN_USE``."""
+        await self._ok("retry", "dead", "job", to_bytes(handle, "handle"))
+
+    async def retry_dead_jobs(self, function: str | bytes | None = None) -> int:
+        """``retry dead jobs [FUNCTION]``: how many were queued again."""
+        return await self._count("retry", "dead", "jobs", function)
+
+    async def drop_dead_job(self, handle: str | bytes) -> None:
+        """``drop dead job``: forget it; ServerError ``UNKNOWN_JOB``."""
+        await self._ok("drop", "dead", "job", to_bytes(handle, "handle"))
+
+    async def drop_dead_jobs(self, function: str | bytes | None = None) -> int:
+        """``drop dead jobs [FUNCTION]``: how many were forgotten."""
+        return await self._count("drop", "dead", "jobs", function)
+
+    async def _count(self, command: str, *words: str | bytes | None) -> int:
+        """An ``OK <count>`` command; a None word (an optional argument) is left out."""
+        args = [w if isinstance(w, str) else to_bytes(w, "function") for w in words
+                if w is not None]
+        value = await self._ok(command, *args)
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidDataError(f"expected a count, got {value[:80]!r}") from None
+
+    # -- geard's harp records (docs/harp.md) ---------------------------------------------------
+
+    async def harp_list(self, all: bool = False) -> list[dict[str, Any]]:
+        """``harp list [all]``: the queued and running calls (with ``all``, ended ones too)."""
+        words = ("harp", "list", "all") if all else ("harp", "list")
+        return admin_text.parse_json_lines(await self.command(*words))
+
+    async def harp_info(self, job_id: str) -> dict[str, Any]:
+        """``harp info ID``: one call's record; ServerError ``UNKNOWN_JOB``."""
+        records = admin_text.parse_json_lines(await self.command("harp", "info", job_id))
+        if len(records) != 1:
+            raise InvalidDataError(f"expected one record for {job_id!r}, got {len(records)}")
+        record: dict[str, Any] = records[0]
+        return record
+
+    async def harp_cancel(self, job_id: str) -> None:
+        """``harp cancel ID``; ServerError ``NOT_RUNNING`` when it has ended, ``UNKNOWN_JOB``."""
+        await self._ok("harp", "cancel", job_id)
+
+    async def harp_queues(self) -> list[dict[str, Any]]:
+        """``harp queues``: each queue in use with its concurrency, running and waiting."""
+        return admin_text.parse_json_lines(await self.command("harp", "queues"))
+
+    async def harp_queue(self, name: dict[str, Any]) -> list[dict[str, Any]]:
+        """``harp queue NAME``: the calls of the queue named by the JSON object ``name``."""
+        return admin_text.parse_json_lines(await self.command("harp", "queue", _json(name)))
+
+    async def harp_cancel_queue(self, name: dict[str, Any]) -> int:
+        """``harp cancel queue NAME``: how many calls were cancelled; ``UNKNOWN_QUEUE``."""
+        return await self._count("harp", "cancel", "queue", _json(name))
+
+    async def harp_prune(self, older_than: float | None = None) -> int:
+        """``harp prune [SECONDS]``: how many ended records were forgotten now."""
+        return await self._count("harp", "prune",
+                                 None if older_than is None else f"{older_than:g}")
+
+
+def _json(name: dict[str, Any]) -> str:
+    if not isinstance(name, dict):
+        raise ConfigurationError("a harp queue name is a JSON object (a dict)")
+    return json.dumps(name, separators=(",", ":"))

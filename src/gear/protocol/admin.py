@@ -2,23 +2,29 @@
 
 Owns how an admin command line is written, which commands answer with a list ended by a lone
 ``.`` and which with one line, how ``OK <value>`` and ``ERR <code> <text>`` read, and the records
-that ``status``, ``prioritystatus``, ``workers``, ``show jobs`` and ``show unique jobs`` parse into
-(docs/protocol.md §2.2). Shared by the threaded admin requests and ``gear.aio``'s Admin. Pure
-functions and small records only; no I/O.
+that ``status``, ``prioritystatus``, ``workers``, ``show jobs``, ``show unique jobs`` and geard's
+``show dead jobs`` parse into (docs/protocol.md §2.2, docs/server.md); geard's ``harp`` listings
+are JSON lines (:func:`parse_json_lines`, docs/harp.md). Shared by the threaded admin
+requests, ``gear.aio``'s Admin and gear-admin. Pure functions and small records only; no I/O.
 
 Must not import sockets, threads, asyncio or anything above ``gear.protocol``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from gear.errors import InvalidDataError
 from gear.protocol.messages import int_or_zero
 
-#: Commands whose success reply is a list ended by a line holding only "." (docs/protocol.md §2.2).
+#: Commands whose success reply is a list ended by a line holding only "." (docs/protocol.md §2.2),
+#: gearmand's and geard's own (the dead-letter list, docs/server.md; the harp records,
+#: docs/harp.md "Admin commands"). A command is matched by its first one, two or three words.
 MULTILINE_COMMANDS = frozenset(
-    {b"status", b"workers", b"show jobs", b"show unique jobs", b"prioritystatus", b"acl list"}
+    {b"status", b"workers", b"show jobs", b"show unique jobs", b"prioritystatus", b"acl list",
+     b"show dead jobs", b"harp list", b"harp info", b"harp queues", b"harp queue"}
 )
 
 
@@ -198,4 +204,48 @@ def parse_show_jobs(lines: list[bytes]) -> list[JobInfo]:
         f = line.split(b"\t")
         if len(f) == 4:
             out.append(JobInfo(f[0], int_or_zero(f[1]), f[2] == b"1", f[3] == b"1"))
+    return out
+
+
+@dataclass(frozen=True)
+class DeadJobInfo:
+    """One line of geard's ``show dead jobs``: a background job whose retries ran out."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    attempts: int
+    #: Unix time (seconds) its retries ran out.
+    died: int
+    #: Bytes of its data.
+    size: int
+
+
+def parse_show_dead_jobs(lines: list[bytes]) -> list[DeadJobInfo]:
+    """``show dead jobs``: tab-separated handle, function, unique, attempts, died, size.
+
+    A unique may itself hold tabs: it is what lies between the function and the last three
+    fields."""
+    out = []
+    for line in lines:
+        head = line.split(b"\t", 2)
+        if len(head) != 3:
+            continue
+        tail = head[2].rsplit(b"\t", 3)
+        if len(tail) == 4:
+            out.append(DeadJobInfo(head[0], head[1], tail[0],
+                                   *(int_or_zero(v) for v in tail[1:])))
+    return out
+
+
+def parse_json_lines(lines: list[bytes]) -> list[Any]:
+    """A listing of one JSON value per line (geard's ``harp`` commands).
+
+    Raises :class:`~gear.errors.InvalidDataError` naming the line that is not JSON."""
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            raise InvalidDataError(f"expected a JSON line, got {line[:80]!r}") from None
     return out
