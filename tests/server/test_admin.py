@@ -206,3 +206,24 @@ def test_cancel_needs_invoke_permission_with_an_acl() -> None:
     h = net.submit(owner, b"f", ptype=c.SUBMIT_JOB_BG)
     assert net.admin(other, b"cancel job " + h + b"\r\n") == b"ERR PERMISSION_DENIED\r\n"
     assert net.admin(owner, b"cancel job " + h + b"\r\n") == b"OK\r\n"
+
+
+def test_tokens_split_on_runs_of_spaces_keeping_the_empty_ends() -> None:
+    from gear.server.admin.commands import tokenize
+
+    assert tokenize(b"cancel  job H") == [b"cancel", b"job", b"H"]
+    assert tokenize(b"cancel job ") == [b"cancel", b"job", b""]
+    assert tokenize(b"  status") == [b"", b"status"]
+    assert tokenize(b"version\t") == [b"version\t"]
+
+
+def test_a_trailing_space_after_a_shutdown_does_not_stop_the_server(net: Net) -> None:
+    adm = net.connect()
+    assert net.admin(adm, b"shutdown \r\n") == INCOMPLETE + b"shutdown\r\n"
+    assert net.broker.shutdown_requested is None
+
+
+def test_own_commands_read_a_trailing_space_as_no_function(net: Net) -> None:
+    adm = net.connect()
+    assert net.admin(adm, b"show dead jobs \n") == b".\n"
+    assert net.admin(adm, b"retry dead jobs \n") == b"OK 0\n"

@@ -27,6 +27,10 @@ LINES = [
     b"  status\n", b"version\t\n", b"verbose\n", b"Version\n", b"status a b c d\n", b"show\n",
     b"cancel\n", b"cancel job\n", b"cancel x y\n", b"create\n", b"maxqueue\n",
     b"prioritystatus\n", b"x\r\r\n", b"foo bar\r\n",
+    # A trailing space is an empty last token (docs/protocol.md §2.1).
+    b"cancel job \r\n", b"cancel job  \r\n", b"cancel  job H:x:1\r\n", b"cancel job H:x:1 \r\n",
+    b"show jobs \n", b"show unique jobs \n", b"create function x \r\n", b"maxqueue  \r\n",
+    b"drop function nope \r\n", b"a b c d \n",
 ]
 
 
@@ -55,6 +59,15 @@ def test_lists_match(mirror: Mirror) -> None:
     m.step("a", b"drop function ff\r\n")  # a worker is registered
     m.step("a", b"drop FUNCTION fX\r\n")
     m.step("a", b"status\n", normalize=sorted_lines)
+
+
+def test_the_empty_function_name_from_a_trailing_space(mirror: Mirror) -> None:
+    mirror.open("a")
+    for line in (b"create function \r\n", b"create function  x\r\n"):
+        mirror.step("a", line)
+    mirror.step("a", b"status\n", normalize=sorted_lines)
+    mirror.step("a", b"drop function \r\n")
+    mirror.step("a", b"status\n", normalize=sorted_lines)
 
 
 def test_maxqueue_matches(mirror: Mirror) -> None:

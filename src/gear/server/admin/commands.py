@@ -6,8 +6,9 @@ line tokenizer and the exact reply bytes (docs/protocol.md §2.1-2.2, observed o
 (see the package docstring); ``acl ...`` lines go to ``acl.py``. Must not import sockets,
 asyncio, threads or the network layer. Admin commands are rare: clarity over speed here.
 
-Line handling as gearmand's: tokens are separated by runs of single spaces (tabs are not
-separators), a leading space makes an empty first token, names are case-insensitive, and a line
+Line handling as gearmand's: tokens are separated by runs of spaces (tabs are not
+separators), a leading space makes an empty first token and a trailing space an empty last one,
+names are case-insensitive, and a line
 of more than 5 tokens closes the connection without a reply. Line endings of replies are copied
 exactly: lists and ``OK <value>`` end in ``\\n``, bare ``OK`` and ``ERR`` in ``\\r\\n``.
 
@@ -20,7 +21,8 @@ Where we differ from gearmand 1.1.20, on purpose (docs/protocol.md §3.18):
 * ``drop function X`` refuses (``ERR there are still connected workers or executing clients``)
   while the function has any job in memory, queued included (gearmand frees it under them).
 * ``cancel job H`` removes a queued job at once instead of leaving it counted until a worker's
-  GRAB reaps it; a running job is detached from its clients (WORK_FAIL) but not stopped (see
+  GRAB reaps it (so a second ``cancel job H`` answers ``ERR UNKNOWN_JOB``, where gearmand
+  answers ``OK`` again); a running job is detached from its clients (WORK_FAIL) but not stopped (see
   ``Broker.cancel``). With an ACL, the connection needs invoke permission on the job's
   function (``ERR PERMISSION_DENIED\\r\\n``), as in gear.
 * The dead-letter list (docs/semantics.md, "Poison jobs and the dead-letter list") has
@@ -40,6 +42,7 @@ Where we differ from gearmand 1.1.20, on purpose (docs/protocol.md §3.18):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 from gear.server.admin.acl import ACL_COMMANDS, acl_command
@@ -50,6 +53,7 @@ __all__ = ["run_command", "tokenize"]
 OK = b"OK\r\n"
 END = b".\n"
 MAX_TOKENS = 5  # TEXT argc in libgearman/command.cc (docs/protocol.md §2.1)
+_SPACES = re.compile(b" +")
 
 
 def _unknown(name: bytes) -> bytes:
@@ -65,9 +69,9 @@ def _incomplete(name: bytes) -> bytes:
 
 
 def tokenize(line: bytes) -> list[bytes]:
-    """Split an admin line as gearmand does (docs/protocol.md §2.1)."""
-    parts = line.split(b" ")
-    return [parts[0], *[p for p in parts[1:] if p]]
+    """Split an admin line as gearmand does (docs/protocol.md §2.1): on runs of spaces, so a
+    leading space makes an empty first token and a trailing one an empty last token."""
+    return _SPACES.split(line)
 
 
 def run_command(broker: Broker, peer: Peer, line: bytes) -> None:
@@ -129,7 +133,7 @@ def _show(broker: Broker, peer: Peer, tokens: list[bytes]) -> bytes:
         return _unknown(tokens[0])
     words = [t.lower() for t in tokens[1:]]
     if words[:2] == [b"dead", b"jobs"] and len(words) <= 3:
-        function = tokens[3] if len(tokens) == 4 else None
+        function = tokens[3] or None if len(tokens) == 4 else None  # "" from a trailing space
         lines = [b"%s\t%s\t%s\t%d\t%d\t%d\n" % (d.handle, d.function, d.unique, d.attempts,
                                                 int(d.died), d.size)
                  for d in broker.dead_letters(function)]
@@ -185,7 +189,7 @@ def _dead_command(broker: Broker, peer: Peer, tokens: list[bytes],
             return b"ERR UNIQUE_IN_USE a+job+with+this+unique+is+queued+or+running\r\n"
         return b"ERR UNKNOWN_JOB\r\n"
     if what == [b"dead", b"jobs"] and len(tokens) <= 4:
-        function = tokens[3] if len(tokens) == 4 else None
+        function = tokens[3] or None if len(tokens) == 4 else None
         if function is not None and not _may_invoke(broker, peer, function):
             return b"ERR PERMISSION_DENIED\r\n"
         done = 0
