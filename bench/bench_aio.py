@@ -36,7 +36,6 @@ import functools
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -53,6 +52,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.support.peers import GearmandProcess  # noqa: E402
 
 from gear import aio  # noqa: E402
+from rounds import Rates, end_process  # noqa: E402
 
 PAYLOAD = b"x" * 32
 Run = tuple[str, str, int, int]  # client kind, worker kind, window, worker slots
@@ -114,15 +114,7 @@ def worker_process(kind: str, port: int, function: str, slots: int) -> Iterator[
         wait_registered(port, function, 4 if kind == "threaded" and slots > 1 else 1, proc)
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        end_process(proc)
 
 
 def wait_registered(port: int, function: str, workers: int, proc: subprocess.Popen[bytes]) -> None:
@@ -283,25 +275,21 @@ def main() -> None:
         print("the gearman CLI (gearman-tools) is not installed: libgearman rows skipped")
         runs = [r for r in runs if "gearman" not in r[:2]]
     server = GearmandProcess()
-    samples: dict[Run, list[float]] = {}
-    failures: dict[Run, str] = {}
+    rates = Rates()
     print(f"gearmand {server.port}; payload {len(PAYLOAD)} B; python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs; {args.rounds} interleaved rounds, best and median shown")
     try:
         for round_no in range(args.rounds):
             for n, run in enumerate(runs):
-                if run in failures:
+                if rates.failed(run):
                     continue
                 client, worker, window, slots = run
                 jobs = args.jobs if window == 1 or worker == "gearman" else args.window_jobs
                 function = f"bench{round_no}_{n}"
-                try:
-                    with worker_process(worker, server.port, function, slots):
-                        seconds = CLIENTS[client](server.port, function, jobs, window)
-                except Exception as exc:
-                    failures[run] = f"{type(exc).__name__}: {exc}"
-                    continue
-                samples.setdefault(run, []).append(jobs / seconds)
+                with rates.measuring(run) as sample, \
+                        worker_process(worker, server.port, function, slots):
+                    sample.jobs = jobs
+                    sample.seconds = CLIENTS[client](server.port, function, jobs, window)
     finally:
         server.stop()
 
@@ -309,18 +297,9 @@ def main() -> None:
           f"{'median/s':>9}")
     for run in runs:
         client, worker, window, slots = run
-        if run in failures:
-            print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5}  FAILED {failures[run]}")
-            continue
-        rates = samples[run]
-        print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {max(rates):>9.0f} "
-              f"{statistics.median(rates):>9.0f}")
+        print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {rates.row(run)}")
     # The ratios are of the medians of the interleaved rounds, as docs/benchmarks.md says.
-    median = {run: statistics.median(rates) for run, rates in samples.items()}
-
-    def ratio(a: Run, b: Run, label: str) -> None:
-        if a in median and b in median:
-            print(f"  {label:<60} {median[a] / median[b]:6.2f}x")
+    ratio = functools.partial(rates.ratio, width=60)
 
     print(f"ratios of the median rates ({args.rounds} interleaved rounds, same run):")
     ratio(("aio", "aio", 1, 1), ("threaded", "threaded", 1, 1),

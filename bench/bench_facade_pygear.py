@@ -24,7 +24,6 @@ import argparse
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tests.support.peers import GearmandProcess  # noqa: E402
 
 import bench_aio  # noqa: E402
+from rounds import Rates, end_process  # noqa: E402
 
 PAYLOAD = bench_aio.PAYLOAD
 Run = tuple[str, str, int]  # client kind, worker kind, window
@@ -83,14 +83,7 @@ def worker_process(kind: str, port: int, function: str) -> Iterator[None]:
         bench_aio.wait_registered(port, function, 1, proc)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        end_process(proc)
 
 
 def client_pygear(port: int, function: str, jobs: int, window: int) -> float:
@@ -149,41 +142,28 @@ def main() -> None:
         print("the gearman CLI (gearman-tools) is not installed: libgearman rows skipped")
         runs = [r for r in runs if "gearman" not in r[:2]]
     server = GearmandProcess()
-    samples: dict[Run, list[float]] = {}
-    failures: dict[Run, str] = {}
+    rates = Rates()
     print(f"gearmand {server.port}; payload {len(PAYLOAD)} B; {args.jobs} jobs per run; "
           f"python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {args.rounds} rounds")
     try:
         for round_no in range(args.rounds):
             for n, run in enumerate(runs):
-                if run in failures:
+                if rates.failed(run):
                     continue
                 client, worker, window = run
                 function = f"pygear{round_no}_{n}"
-                try:
-                    with worker_process(worker, server.port, function):
-                        seconds = CLIENTS[client](server.port, function, args.jobs, window)
-                except Exception as exc:
-                    failures[run] = f"{type(exc).__name__}: {exc}"
-                    continue
-                samples.setdefault(run, []).append(args.jobs / seconds)
+                with rates.measuring(run) as sample, \
+                        worker_process(worker, server.port, function):
+                    sample.jobs = args.jobs
+                    sample.seconds = CLIENTS[client](server.port, function, args.jobs, window)
     finally:
         server.stop()
 
     print(f"{'client':>9} <- {'worker':<9} {'window':>6} {'best/s':>9} {'median/s':>9}")
     for run in runs:
         client, worker, window = run
-        if run in failures:
-            print(f"{client:>9} <- {worker:<9} {window:>6}  FAILED {failures[run]}")
-            continue
-        rates = samples[run]
-        print(f"{client:>9} <- {worker:<9} {window:>6} {max(rates):>9.0f} "
-              f"{statistics.median(rates):>9.0f}")
-    median = {run: statistics.median(rates) for run, rates in samples.items()}
-
-    def ratio(a: Run, b: Run, label: str) -> None:
-        if a in median and b in median:
-            print(f"  {label:<62} {median[a] / median[b]:6.2f}x")
+        print(f"{client:>9} <- {worker:<9} {window:>6} {rates.row(run)}")
+    ratio = rates.ratio
 
     print(f"ratios of the median rates ({args.rounds} alternating rounds, same run):")
     ratio(("pygear", "pygear", 1), ("threaded", "threaded", 1),

@@ -28,6 +28,7 @@ nothing is asserted. The threaded, aio and libgearman roles are bench/bench_aio.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -43,6 +44,7 @@ from contextlib import contextmanager
 import bench_aio
 from bench_aio import PAYLOAD, GearmandProcess
 from gear.compat import gearman
+from rounds import Rates, end_process
 
 Run = tuple[str, str, int, int]  # client kind, worker kind, window, worker slots
 
@@ -87,19 +89,7 @@ def worker_process(kind: str, port: int, function: str, slots: int) -> Iterator[
         yield
     finally:
         for proc in procs:
-            _end(proc)
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
+            end_process(proc)
 
 
 def client_cbench(port: int, function: str, jobs: int, window: int) -> float:
@@ -213,34 +203,29 @@ def main() -> None:
     else:
         print("bench/c's libgearman peer unavailable (apt-get install -y libgearman-dev gcc)")
     server = GearmandProcess()
-    samples: dict[Run, list[float]] = {}
-    failures: dict[Run, str] = {}
+    rates = Rates()
     cpu: dict[Run, list[tuple[float, float]]] = {}
     print(f"gearmand {server.port}; payload {len(PAYLOAD)} B; python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs; {args.rounds} interleaved rounds, best and median shown")
     try:
         for round_no in range(args.rounds):
             for n, run in enumerate(runs):
-                if run in failures:
+                if rates.failed(run):
                     continue
                 client, worker, window, slots = run
                 jobs = args.jobs if window == 1 else args.window_jobs
                 function = f"facade{round_no}_{n}"
-                try:
-                    with worker_process(worker, server.port, function, slots):
-                        worker_cpu, client_cpu = _children_cpu(server.pid), _own_cpu()
-                        LAST_DONE[0] = None
-                        seconds = CLIENTS[client](server.port, function, jobs, window)
-                        worker_cpu = _children_cpu(server.pid) - worker_cpu
-                        client_cpu = _own_cpu() - client_cpu
-                        jobs = LAST_DONE[0] or jobs
-                except Exception as exc:
-                    failures[run] = f"{type(exc).__name__}: {exc}"
-                    continue
-                samples.setdefault(run, []).append(jobs / seconds)
-                # warm-up jobs included in the CPU figures: at most 200 of them
-                cpu.setdefault(run, []).append((client_cpu * 1e6 / jobs,
-                                                worker_cpu * 1e6 / jobs))
+                with rates.measuring(run) as sample, \
+                        worker_process(worker, server.port, function, slots):
+                    worker_cpu, client_cpu = _children_cpu(server.pid), _own_cpu()
+                    LAST_DONE[0] = None
+                    sample.seconds = CLIENTS[client](server.port, function, jobs, window)
+                    worker_cpu = _children_cpu(server.pid) - worker_cpu
+                    client_cpu = _own_cpu() - client_cpu
+                    sample.jobs = done = LAST_DONE[0] or jobs
+                    # warm-up jobs included in the CPU figures: at most 200 of them
+                    cpu.setdefault(run, []).append((client_cpu * 1e6 / done,
+                                                    worker_cpu * 1e6 / done))
     finally:
         server.stop()
 
@@ -248,19 +233,13 @@ def main() -> None:
           f"{'median/s':>9} {'client us/job':>13} {'worker us/job':>13}")
     for run in runs:
         client, worker, window, slots = run
-        if run in failures:
-            print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5}  FAILED {failures[run]}")
-            continue
-        rates = samples[run]
-        client_us = statistics.median(c for c, _ in cpu[run])
-        worker_us = statistics.median(w for _, w in cpu[run])
-        print(f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {max(rates):>9.0f} "
-              f"{statistics.median(rates):>9.0f} {client_us:>13.0f} {worker_us:>13.0f}")
-    median = {run: statistics.median(rates) for run, rates in samples.items()}
-
-    def ratio(a: Run, b: Run, label: str) -> None:
-        if a in median and b in median:
-            print(f"  {label:<70} {median[a] / median[b]:6.2f}x")
+        line = f"{client:>9} <- {worker:<9} {window:>6} {slots:>5} {rates.row(run)}"
+        if run in cpu:
+            client_us = statistics.median(c for c, _ in cpu[run])
+            worker_us = statistics.median(w for _, w in cpu[run])
+            line += f" {client_us:>13.0f} {worker_us:>13.0f}"
+        print(line)
+    ratio = functools.partial(rates.ratio, width=70)
 
     print(f"ratios of the median rates ({args.rounds} interleaved rounds, same run):")
     ratio(("facade", "facade", 1, 1), ("threaded", "threaded", 1, 1),
