@@ -20,7 +20,19 @@ sys.path.insert(0, str(REPO / "bench"))
 import loadgen  # noqa: E402
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "bench").glob("*.py")))
+def _programs() -> list[str]:
+    # The scripts docs/benchmarks.md runs, not the modules they share (rounds.py): a program
+    # is a file that runs when started.
+    return sorted(p.name for p in (REPO / "bench").glob("*.py")
+                  if 'if __name__ == "__main__":' in p.read_text())
+
+
+def test_the_programs_are_found_and_the_shared_modules_are_not() -> None:
+    assert {"bench_server.py", "bench_aio.py", "loadgen.py"} <= set(_programs())
+    assert "rounds.py" not in _programs()
+
+
+@pytest.mark.parametrize("script", _programs())
 def test_a_benchmark_starts_with_a_python_that_has_no_gear(script: str) -> None:
     # -S: no site-packages, so neither the installed gear nor pytest is importable: the script
     # must find this checkout's src/ by itself ("python3 bench/bench_server.py").
