@@ -196,6 +196,48 @@ class Requests:
         if f.sleepers:
             self._wake(f)
 
+    def submit_local(self, peer: Peer, name: bytes, unique: bytes, data: bytes,
+                     priority: Priority = NORMAL) -> Job | bytes:
+        """A foreground SUBMIT_JOB from an in-process client (the harp port's link peer),
+        without a packet: the checks of :meth:`_submit` (unique size, ACL, coalescing, the
+        function's maxqueue), then the job queued and its workers woken. Returns the job (its
+        handle is what JOB_CREATED would have carried; nothing is written to ``peer``) or the
+        ERROR packet the wire would have answered. The job's WORK_* packets still reach
+        ``peer.out`` as for any client."""
+        if len(unique) > self._max_unique:
+            return ERR_UNIQUE_TOO_LARGE
+        acl = self._acl
+        if acl is not None and not acl.canInvoke(peer.ssl_subject, acl_name(name)):
+            return ERR_ACL
+        f = self.functions.get(name)
+        if f is None:
+            f = self.get_function(name)
+        if unique:
+            existing = (f.by_data.get(data) if data else None) if unique == b"-" \
+                else f.uniques.get(unique)
+            if existing is not None:
+                clients = existing.clients
+                if clients:
+                    clients.append(peer)
+                else:
+                    existing.clients = [peer]
+                peer.client_jobs[existing] = peer.client_jobs.get(existing, 0) + 1
+                return existing
+        limits = f.max_queue
+        if limits is not None:
+            limit = limits[priority]
+            if limit and f.total >= limit:
+                return ERR_QUEUE_FULL
+        job = self._new_job(f, unique, data, priority, False)
+        job.clients = [peer]
+        peer.client_jobs[job] = 1
+        self._seq = seq = self._seq + 1
+        job.seq = seq
+        f.queues[priority].append(job)
+        if f.sleepers:
+            self._wake(f)
+        return job
+
     def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
         """Attach a submission to an existing job; new data and priority are discarded
         (docs/protocol.md §3.2)."""
