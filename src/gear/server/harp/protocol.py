@@ -19,6 +19,8 @@ from typing import Any
 __all__ = [
     "BadRequest",
     "Request",
+    "compact",
+    "compact_sorted",
     "encode",
     "error_reply",
     "invalid_jobid",
@@ -62,9 +64,16 @@ class Request:
     info: Any = None
 
 
+#: The compact JSON text of a value (what ``json.dumps(v, separators=(",", ":"))`` makes),
+#: from one shared encoder: ``json.dumps`` with arguments builds a new encoder on every call.
+compact = json.JSONEncoder(separators=(",", ":")).encode
+#: The same with the keys sorted (a queue name's canonical text).
+compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def encode(obj: Any) -> bytes:
     """One reply line."""
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return compact(obj).encode() + b"\n"
 
 
 def error_reply(type_: str, message: str) -> bytes:

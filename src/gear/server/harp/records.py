@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from gear.server.harp.protocol import compact
+
 __all__ = ["CallRecord", "Listener", "RecordTable"]
 
 #: A listener gets ("packet", n, json_text) for each new stream message, then ("end", reply).
@@ -93,12 +95,13 @@ class CallRecord:
             listener(("packet", n, message))
         return kept
 
-    def end(self, reply: dict[str, Any], now: float) -> bool:
-        """End the call with ``reply``; False (and nothing changes) if it already ended."""
+    def end(self, reply: dict[str, Any], now: float, text: str | None = None) -> bool:
+        """End the call with ``reply`` (``text``: its JSON text when the caller has it, one
+        line); False (and nothing changes) if it already ended."""
         if self.ended:
             return False
         self.ended = True
-        self.reply_text = json.dumps(reply, separators=(",", ":"))
+        self.reply_text = compact(reply) if text is None else text
         self.end_time = now
         listeners, self.listeners = self.listeners, []
         for listener in listeners:

@@ -5,12 +5,13 @@ a call to host ``H``, procedure ``P`` onto a Gearman job of function ``H/P`` (it
 of the arguments, its unique the call's id), the named queues with a concurrency limit and the
 ``timeout`` / ``max_exec_time`` timers.
 
-The service is a client of the broker like any other: it owns one broker peer (the *link*,
-``broker.connect``) on which it submits with SUBMIT_JOB and reads JOB_CREATED, WORK_DATA,
-WORK_COMPLETE, WORK_EXCEPTION and WORK_FAIL (the engine writes the link's output to
-:meth:`HarpService.received` as it writes a socket's). Each ``H/P`` function gets a lifecycle
-policy (:class:`_CallPolicy`, ``Broker.set_policy``) that stamps the start time and arms the
-timers, so plain Gearman functions keep the broker's fast path.
+The service is a client of the broker: it owns one broker peer (the *link*,
+``broker.connect``). It submits with ``Broker.submit_local`` (a SUBMIT_JOB without its packet:
+the handle comes back at once, no JOB_CREATED to read) and reads the WORK_DATA, WORK_COMPLETE,
+WORK_EXCEPTION and WORK_FAIL packets the broker writes to the link (the engine writes the
+link's output to :meth:`HarpService.deliver` as it writes a socket's). Each ``H/P`` function
+gets a lifecycle policy (:class:`_CallPolicy`, ``Broker.set_policy``) that stamps the start
+time and arms the timers, so plain Gearman functions keep the broker's fast path.
 
 Sans-I/O: must not import sockets, asyncio or threads. The network side (``listener.py``)
 gives it lines and a :class:`Sink` per connection, calls :meth:`HarpService.run_timers` at
@@ -41,6 +42,8 @@ from gear.server.broker import JobEvents, Outcome
 from gear.server.harp.protocol import (
     BadRequest,
     Request,
+    compact,
+    compact_sorted,
     encode,
     invalid_jobid,
     new_job_id,
@@ -134,7 +137,6 @@ class HarpService:
         self.link = broker.connect("harp", 0, -1, None)
         self._policy = _CallPolicy(self)
         self._functions: set[bytes] = set()
-        self._pending: deque[CallRecord] = deque()  # submitted, JOB_CREATED not yet read
         self._by_handle: dict[bytes, CallRecord] = {}
         self._outcomes: dict[bytes, Outcome] = {}
         self._queues: dict[str, _Queue] = {}
@@ -166,11 +168,11 @@ class HarpService:
         now = self.clock()
         rec = CallRecord(new_job_id(), req.host, req.procedure, req.arguments, req.info, now)
         rec.timeout, rec.max_exec_time = req.timeout, req.max_exec_time
-        rec.args_text = json.dumps(req.arguments, separators=(",", ":"))
+        rec.args_text = compact(req.arguments)
         if req.info is not None:
-            rec.info_text = json.dumps(req.info, separators=(",", ":"))
+            rec.info_text = compact(req.info)
         if req.queue is not None:
-            rec.queue = json.dumps(req.queue, sort_keys=True, separators=(",", ":"))
+            rec.queue = compact_sorted(req.queue)
             rec.concurrency = req.concurrency
         self.records.add(rec)
         self._save(rec)
@@ -291,14 +293,19 @@ class HarpService:
         if name not in self._functions:
             self._functions.add(name)
             self.broker.set_policy(name, self._policy)
-        data = rec.args_text.encode()
-        self._pending.append(rec)
-        self.broker.feed(self.link, request(c.SUBMIT_JOB, name, rec.id.encode(), data))
-        self._drain()
+        job = self.broker.submit_local(self.link, name, rec.id.encode(), rec.args_text.encode())
+        if type(job) is bytes:  # the ERROR packet a SUBMIT_JOB would have got
+            code, _, text = job[12:].partition(b"\0")
+            self._end(rec, {"error": {"type": "submit_failed",
+                                      "message": f"{code.decode()}: {text.decode()}"}})
+            return
+        handle = job.handle
+        rec.handle = handle
+        self._by_handle[handle] = rec
 
-    def _end(self, rec: CallRecord, reply: dict[str, Any]) -> None:
+    def _end(self, rec: CallRecord, reply: dict[str, Any], text: str | None = None) -> None:
         now = self.clock()
-        if not rec.end(reply, now):
+        if not rec.end(reply, now, text):
             return
         records = self.records
         records.grow(rec, len(rec.reply_text or ""))
@@ -496,7 +503,7 @@ class HarpService:
         self._inbox.append(data)
 
     def process(self) -> None:
-        """Handle the link's input (JOB_CREATED, WORK_*), in order; re-entry only queues."""
+        """Handle the link's input (WORK_*), in order; re-entry only queues."""
         if self._processing:
             return
         self._processing = True
@@ -519,24 +526,6 @@ class HarpService:
             self._processing = False
 
     def _packet(self, ptype: int, body: bytes) -> None:
-        if ptype == c.JOB_CREATED:
-            rec = self._pending.popleft()
-            rec.handle = body
-            if not rec.ended:
-                self._by_handle[body] = rec
-            else:  # ended (cancelled, timed out) before its JOB_CREATED was read
-                job = self.broker.jobs.get(body)
-                if job is not None and job.unique == rec.id.encode():
-                    self.broker.cancel(job)
-                    self._drain()
-                    self.kick()
-            return
-        if ptype == c.ERROR:
-            rec = self._pending.popleft()
-            code, _, text = body.partition(b"\0")
-            self._end(rec, {"error": {"type": "submit_failed",
-                                      "message": f"{code.decode()}: {text.decode()}"}})
-            return
         handle, _, payload = body.partition(b"\0")
         found = self._by_handle.get(handle)
         if found is None or found.ended:
@@ -545,7 +534,8 @@ class HarpService:
         if ptype == c.WORK_DATA:
             self._message(rec, payload)
         elif ptype == c.WORK_COMPLETE:
-            self._end(rec, {"result": _json(payload)})
+            value, text = _json_value_text(payload)
+            self._end(rec, {"result": value}, '{"result":' + text + "}")
         elif ptype == c.WORK_EXCEPTION:
             self._end(rec, {"exception": _exception(payload)})
         elif ptype == c.WORK_FAIL:
@@ -563,17 +553,24 @@ def _json(payload: bytes) -> Any:
         return payload.decode("utf-8", "replace")
 
 
-def _json_text(payload: bytes) -> str:
-    """A worker's message as one line of JSON: the payload itself when it is valid JSON on one
-    line, re-encoded when it spans lines, the JSON string of its text when it is not JSON."""
+def _json_value_text(payload: bytes) -> tuple[Any, str]:
+    """A worker's JSON value and its text on one line: the payload itself when it is valid
+    JSON on one line (kept as sent, not re-encoded), re-encoded when it spans lines; a payload
+    that is not JSON is its text, as a JSON string."""
     try:
         text = payload.decode()
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError):
-        return json.dumps(payload.decode("utf-8", "replace"))
+        value = payload.decode("utf-8", "replace")
+        return value, compact(value)
     if "\n" in text or "\r" in text:
-        return json.dumps(value, separators=(",", ":"))
-    return text
+        return value, compact(value)
+    return value, text
+
+
+def _json_text(payload: bytes) -> str:
+    """A worker's message as one line of JSON (see :func:`_json_value_text`)."""
+    return _json_value_text(payload)[1]
 
 
 def _packet_line(n: int, text: str) -> bytes:
