@@ -23,11 +23,14 @@ async def start_harp(server: Any) -> None:
     """The HarpCaller port (docs/harp.md), beside the Gearman one."""
     from gear.server.harp.admin import HarpAdmin
     from gear.server.harp.listener import HarpListener
+    from gear.server.transport import OutputLimits
 
     writer, loaded = await open_harp_store(server)
     server.harp = HarpListener(server.broker, server.connections, server.after_broker_call,
                                server.config.harp_retention, server.config.harp_max_bytes,
-                               writer, server.config.harp_unknown_host_wait)
+                               writer, server.config.harp_unknown_host_wait,
+                               limits=OutputLimits.of(server.config),
+                               high_water=server.config.write_high_water)
     if loaded is not None:
         restarted = server.harp.service.load(*loaded)
         log.info("harp records: %d loaded, %d ended as server_restarted",

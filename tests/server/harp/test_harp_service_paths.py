@@ -19,6 +19,8 @@ class Sink:
     def write(self, data: bytes) -> None:
         self.out.append(data)
 
+    replay = write
+
     def done(self, close: bool = False) -> None:
         self.answered += 1
         self.closed = self.closed or close
@@ -50,7 +52,7 @@ def _complete(net: Net, service: HarpService, body: bytes) -> bytes:
     job_id = _call(service, '{"k": [1, 2]}')
     waiting = _result(service, job_id)
     assert waiting.out == []
-    ptype, (handle, fn, unique, data) = net.grab(w)
+    _, (handle, fn, unique, data) = net.grab(w)
     assert (fn, unique, data) == (b"h/p", job_id.encode(), b'{"k":[1,2]}')
     net.send(w, c.WORK_COMPLETE, handle, body)
     service._drain()

@@ -216,6 +216,8 @@ class Sink:
     def write(self, data: bytes) -> None:
         self.lines += [json.loads(x) for x in data.splitlines()]
 
+    replay = write
+
     def done(self, close: bool = False) -> None:
         pass
 

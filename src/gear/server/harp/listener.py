@@ -5,6 +5,10 @@ service's timers, its pruning passes and the link from the broker, and owns the 
 writer thread when the queue is durable) and :class:`HarpConnection` (line framing:
 requests answered one at a time, in order; further requests on a connection are served after
 the current one is answered, so HarpCaller's one-request clients and longer sessions both work).
+A HarpConnection is the Gearman port's connection class (``transport._Connection``) with its
+own framing: the write high-water mark, the back-pressure and the output limits (a follower
+that never reads a long stream is cut as a Gearman client is, docs/semantics.md "Output
+limits") are the same.
 
 Must not import the engine (the engine imports this) or the broker's internals: it talks to
 :class:`~gear.server.harp.service.HarpService` and to the engine through the callables given.
@@ -20,9 +24,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from gear.server.config import DEFAULT_HIGH_WATER
 from gear.server.harp.protocol import error_reply
 from gear.server.harp.service import DEFAULT_MAX_BYTES, DEFAULT_UNKNOWN_HOST_WAIT, HarpService
-from gear.server.transport import bind_sockets
+from gear.server.transport import OutputLimits, _Connection, bind_sockets
 
 __all__ = ["MAX_LINE", "HarpConnection", "HarpListener"]
 
@@ -60,27 +65,51 @@ class _Link:
         self.transport = _LinkTransport(listener)
 
 
-class HarpConnection(asyncio.Protocol):
+class HarpConnection(_Connection):
     """One HarpCaller client connection."""
 
-    def __init__(self, listener: HarpListener) -> None:
+    __slots__ = ("buf", "busy", "closed", "eof", "lines", "listener", "replay_end", "written")
+
+    def __init__(self, listener: HarpListener, high_water: int = DEFAULT_HIGH_WATER,
+                 limits: OutputLimits | None = None) -> None:
+        # No ConnectionHost: the connection feeds the harp service itself (data_received).
+        super().__init__(None, listener.tls, high_water, limits)  # type: ignore[arg-type]
         self.listener = listener
-        self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.lines: deque[bytes] = deque()
         self.busy = False
         self.closed = False
         #: The client half-closed (or closed): close once the requests asked are answered.
         self.eof = False
+        #: Bytes written so far, and the offset where the last replay of stored stream
+        #: messages ended: a replay is bounded by the records' byte bound, not by the output
+        #: limits, which count only what was written after it (live messages, replies).
+        self.written = 0
+        self.replay_end = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self._high_water)  # type: ignore[attr-defined]
         self.listener.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_soft_timer()
         self.closed = True
         self.lines.clear()
         self.listener.connections.discard(self)
+
+    def _unsent(self) -> int:
+        assert self.transport is not None
+        unsent = self.transport.get_write_buffer_size()
+        replay_left = self.replay_end - (self.written - unsent)  # the buffer drains in order
+        return unsent - replay_left if replay_left > 0 else unsent
+
+    def _cut(self, size: int, which: str, limit: int) -> None:
+        # The peer's address is looked up only for the log line (not on every connection).
+        if self.transport is not None:
+            peer = self.transport.get_extra_info("peername") or ("", 0)
+            self._peername = (str(peer[0]), int(peer[1]))
+        super()._cut(size, which, limit)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -123,6 +152,17 @@ class HarpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
             self.transport.write(data)
+            self.written += len(data)
+            if self.paused:  # over the high-water mark: the output limits apply
+                self.check_output()
+
+    def replay(self, data: bytes) -> None:
+        """Write stored stream messages (read_stream, follow_stream's first part): not
+        counted by the output limits."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+            self.written += len(data)
+            self.replay_end = self.written
 
     def done(self, close: bool = False) -> None:
         self.busy = False
@@ -143,8 +183,15 @@ class HarpListener:
     def __init__(self, broker: Any, connections: dict[Any, Any],
                  after_broker_call: Callable[[], None], retention: float,
                  max_bytes: int | None = DEFAULT_MAX_BYTES, writer: Any = None,
-                 unknown_host_wait: float | None = DEFAULT_UNKNOWN_HOST_WAIT) -> None:
+                 unknown_host_wait: float | None = DEFAULT_UNKNOWN_HOST_WAIT,
+                 high_water: int = DEFAULT_HIGH_WATER,
+                 limits: OutputLimits | None = None) -> None:
         self._engine_connections = connections
+        #: The write high-water mark and output limits of every harp connection (the
+        #: Gearman port's, ``--write-high-water``, ``--output-limit-*``).
+        self.high_water = high_water
+        self.limits = limits
+        self.tls = False
         self._after_broker_call = after_broker_call
         #: The record store's :class:`~gear.server.storage.harp_writer.HarpWriter`, or None.
         self.writer = writer
@@ -170,8 +217,11 @@ class HarpListener:
         # Records loaded after a restart may be due already: the first pass runs at once then.
         first = 0.0 if self.service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(first, self._prune)
+        self.tls = ssl_context is not None
+        high_water, limits = self.high_water, self.limits
         for sock in bind_sockets(host, port, backlog):
-            server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
+            server = await loop.create_server(lambda: HarpConnection(self, high_water, limits),
+                                              sock=sock,
                                               ssl=ssl_context, backlog=backlog)
             self.servers.append(server)
         return self.addresses

@@ -77,6 +77,10 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def replay(self, data: bytes) -> None:
+        """Write stored stream messages (bounded by the records' byte bound: the output limits
+        do not count them)."""
+
     def done(self, close: bool = False) -> None:
         """The current request is answered; ``close``: close the connection after the write."""
 
@@ -233,7 +237,7 @@ class HarpService:
         stream = rec.stream
         out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
         out.append(rec.reply_bytes() if rec.ended else encode({"continue": True}))
-        sink.write(b"".join(out))
+        sink.replay(b"".join(out))
         sink.done()
 
     def _r_follow_stream(self, req: Request, sink: Sink) -> None:
@@ -247,11 +251,11 @@ class HarpService:
         out = [_packet_line(n, stream[n]) for n in range(first, len(stream))]
         if rec.ended:
             out.append(rec.reply_bytes())
-            sink.write(b"".join(out))
+            sink.replay(b"".join(out))
             sink.done()
             return
         if out:
-            sink.write(b"".join(out))
+            sink.replay(b"".join(out))
         start = max(first, rec.count)
 
         def on_event(event: tuple[Any, ...]) -> None:
