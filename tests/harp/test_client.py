@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,15 @@ def test_a_host_name_is_looked_up(live: Any) -> None:
         rpc.localhost(queues={"typo": 1})
     with pytest.raises(AttributeError):
         rpc.__wrapped__  # noqa: B018 - dunder names are not hosts (copy, pickle, inspect)
+
+
+def test_a_silent_dispatcher_times_out() -> None:
+    """The read timeout is the kernel's (SO_RCVTIMEO) on plain TCP: same error, same bound."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        rpc = harp.HarpCaller("127.0.0.1", listener.getsockname()[1], timeout=0.3)
+        t0 = time.monotonic()
+        with pytest.raises(harp.CommunicationError, match=r"can.t read .*timed out"):
+            rpc.localhost.echo(1)
+        assert 0.25 < time.monotonic() - t0 < 5

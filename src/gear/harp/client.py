@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +41,7 @@ from gear.harp.messages import (
     RemoteError,
     RemoteException,
 )
-from gear.net import client_tls_context, set_nodelay, tls_context
+from gear.net import client_tls_context, tls_context
 
 __all__ = [
     "CALL_CANCELLED",
@@ -72,6 +73,11 @@ class JSONConnection:
     ``timeout`` (seconds, None: block) bounds connecting and each read.
     """
 
+    #: The timeout is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket) rather than
+    #: Python's, which polls before every connect, send and receive (a system call each).
+    #: TLS keeps Python's: the ssl module needs it to tell a timeout from a renegotiation.
+    _kernel_timeouts = True
+
     def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
         self.host = host
         self.port = port
@@ -87,11 +93,12 @@ class JSONConnection:
         """Connect to the address given (a new connection is already connected)."""
         self.close()
         try:
-            sock = _connect(self.host, self.port, self.timeout)
+            sock = _connect(self.host, self.port, self.timeout, self._kernel_timeouts)
         except OSError as exc:
-            raise CommunicationError(f"can't connect to {self.host}:{self.port}: {exc}") from exc
+            raise CommunicationError(
+                f"can't connect to {self.host}:{self.port}: {_reason(exc)}") from exc
         try:
-            set_nodelay(sock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock = self._wrap(sock)
         except (OSError, ssl.SSLError) as exc:
@@ -124,7 +131,8 @@ class JSONConnection:
         try:
             self._sock.sendall(m.encode(obj))
         except OSError as exc:
-            raise CommunicationError(f"can't send to {self.host}:{self.port}: {exc}") from exc
+            raise CommunicationError(
+                f"can't send to {self.host}:{self.port}: {_reason(exc)}") from exc
 
     def receive(self) -> Any:
         """The next JSON line, deserialized; None at EOF."""
@@ -147,7 +155,7 @@ class JSONConnection:
                 buffer += chunk
         except OSError as exc:
             raise CommunicationError(
-                f"can't read from {self.host}:{self.port}: {exc}") from exc
+                f"can't read from {self.host}:{self.port}: {_reason(exc)}") from exc
         self._buffer = buffer[end + 1:]
         return m.decode(buffer[:end + 1])
 
@@ -157,8 +165,12 @@ class JSONConnection:
 _NUMERIC: dict[tuple[str, int], tuple[Any, ...]] = {}
 
 
-def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
-    """A connected TCP socket (socket.create_connection, minus the lookup for numeric hosts)."""
+def _connect(host: str, port: int, timeout: float | None,
+             kernel_timeouts: bool = False) -> socket.socket:
+    """A connected TCP socket (socket.create_connection, minus the lookup for numeric hosts).
+
+    ``kernel_timeouts``: a positive ``timeout`` is set as SO_SNDTIMEO (connect and send) and
+    SO_RCVTIMEO on a blocking socket, so that no poll() precedes each call."""
     key = (host, port)
     info = _NUMERIC.get(key)
     if info is None:
@@ -171,12 +183,30 @@ def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
     family, kind, proto, _name, address = info
     sock = socket.socket(family, kind, proto)
     try:
-        sock.settimeout(timeout)
+        if kernel_timeouts and timeout is not None and timeout > 0:
+            seconds = int(timeout)
+            tv = _TIMEVAL.pack(seconds, int((timeout - seconds) * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        else:
+            sock.settimeout(timeout)
         sock.connect(address)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+#: struct timeval (seconds, microseconds), as SO_RCVTIMEO/SO_SNDTIMEO take it.
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, in words: a kernel timeout (EAGAIN, or EINPROGRESS from connect) says
+    "timed out", as Python's timeout does."""
+    if isinstance(exc, (BlockingIOError, TimeoutError)):
+        return "timed out"
+    return str(exc)
 
 
 class JSONSSLConnection(JSONConnection):
@@ -197,6 +227,8 @@ class JSONSSLConnection(JSONConnection):
         #: is made from the three above for this connection.
         self.context = context
         super().__init__(host, port, timeout)
+
+    _kernel_timeouts = False
 
     def _wrap(self, sock: socket.socket) -> socket.socket:
         context = self.context or tls_client_context(self.ca_file, self.ssl_key, self.ssl_cert)

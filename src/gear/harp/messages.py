@@ -130,10 +130,15 @@ CALL_CANCELLED: Any = _Sentinel("CallCancelled", "CALL_CANCELLED")
 # -- framing -------------------------------------------------------------------------------------
 
 
+#: Compact JSON (``json.dumps(v, separators=(",", ":"))``) from one shared encoder: dumps
+#: with arguments builds a new encoder on every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(request: dict[str, Any]) -> bytes:
     """One request line: compact JSON and a newline."""
     try:
-        return json.dumps(request, separators=(",", ":")).encode() + b"\n"
+        return _compact(request).encode() + b"\n"
     except (TypeError, ValueError) as exc:
         raise HarpException(f"the request is not JSON-serializable: {exc}") from exc
 
@@ -143,8 +148,9 @@ def decode(line: bytes | str) -> Any:
     if not line:
         raise CommunicationError("unexpected EOF")
     try:
-        return json.loads(line)
-    except ValueError as exc:
+        # Decoded here: json.loads would first guess the encoding of bytes.
+        return json.loads(line.decode() if type(line) is bytes else line)
+    except ValueError as exc:  # UnicodeDecodeError included
         raise CommunicationError(f"invalid JSON from the dispatcher: {exc}") from exc
 
 
@@ -324,7 +330,7 @@ def call_arguments(data: bytes) -> tuple[list[Any], dict[str, Any]]:
     keyword arguments; empty data is no arguments; any other JSON value is one argument."""
     if not data:
         return [], {}
-    value = json.loads(data)
+    value = json.loads(data.decode())
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
@@ -334,7 +340,7 @@ def call_arguments(data: bytes) -> tuple[list[Any], dict[str, Any]]:
 
 def encode_value(value: Any) -> bytes:
     """A stream message or a result as one JSON value (TypeError if it is not serializable)."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _compact(value).encode()
 
 
 def encode_exception(exc: BaseException) -> bytes:
