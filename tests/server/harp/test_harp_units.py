@@ -51,3 +51,23 @@ def test_job_ids_in_requests_are_normalised() -> None:
     upper = parse_request(b'{"harpcaller":1,"get_status":"%s"}' % job_id.upper().encode())
     assert upper.job_id == job_id
     assert parse_request(b'{"harpcaller":1,"get_status":"nope"}').job_id is None
+
+
+def test_loads_is_json_loads() -> None:
+    import json
+
+    import pytest
+
+    from gear.server.harp.protocol import loads
+
+    for data in [b'{"a":1}', b' {"a": 1} ', b'\xef\xbb\xbf{"a":1}', b"[1]\t", b"NaN", b'"\\u00e9"',
+                 "é".encode(), '"é"'.encode(), b"1 2", b"{", b"\xff", b"", b"[1]x", b"\x0b1"]:
+        for value in (data, data.decode("utf-8", "replace")):
+            try:
+                expected: object = json.loads(value)
+            except ValueError as exc:
+                with pytest.raises(type(exc)):
+                    loads(value)
+                continue
+            got = loads(value)
+            assert got == expected or (got != got and expected != expected)  # NaN

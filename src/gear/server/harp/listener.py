@@ -72,8 +72,11 @@ class HarpConnection(_Connection):
 
     def __init__(self, listener: HarpListener, high_water: int = DEFAULT_HIGH_WATER,
                  limits: OutputLimits | None = None) -> None:
+        """``high_water``: the mark to use, already lowered to the limits (computed once per
+        listener, not per connection)."""
         # No ConnectionHost: the connection feeds the harp service itself (data_received).
-        super().__init__(None, listener.tls, high_water, limits)  # type: ignore[arg-type]
+        super().__init__(None, listener.tls, high_water)  # type: ignore[arg-type]
+        self._limits = limits
         self.listener = listener
         self.buf = b""
         self.lines: deque[bytes] = deque()
@@ -218,7 +221,8 @@ class HarpListener:
         first = 0.0 if self.service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(first, self._prune)
         self.tls = ssl_context is not None
-        high_water, limits = self.high_water, self.limits
+        limits = self.limits
+        high_water = self.high_water if limits is None else limits.high_water(self.high_water)
         for sock in bind_sockets(host, port, backlog):
             server = await loop.create_server(lambda: HarpConnection(self, high_water, limits),
                                               sock=sock,

@@ -24,6 +24,7 @@ __all__ = [
     "encode",
     "error_reply",
     "invalid_jobid",
+    "loads",
     "new_job_id",
     "parse_request",
 ]
@@ -69,6 +70,24 @@ class Request:
 compact = json.JSONEncoder(separators=(",", ":")).encode
 #: The same with the keys sorted (a queue name's canonical text).
 compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads(data)``, faster for the usual line: UTF-8 decoded here (no guess of the
+    encoding) and no whitespace scans around the value; anything else (a BOM, whitespace
+    around the value, bad input) goes to ``json.loads`` itself, so the result and the
+    errors are exactly its."""
+    try:
+        text = data.decode() if type(data) is bytes else data
+        value, end = _raw_decode(text)  # type: ignore[arg-type]
+        if end == len(text):
+            return value
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        pass
+    return json.loads(data)
 
 
 def encode(obj: Any) -> bytes:
@@ -131,7 +150,7 @@ def _count(obj: dict[str, Any], key: str) -> int | None:
 def parse_request(line: bytes) -> Request:
     """Parse one request line (without its newline). Raises :class:`BadRequest`."""
     try:
-        obj = json.loads(line)
+        obj = loads(line)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_json", "the request is not valid JSON") from None
     if not isinstance(obj, dict):

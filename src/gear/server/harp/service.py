@@ -46,6 +46,7 @@ from gear.server.harp.protocol import (
     compact_sorted,
     encode,
     invalid_jobid,
+    loads,
     new_job_id,
     parse_request,
 )
@@ -563,7 +564,7 @@ def _json_value_text(payload: bytes) -> tuple[Any, str]:
     that is not JSON is its text, as a JSON string."""
     try:
         text = payload.decode()
-        value = json.loads(text)
+        value = loads(text)
     except (ValueError, UnicodeDecodeError):
         value = payload.decode("utf-8", "replace")
         return value, compact(value)
