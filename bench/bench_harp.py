@@ -1,6 +1,7 @@
 """HarpCaller calls through geard's harp port, against the same load on plain Gearman.
 
-Usage: ``python3 bench/bench_harp.py [--seconds S] [--threads N] [--stream N] [--quick]``
+Usage: ``python3 bench/bench_harp.py [--seconds S] [--threads N] [--stream N] [--quick]
+[--worker-loop asyncio|uvloop]``
 
 One geard (``--harp-port``, memory queue, no log) serves every run. A worker *process* serves
 procedure ``echo`` of host ``bench`` (Gearman function ``bench/echo``) and the plain Gearman
@@ -11,6 +12,8 @@ process:
 * harp, as HarpCaller clients do: per call one connection for the call request and one for
   ``get_result`` with ``wait`` (``gear.harp``: ``rpc.bench.echo(x).get()``), serially and from
   ``--threads`` client threads; calls/s and p50/p99 latency of a whole call;
+* harp-raw: the same two requests from a bare socket client (blocking sockets, no client
+  library), which shows what ``gear.harp`` itself costs;
 * plain Gearman: a foreground SUBMIT_JOB through gear's threaded ``Client`` (one connection per
   client thread, kept open), waiting for WORK_COMPLETE; same threads; the harp/Gearman ratio;
 * a stream: one call yielding ``--stream`` messages, followed live (``follow(since=0)``):
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -51,7 +55,7 @@ PAYLOAD = "x" * 32
 # --- the worker process -------------------------------------------------------------------
 
 
-def serve_aio(port: int, ready: Callable[[], None]) -> None:
+def serve_aio(port: int, ready: Callable[[], None], loop: str = "asyncio") -> None:
     async def main() -> None:
         worker = aio.Worker(client_id="bench-harp-aio")
         worker.add_server("127.0.0.1", port)
@@ -75,7 +79,12 @@ def serve_aio(port: int, ready: Callable[[], None]) -> None:
         ready()
         await asyncio.Event().wait()  # until SIGTERM
 
-    asyncio.run(main())
+    if loop == "uvloop":  # gear.aio runs on it too (docs/aio.md)
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def serve_threaded(port: int, ready: Callable[[], None]) -> None:
@@ -113,7 +122,10 @@ def worker_main(kind: str, port: int) -> None:
     def ready() -> None:
         print("ready", flush=True)
 
-    (serve_aio if kind == "aio" else serve_threaded)(port, ready)
+    if kind.startswith("aio"):
+        serve_aio(port, ready, kind.partition(":")[2] or "asyncio")
+    else:
+        serve_threaded(port, ready)
 
 
 class WorkerProcess:
@@ -184,6 +196,34 @@ def harp_call(rpc: harp.HarpCaller) -> Callable[[], None]:
     return call
 
 
+def raw_harp_call(port: int) -> Callable[[], None]:
+    """The harp call of :func:`harp_call` from a bare socket client: one blocking connection
+    per request, as HarpCaller clients do, and no client library."""
+    request = b'{"harpcaller":1,"host":"bench","procedure":"echo","arguments":["%s"]}\n' \
+        % PAYLOAD.encode()
+    expected = b'{"result":"%s"}\n' % PAYLOAD.encode()
+    address = ("127.0.0.1", port)
+
+    def ask(line: bytes) -> bytes:
+        with socket.create_connection(address) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(line)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("the harp port closed before its reply")
+                reply += chunk
+            return reply
+
+    def call() -> None:
+        job_id = json.loads(ask(request))["job_id"]
+        if ask(b'{"harpcaller":1,"get_result":"%s","wait":true}\n' % job_id.encode()) \
+                != expected:
+            raise SystemExit("raw harp echo returned something else")
+    return call
+
+
 def gearman_call() -> Callable[[], None]:
     local = threading.local()
     expected = PAYLOAD.encode()
@@ -237,6 +277,8 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=20000, help="stream messages")
     parser.add_argument("--workers", default="aio,threaded", help="worker kinds to measure")
     parser.add_argument("--quick", action="store_true", help="1 s runs, aio worker only")
+    parser.add_argument("--worker-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the event loop of the aio worker (default asyncio)")
     parser.add_argument("--serve-worker", nargs=2, metavar=("KIND", "PORT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,17 +291,20 @@ def main() -> None:
     GEARMAN_PORT[0] = gearman_port
     rpc = harp.HarpCaller("127.0.0.1", harp_port, timeout=30)
     print(f"geard pid {server.pid}: Gearman port {gearman_port}, harp port {harp_port}; "
-          f"{args.seconds:g} s per run, {os.cpu_count()} CPUs")
+          f"{args.seconds:g} s per run, {os.cpu_count()} CPUs; aio worker on "
+          f"{args.worker_loop}")
     header = f"{'worker':9} {'load':9} {'clients':>7} {'calls/s':>9} {'p50 ms':>8} " \
              f"{'p99 ms':>8} {'harp/gearman':>13}   CPU us per call: geard worker client"
     print(header)
     try:
         for kind in args.workers.split(","):
-            worker = WorkerProcess(kind, gearman_port)
+            worker = WorkerProcess(f"aio:{args.worker_loop}" if kind == "aio" else kind,
+                                   gearman_port)
             try:
                 for threads in (1, args.threads):
                     rates = {}
-                    for load, call in (("gearman", gearman_call()), ("harp", harp_call(rpc))):
+                    for load, call in (("gearman", gearman_call()), ("harp", harp_call(rpc)),
+                                       ("harp-raw", raw_harp_call(harp_port))):
                         run_load(call, min(0.3, args.seconds), threads)  # warm up
                         pids = (server.pid, worker.proc.pid, os.getpid())
                         before = [cpu_seconds(p) for p in pids]
@@ -267,8 +312,8 @@ def main() -> None:
                         cpu = [(cpu_seconds(p) - b) / max(n, 1) * 1e6
                                for p, b in zip(pids, before, strict=True)]
                         rates[load] = n / elapsed
-                        ratio = f"{rates['harp'] / rates['gearman']:.2f}" if load == "harp" \
-                            else ""
+                        ratio = f"{rates[load] / rates['gearman']:.2f}" \
+                            if load != "gearman" else ""
                         print(f"{kind:9} {load:9} {threads:>7} {n / elapsed:>9.0f} "
                               f"{pct(lat, 0.5):>8.2f} {pct(lat, 0.99):>8.2f} {ratio:>13}"
                               f"   {cpu[0]:>6.0f} {cpu[1]:>6.0f} {cpu[2]:>6.0f}",
