@@ -164,3 +164,20 @@ def test_a_call_is_cancelled_when_its_job_is() -> None:
     job.cancelled = True  # what the workers' JOB_CANCEL handling does (docs/protocol.md §1.7)
     assert call.cancelled
     assert m.HarpCall("h/p", "id", object()).cancelled is False  # a job without the flag
+
+
+def test_decode_is_json_loads() -> None:
+    import json
+
+    from gear.harp import messages as m
+
+    for line in [b'{"a":1}\n', b'{"a": 1} \n', b'\xef\xbb\xbf{"a":1}\n', b"NaN\n", b"[1]\r\n",
+                 "é".encode(), b"1 2\n", b"{\n", b"\xff\n", b"\n", b"1\n\n"]:
+        try:
+            expected: object = json.loads(line)
+        except ValueError:
+            with pytest.raises(m.CommunicationError, match="invalid JSON"):
+                m.decode(line)
+            continue
+        got = m.decode(line)
+        assert got == expected or (got != got and expected != expected)  # NaN

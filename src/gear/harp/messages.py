@@ -135,6 +135,24 @@ CALL_CANCELLED: Any = _Sentinel("CallCancelled", "CALL_CANCELLED")
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(data: bytes | str) -> Any:
+    """``json.loads(data)``, faster for the usual line: UTF-8 decoded here (no guess of the
+    encoding) and no whitespace scans around the value (a line's newline is allowed); anything
+    else (a BOM, other whitespace around the value, bad input) goes to ``json.loads`` itself,
+    so the result and the errors are exactly its."""
+    try:
+        text = data.decode() if type(data) is bytes else data
+        value, end = _raw_decode(text)  # type: ignore[arg-type]
+        if end == len(text) or text[end:] == "\n":
+            return value
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        pass
+    return json.loads(data)
+
+
 def encode(request: dict[str, Any]) -> bytes:
     """One request line: compact JSON and a newline."""
     try:
@@ -148,8 +166,7 @@ def decode(line: bytes | str) -> Any:
     if not line:
         raise CommunicationError("unexpected EOF")
     try:
-        # Decoded here: json.loads would first guess the encoding of bytes.
-        return json.loads(line.decode() if type(line) is bytes else line)
+        return _loads(line)
     except ValueError as exc:  # UnicodeDecodeError included
         raise CommunicationError(f"invalid JSON from the dispatcher: {exc}") from exc
 
@@ -330,7 +347,7 @@ def call_arguments(data: bytes) -> tuple[list[Any], dict[str, Any]]:
     keyword arguments; empty data is no arguments; any other JSON value is one argument."""
     if not data:
         return [], {}
-    value = json.loads(data.decode())
+    value = _loads(data)
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):

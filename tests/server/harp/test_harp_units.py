@@ -61,7 +61,8 @@ def test_loads_is_json_loads() -> None:
     from gear.server.harp.protocol import loads
 
     for data in [b'{"a":1}', b' {"a": 1} ', b'\xef\xbb\xbf{"a":1}', b"[1]\t", b"NaN", b'"\\u00e9"',
-                 "é".encode(), '"é"'.encode(), b"1 2", b"{", b"\xff", b"", b"[1]x", b"\x0b1"]:
+                 "é".encode(), '"é"'.encode(), b"1 2", b"{", b"\xff", b"", b"[1]x", b"\x0b1",
+                 b'{"a":1}\n', b"1\n\n", b"\n", b"[1]\r\n"]:
         for value in (data, data.decode("utf-8", "replace")):
             try:
                 expected: object = json.loads(value)

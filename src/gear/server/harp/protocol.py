@@ -77,13 +77,13 @@ _raw_decode = json.JSONDecoder().raw_decode
 
 def loads(data: bytes | str) -> Any:
     """``json.loads(data)``, faster for the usual line: UTF-8 decoded here (no guess of the
-    encoding) and no whitespace scans around the value; anything else (a BOM, whitespace
-    around the value, bad input) goes to ``json.loads`` itself, so the result and the
-    errors are exactly its."""
+    encoding) and no whitespace scans around the value (a line's newline is allowed); anything
+    else (a BOM, other whitespace around the value, bad input) goes to ``json.loads`` itself,
+    so the result and the errors are exactly its."""
     try:
         text = data.decode() if type(data) is bytes else data
         value, end = _raw_decode(text)  # type: ignore[arg-type]
-        if end == len(text):
+        if end == len(text) or text[end:] == "\n":
             return value
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         pass
