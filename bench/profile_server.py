@@ -1,7 +1,7 @@
 """In-process micro-benchmarks of the broker's hot paths (no sockets, no event loop).
 
 Run: ``python3 bench/profile_server.py [--jobs N] [--repeat R] [--profile {bg,fg,drain}]
-[--observe]``
+[--observe] [--loads bg,fg,...] [--callgrind]``
 
 The quickest loop for optimising :mod:`gear.server.broker` (the framing loop and runs of submits
 in ``pipeline.py``, submissions and handlers in ``requests.py``, queues and the one job exit in
@@ -25,6 +25,13 @@ time, so other processes on a shared machine disturb it little):
 (:class:`~gear.server.observe.metrics.JobMetrics`) on every broker: the difference is what the
 metrics cost the broker per job (docs/operations.md §5).
 
+``--loads`` picks the loads to run (default: all). ``--callgrind`` counts instead of timing: each
+chosen load runs under ``valgrind --tool=callgrind`` at ``--jobs`` and at twice that, without
+and with the observer, and the difference in instructions divided by the difference in jobs is
+printed (start-up and the load's set-up cancel out). Instruction counts do not depend on the
+machine's load, so they compare a change before and after; run with ``PYTHONHASHSEED=0``
+(set for the children if unset) and the same interpreter.
+
 The garbage collector is tuned as geard tunes it (``engine.tune_gc``). ``--profile LOAD`` runs
 that load under cProfile and prints the top functions. Nothing here is asserted. Must not import
 the network layer's event loop code beyond ``tune_gc``.
@@ -35,8 +42,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import os
 import pstats
+import re
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -195,6 +206,37 @@ LOADS: dict[str, Callable[[int], float]] = {
 }
 
 
+def _instructions(load: str, jobs: int, observe: bool) -> int:
+    """Instructions callgrind counts for one run of ``load`` with ``jobs`` jobs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+               sys.executable, __file__, "--loads", load, "--jobs", str(jobs), "--repeat", "1"]
+        if observe:
+            cmd.append("--observe")
+        env = dict(os.environ)
+        env.setdefault("PYTHONHASHSEED", "0")
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+        if match is None:
+            raise SystemExit(f"no instruction total in {out}")
+        return int(match.group(1))
+
+
+def callgrind(loads: list[str], jobs: int) -> None:
+    """Instructions per job of each load, without and with the metrics observer."""
+    for name in loads:
+        per_job = []
+        for observe in (False, True):
+            low = _instructions(name, jobs, observe)
+            high = _instructions(name, 2 * jobs, observe)
+            per_job.append((high - low) / jobs)
+        plain, observed = per_job
+        print(f"{name:6} {plain:9,.0f} instr/job without metrics, {observed:9,.0f} with "
+              f"({(observed / plain - 1) * 100:+.1f}%)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200_000)
@@ -202,7 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(LOADS), default=None)
     parser.add_argument("--observe", action="store_true",
                         help="register geard --http-port's metrics observer on every broker")
+    parser.add_argument("--loads", default=",".join(LOADS),
+                        help="comma-separated loads to run (default: all)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="instructions per job under valgrind, without and with --observe")
     args = parser.parse_args(argv)
+    loads = args.loads.split(",")
+    unknown = set(loads) - set(LOADS)
+    if unknown:
+        parser.error(f"unknown loads: {', '.join(sorted(unknown))}")
+    if args.callgrind:
+        callgrind(loads, args.jobs)
+        return 0
     global OBSERVE
     OBSERVE = args.observe
     tune_gc()
@@ -211,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         prof.runcall(LOADS[args.profile], args.jobs)
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return 0
-    for name, load in LOADS.items():
+    for name in loads:
+        load = LOADS[name]
         times = []
         for _ in range(args.repeat):
             gc.collect()  # the previous run's broker is cyclic garbage: not on this run's clock
