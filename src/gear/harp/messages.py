@@ -130,15 +130,17 @@ CALL_CANCELLED: Any = _Sentinel("CallCancelled", "CALL_CANCELLED")
 # -- framing -------------------------------------------------------------------------------------
 
 
+#: The JSON codec of HarpCaller's wire, shared with geard's harp port
+#: (gear.server.harp.protocol): :data:`compact` and :func:`loads`.
 #: Compact JSON (``json.dumps(v, separators=(",", ":"))``) from one shared encoder: dumps
 #: with arguments builds a new encoder on every call.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def _loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> Any:
     """``json.loads(data)``, faster for the usual line: UTF-8 decoded here (no guess of the
     encoding) and no whitespace scans around the value (a line's newline is allowed); anything
     else (a BOM, other whitespace around the value, bad input) goes to ``json.loads`` itself,
@@ -156,7 +158,7 @@ def _loads(data: bytes | str) -> Any:
 def encode(request: dict[str, Any]) -> bytes:
     """One request line: compact JSON and a newline."""
     try:
-        return _compact(request).encode() + b"\n"
+        return compact(request).encode() + b"\n"
     except (TypeError, ValueError) as exc:
         raise HarpException(f"the request is not JSON-serializable: {exc}") from exc
 
@@ -166,7 +168,7 @@ def decode(line: bytes | str) -> Any:
     if not line:
         raise CommunicationError("unexpected EOF")
     try:
-        return _loads(line)
+        return loads(line)
     except ValueError as exc:  # UnicodeDecodeError included
         raise CommunicationError(f"invalid JSON from the dispatcher: {exc}") from exc
 
@@ -347,7 +349,7 @@ def call_arguments(data: bytes) -> tuple[list[Any], dict[str, Any]]:
     keyword arguments; empty data is no arguments; any other JSON value is one argument."""
     if not data:
         return [], {}
-    value = _loads(data)
+    value = loads(data)
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
@@ -357,7 +359,7 @@ def call_arguments(data: bytes) -> tuple[list[Any], dict[str, Any]]:
 
 def encode_value(value: Any) -> bytes:
     """A stream message or a result as one JSON value (TypeError if it is not serializable)."""
-    return _compact(value).encode()
+    return compact(value).encode()
 
 
 def encode_exception(exc: BaseException) -> bytes:

@@ -1,8 +1,10 @@
 """HarpCaller's line-wise JSON protocol as geard speaks it: requests parsed, replies encoded.
 
 Owns :func:`parse_request` (one line in, one :class:`Request` or :class:`BadRequest` out) and
-the reply encoders. The requests and replies are HarpCaller's (docs/harp.md, "The wire"); the
-error types for bad requests are geard's own (the real dispatcher closes without a word).
+the reply encoders; the JSON codec itself (:data:`compact`, :func:`loads`) is the client
+side's, :mod:`gear.harp.messages`. The requests and replies are HarpCaller's (docs/harp.md,
+"The wire"); the error types for bad requests are geard's own (the real dispatcher closes
+without a word).
 
 Sans-I/O: must not import sockets, asyncio, threads, the broker or the engine.
 """
@@ -15,6 +17,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from gear.harp.messages import compact, loads
 
 __all__ = [
     "BadRequest",
@@ -65,29 +69,8 @@ class Request:
     info: Any = None
 
 
-#: The compact JSON text of a value (what ``json.dumps(v, separators=(",", ":"))`` makes),
-#: from one shared encoder: ``json.dumps`` with arguments builds a new encoder on every call.
-compact = json.JSONEncoder(separators=(",", ":")).encode
-#: The same with the keys sorted (a queue name's canonical text).
+#: The same as :data:`compact` with the keys sorted (a queue name's canonical text).
 compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-
-
-_raw_decode = json.JSONDecoder().raw_decode
-
-
-def loads(data: bytes | str) -> Any:
-    """``json.loads(data)``, faster for the usual line: UTF-8 decoded here (no guess of the
-    encoding) and no whitespace scans around the value (a line's newline is allowed); anything
-    else (a BOM, other whitespace around the value, bad input) goes to ``json.loads`` itself,
-    so the result and the errors are exactly its."""
-    try:
-        text = data.decode() if type(data) is bytes else data
-        value, end = _raw_decode(text)  # type: ignore[arg-type]
-        if end == len(text) or text[end:] == "\n":
-            return value
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        pass
-    return json.loads(data)
 
 
 def encode(obj: Any) -> bytes:
