@@ -1,7 +1,8 @@
 """Broker.submit_local, the harp port's packet-less foreground submit, against SUBMIT_JOB.
 
 The same checks answer the same ERROR packets, the job it makes is the job SUBMIT_JOB makes,
-sleeping workers are woken, coalescing attaches the local peer, and the job's WORK_* packets
+sleeping workers are woken, coalescing attaches the local peer (through the wire's own
+coalescing: a job not yet on disk holds it as it holds a client), and the job's WORK_* packets
 reach the local peer's output as they reach a client's.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from gear import constants as c
 from gear.server import broker as b
-from tests.server.helpers import Net
+from tests.server.helpers import Net, Store
 
 
 def _slots(job: b.Job) -> dict[str, object]:
@@ -70,3 +71,17 @@ def test_coalesces_on_the_unique() -> None:
     assert isinstance(job, b.Job)
     assert job.handle == handle and job.clients == [client, link]
     assert link.client_jobs == {job: 1}
+
+
+def test_coalescing_on_a_job_not_yet_on_disk_holds_the_local_peer_as_a_client() -> None:
+    store = Store(batched=True)
+    net = store.net()
+    client, link = net.connect(), net.connect()
+    net.send(client, c.SUBMIT_JOB_BG, b"h/p", b"same", b"x")
+    assert net.recv(client) == []  # no JOB_CREATED before the job is on disk
+    job = net.broker.submit_local(link, b"h/p", b"same", b"y")
+    assert isinstance(job, b.Job) and job.clients == [link]
+    assert net.recv(link) == []
+    store.broker.stored_batch([j for _, j in store.pending], None)
+    assert net.recv(client) == [(c.JOB_CREATED, job.handle)]
+    assert net.recv(link) == [(c.JOB_CREATED, job.handle)]

@@ -201,9 +201,11 @@ class Requests:
         """A foreground SUBMIT_JOB from an in-process client (the harp port's link peer),
         without a packet: the checks of :meth:`_submit` (unique size, ACL, coalescing, the
         function's maxqueue), then the job queued and its workers woken. Returns the job (its
-        handle is what JOB_CREATED would have carried; nothing is written to ``peer``) or the
-        ERROR packet the wire would have answered. The job's WORK_* packets still reach
-        ``peer.out`` as for any client."""
+        handle is what JOB_CREATED would have carried; nothing is written to ``peer`` for a new
+        job) or the ERROR packet the wire would have answered. A submission that coalesces
+        goes through the wire's own :meth:`_coalesce`, JOB_CREATED (or the hold of a job not
+        yet on disk) included, so the two paths cannot drift apart there; the harp link reads
+        only WORK_* packets. The job's WORK_* packets reach ``peer.out`` as for any client."""
         if len(unique) > self._max_unique:
             return ERR_UNIQUE_TOO_LARGE
         acl = self._acl
@@ -216,12 +218,7 @@ class Requests:
             existing = (f.by_data.get(data) if data else None) if unique == b"-" \
                 else f.uniques.get(unique)
             if existing is not None:
-                clients = existing.clients
-                if clients:
-                    clients.append(peer)
-                else:
-                    existing.clients = [peer]
-                peer.client_jobs[existing] = peer.client_jobs.get(existing, 0) + 1
+                self._coalesce(peer, existing, False)
                 return existing
         limits = f.max_queue
         if limits is not None:
