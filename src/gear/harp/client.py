@@ -41,7 +41,7 @@ from gear.harp.messages import (
     RemoteError,
     RemoteException,
 )
-from gear.net import client_tls_context, tls_context
+from gear.net import client_tls_context, set_nodelay, tls_context
 
 __all__ = [
     "CALL_CANCELLED",
@@ -98,7 +98,7 @@ class JSONConnection:
             raise CommunicationError(
                 f"can't connect to {self.host}:{self.port}: {_reason(exc)}") from exc
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_nodelay(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock = self._wrap(sock)
         except (OSError, ssl.SSLError) as exc:

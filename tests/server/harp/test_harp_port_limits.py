@@ -8,12 +8,12 @@ read_stream of stored messages far over the limit (the records' byte bound bound
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.server.harp.conftest import Harp, LiveServer, RawWorker
+from tests.support.peers import wait_for
 
 LIMIT = 256 * 1024
 MESSAGE = "m" * 10_000
@@ -37,13 +37,6 @@ def _follower(port: int, job_id: str) -> socket.socket:
     return sock
 
 
-def _wait(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_follower_that_never_reads_is_cut_at_the_hard_limit(limited: LiveServer) -> None:
     w = RawWorker(limited.port, "h/stream")
     caller = Harp(limited.harp_port)
@@ -52,12 +45,14 @@ def test_a_follower_that_never_reads_is_cut_at_the_hard_limit(limited: LiveServe
     handle, _, _ = w.grab()
     silent = _follower(limited.harp_port, job_id)
     # The caller's connection is gone, the follower's is served (its follow is registered).
-    _wait(lambda: limited.call(lambda: len(limited.server.harp.connections)) == 1)
+    wait_for(lambda: limited.call(lambda: len(limited.server.harp.connections)) == 1,
+             what="the follower's connection")
     total = 12 * 1024 * 1024 // len(MESSAGE)  # well past the limit and the socket buffers
     for _ in range(total):
         w.data(handle, MESSAGE)
     w.echo()
-    _wait(lambda: limited.call(lambda: len(limited.server.harp.connections)) == 0)
+    wait_for(lambda: limited.call(lambda: len(limited.server.harp.connections)) == 0,
+             what="the follower to be cut")
     # The call runs on, its stream kept: a reader gets every message and the end, although
     # the replay is 48 times the limit.
     w.complete(handle, "done")

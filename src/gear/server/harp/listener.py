@@ -70,13 +70,10 @@ class HarpConnection(_Connection):
 
     __slots__ = ("buf", "busy", "closed", "eof", "lines", "listener", "replay_end", "written")
 
-    def __init__(self, listener: HarpListener, high_water: int = DEFAULT_HIGH_WATER,
-                 limits: OutputLimits | None = None) -> None:
-        """``high_water``: the mark to use, already lowered to the limits (computed once per
-        listener, not per connection)."""
+    def __init__(self, listener: HarpListener) -> None:
         # No ConnectionHost: the connection feeds the harp service itself (data_received).
-        super().__init__(None, listener.tls, high_water)  # type: ignore[arg-type]
-        self._limits = limits
+        super().__init__(None, listener.tls, listener.high_water,  # type: ignore[arg-type]
+                         listener.limits)
         self.listener = listener
         self.buf = b""
         self.lines: deque[bytes] = deque()
@@ -221,11 +218,8 @@ class HarpListener:
         first = 0.0 if self.service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(first, self._prune)
         self.tls = ssl_context is not None
-        limits = self.limits
-        high_water = self.high_water if limits is None else limits.high_water(self.high_water)
         for sock in bind_sockets(host, port, backlog):
-            server = await loop.create_server(lambda: HarpConnection(self, high_water, limits),
-                                              sock=sock,
+            server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
                                               ssl=ssl_context, backlog=backlog)
             self.servers.append(server)
         return self.addresses
