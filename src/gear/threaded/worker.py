@@ -250,22 +250,38 @@ class Worker(BaseClient):
     # --- state machine (job_lock held) ---------------------------------------------------------
 
     def _updateStateMachines(self) -> None:
+        self._sendGrabs(self._nextGrabs())
+
+    def _nextGrabs(self) -> list[tuple[Any, bytes]]:
+        """Advance every connection's grab cycle (job_lock held); returns the GRABs to send.
+
+        The caller sends them with :meth:`_sendGrabs` after releasing job_lock: a thread
+        holding the lock across ``send`` made the poll thread, woken by the answer, block on
+        the lock and hand the GIL back and forth (issue 14). The state already says GRAB_WAIT
+        when the lock is released, so the answer finds the connection in the right state.
+        """
+        grabs: list[tuple[Any, bytes]] = []
         sessions = self._sessions
-        for conn in list(self.active_connections):
+        waiting = self.waiting_for_jobs > 0
+        for conn in self.active_connections[:]:
             session = sessions.get(conn) or self._session(conn)
-            if self.waiting_for_jobs > 0:
+            if waiting:
                 if session.can_grab:
-                    data = session.grab()
-                    conn.changeState(session.state)
-                    try:
-                        self._sendRaw(data, conn)
-                    except Exception:
-                        continue
+                    grabs.append((conn, session.grab()))
+                    conn.changeState("GRAB_WAIT")
             elif session.sleeping and not session.hungry:
                 # In SLEEP and nobody waits: forget the sleep, so the next getJob grabs at once
                 # instead of waiting for a NOOP (a GRAB_WAIT connection's answer is on the way).
                 session.wake()
                 conn.changeState(session.state)
+        return grabs
+
+    def _sendGrabs(self, grabs: list[tuple[Any, bytes]]) -> None:
+        for conn, data in grabs:
+            try:
+                self._sendRaw(data, conn)
+            except Exception:
+                continue
 
     def getJob(self) -> WorkerJob:
         """Get a job from Gearman; blocks until one is assigned.
@@ -286,8 +302,9 @@ class Worker(BaseClient):
             # counted for a thread already waiting, which then still needs a grab: grab
             # whenever the count is positive, not only when nothing was queued (issue 15 a: a
             # thread pool sharing one Worker stalled with a job waiting on the server).
-            if self.waiting_for_jobs > 0:
-                self._updateStateMachines()
+            grabs = self._nextGrabs() if self.waiting_for_jobs > 0 else None
+        if grabs:
+            self._sendGrabs(grabs)
         if job is None:
             job = self.job_queue.get()
             if job is None:
@@ -420,7 +437,9 @@ class Worker(BaseClient):
             # when a job arrives for a caller that stopped waiting (the job stays queued).
             self.waiting_for_jobs -= 1
             self.job_queue.put(job)
-            self._updateStateMachines()
+            grabs = self._nextGrabs()
+        if grabs:
+            self._sendGrabs(grabs)
 
 
 class TextWorker(Worker):
