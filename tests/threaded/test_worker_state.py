@@ -192,13 +192,15 @@ class _GatedQueue:
 def test_taking_a_queued_job_while_others_wait_keeps_grabbing(worker: gear.Worker) -> None:
     # Issue 15 (a): thread A waits; the job assigned for it is queued; before A wakes, thread B
     # calls getJob and takes that job. A still waits, so the connection must grab for it.
+    # (A, the only waiter, reads the JOB_ASSIGN itself and then blocks on the queue; with
+    # more waiters the poll thread reads it: either way A is blocked with H:1 queued.)
     gated = _GatedQueue()
     worker.job_queue = gated  # type: ignore[assignment]
     peer = Peer(worker)
     t, out = _get_job_in_thread(worker)  # A
     peer.expect(constants.GRAB_JOB_UNIQ)
-    assert gated.blocked.wait(5)
     peer.send(constants.JOB_ASSIGN, b"H:1", b"fn", b"a")
+    assert gated.blocked.wait(5)
     with gated.cond:
         assert gated.cond.wait_for(lambda: not gated.empty(), 5)
     assert worker.waiting_for_jobs == 0

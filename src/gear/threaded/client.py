@@ -84,6 +84,10 @@ RECONNECT_MAX_DELAY = RECONNECT_MAX
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_MASK = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+#: Linux's epoll: a descriptor can be taken out of (and put back into) the poll thread's set
+#: while it waits, without waking it (the Worker's direct reads, worker.py).
+EPOLL = hasattr(select, "epoll")
+_EPOLL_MASK = _POLL_IN | select.POLLERR | select.POLLHUP
 
 
 class BaseClientServer(PacketDispatch):
@@ -117,6 +121,11 @@ class BaseClientServer(PacketDispatch):
         # Serialises ClientSession.attach (a submitting thread) against the packets that create
         # or end a live job (the poll thread), and against a connection's loss.
         self.session_lock = threading.Lock()
+        # The poll thread's current poll set (an epoll, or None while it is rebuilt) and what
+        # it polls: connection -> (fd, socket). Changed under _poll_lock (see _pollable).
+        self._poll_lock = threading.Lock()
+        self._poller: Any = None
+        self._polled: dict[Any, tuple[int, Any]] = {}
         # A pipe that makes the poll loop rebuild its poll set.
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
@@ -235,19 +244,39 @@ class BaseClientServer(PacketDispatch):
         except (BlockingIOError, OSError):
             pass
 
+    def _pollable(self, conn: Any) -> bool:
+        """Hook (``_poll_lock`` held): whether the poll thread reads ``conn`` now."""
+        return True
+
     def _pollLoop(self) -> None:
-        poll = select.poll()
+        poll: Any = select.epoll() if EPOLL else select.poll()
+        try:
+            self._pollSet(poll)
+        finally:
+            with self._poll_lock:
+                self._poller = None
+                self._polled = {}
+            if EPOLL:
+                poll.close()
+
+    def _pollSet(self, poll: Any) -> None:
         poll.register(self.wake_read, select.POLLIN)
         fdmap: dict[int, tuple[Any, Any]] = {}
         with self.connections_condition:
             conns = list(self.active_connections)
-        for conn in conns:
-            sock = conn.conn
-            if sock is None:
-                continue
-            fd = sock.fileno()
-            fdmap[fd] = (conn, sock)
-            poll.register(fd, _POLL_MASK)
+        mask = _EPOLL_MASK if EPOLL else _POLL_MASK
+        with self._poll_lock:
+            polled = {}
+            for conn in conns:
+                sock = conn.conn
+                if sock is None:
+                    continue
+                fd = sock.fileno()
+                fdmap[fd] = (conn, sock)
+                polled[conn] = (fd, sock)
+                if self._pollable(conn):
+                    poll.register(fd, mask)
+            self._poller, self._polled = (poll, polled) if EPOLL else (None, {})
         while self.running:
             for fd, event in poll.poll():
                 if fd == self.wake_read:

@@ -1,0 +1,173 @@
+"""The Worker's direct reads (issue 14): the only thread waiting in getJob reads its one
+connection itself instead of waiting for the poll thread's hand-off, and gives it back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import gear
+from gear import constants
+from tests.threaded.fakes import Peer
+
+
+def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    # Polling the worker's internal state from the test thread (it has no event to wait on).
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.fixture
+def worker() -> Iterator[gear.Worker]:
+    w = gear.Worker("w1")
+    yield w
+    w.shutdown()
+
+
+def _peer(worker: gear.Worker) -> Peer:
+    peer = Peer(worker)
+    assert _until(lambda: peer.conn in worker._polled)  # the poll thread has taken it up
+    return peer
+
+
+def _get_job_in_thread(worker: gear.Worker) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(worker.getJob())
+        except gear.InterruptedError as e:
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _echo_in_thread(conn: object) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(conn.echo(b"ping", 5)),  # type: ignore[attr-defined]
+                         daemon=True)
+    t.start()
+    return t, out
+
+
+def _answer_echo(peer: Peer) -> None:
+    assert peer.expect(constants.ECHO_REQ).body == b"ping"
+    peer.send(constants.ECHO_RES, b"ping")
+
+
+def test_the_only_waiter_reads_its_connection_then_hands_it_back(worker: gear.Worker) -> None:
+    peer = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    assert _until(lambda: worker._direct is peer.conn)
+    # The whole grab cycle is read by the getJob thread: NO_JOB -> PRE_SLEEP -> NOOP -> GRAB.
+    peer.send(constants.NO_JOB)
+    peer.expect(constants.PRE_SLEEP)
+    peer.send(constants.NOOP)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    peer.send(constants.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"u", b"a")
+    t.join(5)
+    (job,) = out
+    assert isinstance(job, gear.WorkerJob) and job.handle == b"H:1"
+    assert worker._direct is None and worker.waiting_for_jobs == 0
+    # The poll thread reads the connection again while the job runs.
+    e, answer = _echo_in_thread(peer.conn)
+    _answer_echo(peer)
+    e.join(5)
+    assert answer == [b"ping"]
+    job.sendWorkComplete(b"done")
+    assert peer.expect(constants.WORK_COMPLETE).body == b"H:1\x00done"
+
+
+def test_replies_for_other_threads_are_read_by_the_direct_reader(worker: gear.Worker) -> None:
+    peer = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    peer.send(constants.NO_JOB)
+    peer.expect(constants.PRE_SLEEP)
+    assert worker._direct is peer.conn
+    e, answer = _echo_in_thread(peer.conn)
+    _answer_echo(peer)
+    e.join(5)
+    assert answer == [b"ping"]
+    worker.stopWaitingForJobs()
+    t.join(5)
+    assert len(out) == 1 and isinstance(out[0], gear.InterruptedError)
+    assert worker._direct is None
+
+
+def test_two_threads_get_distinct_jobs_while_one_reads_directly(worker: gear.Worker) -> None:
+    peer = _peer(worker)
+    a = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    assert _until(lambda: worker._direct is peer.conn)
+    b = _get_job_in_thread(worker)
+    assert _until(lambda: worker.waiting_for_jobs == 2)
+    peer.send(constants.JOB_ASSIGN, b"H:1", b"fn", b"a")
+    peer.expect(constants.GRAB_JOB_UNIQ)  # one grab in flight: the next one, for the other
+    peer.send(constants.JOB_ASSIGN, b"H:2", b"fn", b"b")
+    handles = set()
+    for t, out in (a, b):
+        t.join(5)
+        handles.add(out[0].handle)  # type: ignore[attr-defined]
+    assert handles == {b"H:1", b"H:2"}
+    assert worker.waiting_for_jobs == 0
+
+
+def test_a_second_connection_ends_the_direct_read(worker: gear.Worker) -> None:
+    first = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    first.expect(constants.GRAB_JOB_UNIQ)
+    first.send(constants.NO_JOB)
+    first.expect(constants.PRE_SLEEP)
+    assert worker._direct is first.conn
+    second = Peer(worker)
+    worker._onActiveConnection(second.conn)  # what the connect thread does next
+    second.expect(constants.GRAB_JOB_UNIQ)
+    second.send(constants.JOB_ASSIGN, b"H:9", b"fn", b"x")
+    t.join(5)
+    assert [j.handle for j in out] == [b"H:9"]  # type: ignore[attr-defined]
+    assert worker._direct is None
+
+
+def test_connection_lost_during_a_direct_wait_reconnects_and_grabs_again() -> None:
+    server = gear.Server(0, host="127.0.0.1")
+    worker = gear.Worker("w-lost")
+    client = gear.Client("c-lost")
+    try:
+        worker.addServer("127.0.0.1", int(server.port))
+        client.addServer("127.0.0.1", int(server.port))
+        worker.waitForServer(10)
+        client.waitForServer(10)
+        worker.registerFunction("fn")
+        (conn,) = worker.active_connections
+        assert _until(lambda: conn in worker._polled)
+        t, out = _get_job_in_thread(worker)
+        assert _until(lambda: worker._direct is conn)
+        sock = conn.conn
+        sock.shutdown(2)  # the connection dies under the waiting getJob thread
+        assert _until(lambda: worker._direct is None)
+        assert t.is_alive()  # getJob keeps waiting across the reconnect, as in gear
+        worker.waitForServer(10)
+        assert _until(lambda: conn.conn is not None and conn.conn is not sock
+                      and conn in worker.active_connections)
+        job = gear.Job("fn", b"again")
+        client.submitJob(job)
+        t.join(10)
+        (got,) = out
+        assert isinstance(got, gear.WorkerJob) and got.arguments == b"again"
+        got.sendWorkComplete(b"ok")
+        assert job.wait(10) and job.data == [b"ok"]
+    finally:
+        client.shutdown()
+        worker.shutdown()
+        server.shutdown()
