@@ -53,6 +53,7 @@ from gear.protocol.packets import request
 from gear.threaded.admin_requests import AdminRequest
 from gear.threaded.client_packets import ClientPacketHandlers
 from gear.threaded.connection import Connection
+from gear.threaded.direct import EPOLL, EPOLL_MASK, DirectReads
 from gear.threaded.dispatch import PacketDispatch
 from gear.threaded.jobs import Job, convert_to_bytes
 from gear.threaded.packet import Packet
@@ -84,13 +85,9 @@ RECONNECT_MAX_DELAY = RECONNECT_MAX
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_MASK = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
-#: Linux's epoll: a descriptor can be taken out of (and put back into) the poll thread's set
-#: while it waits, without waking it (the Worker's direct reads, worker.py).
-EPOLL = hasattr(select, "epoll")
-_EPOLL_MASK = _POLL_IN | select.POLLERR | select.POLLHUP
 
 
-class BaseClientServer(PacketDispatch):
+class BaseClientServer(DirectReads, PacketDispatch):
     """The threads and connection lists shared by Client and Worker (and gear's Server).
 
     Two daemon threads start in the constructor: "Gearman client poll" reads every active
@@ -122,10 +119,11 @@ class BaseClientServer(PacketDispatch):
         # or end a live job (the poll thread), and against a connection's loss.
         self.session_lock = threading.Lock()
         # The poll thread's current poll set (an epoll, or None while it is rebuilt) and what
-        # it polls: connection -> (fd, socket). Changed under _poll_lock (see _pollable).
+        # it polls: connection -> (fd, socket). Changed under _poll_lock (gear.threaded.direct).
         self._poll_lock = threading.Lock()
         self._poller: Any = None
         self._polled: dict[Any, tuple[int, Any]] = {}
+        self._initDirect()
         # A pipe that makes the poll loop rebuild its poll set.
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
@@ -216,6 +214,8 @@ class BaseClientServer(PacketDispatch):
     def _lostConnection(self, conn: Any) -> None:
         """Mark a connection lost: the connect thread reconnects it; its waiters fail now."""
         self.log.debug("Marking %s as disconnected", conn)
+        if conn is self._direct:
+            self._wakeDirect()  # its socket is about to be closed under it
         with self.connections_condition:
             if conn in self.active_connections:
                 self.active_connections.remove(conn)
@@ -244,10 +244,6 @@ class BaseClientServer(PacketDispatch):
         except (BlockingIOError, OSError):
             pass
 
-    def _pollable(self, conn: Any) -> bool:
-        """Hook (``_poll_lock`` held): whether the poll thread reads ``conn`` now."""
-        return True
-
     def _pollLoop(self) -> None:
         poll: Any = select.epoll() if EPOLL else select.poll()
         try:
@@ -264,7 +260,7 @@ class BaseClientServer(PacketDispatch):
         fdmap: dict[int, tuple[Any, Any]] = {}
         with self.connections_condition:
             conns = list(self.active_connections)
-        mask = _EPOLL_MASK if EPOLL else _POLL_MASK
+        mask = EPOLL_MASK if EPOLL else _POLL_MASK
         with self._poll_lock:
             polled = {}
             for conn in conns:
@@ -294,6 +290,12 @@ class BaseClientServer(PacketDispatch):
 
     def _readConnection(self, conn: Any, sock: Any) -> bool:
         """Handle what is readable on ``conn``; False if the poll set must be rebuilt."""
+        with self._read_lock:
+            if conn is self._direct:
+                return True  # a waiting thread took it over just now and reads this
+            return self._readItems(conn, sock)
+
+    def _readItems(self, conn: Any, sock: Any) -> bool:
         try:
             data = conn.readAvailable()
         except OSError as e:
@@ -339,6 +341,7 @@ class BaseClientServer(PacketDispatch):
         with self.connections_condition:
             self.connections_condition.notify_all()
         self._wake()
+        self._wakeDirect()
 
     def _cleanup(self) -> None:
         current = threading.current_thread()
@@ -356,6 +359,7 @@ class BaseClientServer(PacketDispatch):
         self.wake_read = self.wake_write = -1
         os.close(wake_read)
         os.close(wake_write)
+        self._closeDirect()
 
 
 class BaseClient(BaseClientServer):

@@ -18,14 +18,12 @@ subclass overrides; their bodies drive the session.
 ``getJob`` may be called from many threads; ``stopWaitingForJobs`` waits on a condition (no
 sleep-polling) until no grab is in flight, then releases every waiter with InterruptedError.
 
-Direct reads (issue 14, Linux's epoll only): while the only thread waiting in ``getJob`` waits on
-a Worker with one active plain-TCP connection, that thread reads and dispatches the connection
-itself (the same ``handleXxx`` hooks, called on the getJob thread), and the poll thread leaves the
-socket out of its epoll set; when a job is queued the connection goes back to the poll thread,
-which reads what arrives while the job runs. A second waiter, a second connection, a lost
-connection, ``stopWaitingForJobs`` or shutdown end the direct read (a wake pipe) and getJob waits
-on the queue as before. One job then costs the getJob thread one wakeup instead of the poll
-thread's wakeup, a GIL hand-off and the queue's futexes.
+Direct reads (issue 14, :mod:`gear.threaded.direct`): while the only thread waiting in ``getJob``
+waits on a Worker with one active plain-TCP connection, that thread reads and dispatches the
+connection itself (the same ``handleXxx`` hooks, called on the getJob thread); when a job is
+queued the connection goes back to the poll thread, which reads what arrives while the job runs.
+A second connection, a lost connection, ``stopWaitingForJobs`` or shutdown end the direct read
+and getJob waits on the queue as before.
 
 Job cancel (geard's JOB_CANCEL, docs/protocol.md §1.7): ``Worker(job_cancel=True)`` (or
 :meth:`Worker.enableJobCancel`) asks for it on every connection; a job the server cancels while
@@ -46,9 +44,7 @@ Names are gear's camelCase on purpose. Must not import the server modules or ``g
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import select
 import threading
 import time
 import warnings
@@ -61,7 +57,7 @@ from gear.protocol import messages
 from gear.protocol.packets import request
 from gear.protocol.packets import split_args as _split_args
 from gear.protocol.worker import WorkerSession
-from gear.threaded.client import EPOLL, BaseClient, BaseClientServer
+from gear.threaded.client import BaseClient
 from gear.threaded.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
 from gear.threaded.packet import Packet
 
@@ -77,8 +73,6 @@ GRAB_WAIT_LIMIT = 5.0
 _GRAB_JOB_UNIQ = request(constants.GRAB_JOB_UNIQ)
 _PRE_SLEEP = request(constants.PRE_SLEEP)
 _RESET_ABILITIES = request(constants.RESET_ABILITIES)
-_POLL_IN = select.POLLIN | select.POLLPRI
-_EPOLL_MASK = _POLL_IN | select.POLLERR | select.POLLHUP
 
 
 class Worker(BaseClient):
@@ -121,15 +115,6 @@ class Worker(BaseClient):
         self.job_cancel = job_cancel
         #: (connection, handle) -> running job, while job_cancel is on (module docstring).
         self._cancellable: dict[tuple[Any, bytes], WorkerJob] = {}
-        #: The connection a getJob thread reads itself (module docstring), under _poll_lock.
-        self._direct: Any = None
-        #: Held around every read of a connection, so that the poll thread and a direct
-        #: reader never read (and split) one stream at once.
-        self._read_lock = threading.Lock()
-        # Wakes a direct reader (stopWaitingForJobs, shutdown, a connection lost or added).
-        self._direct_wake_read, self._direct_wake_write = os.pipe()
-        os.set_blocking(self._direct_wake_read, False)
-        os.set_blocking(self._direct_wake_write, False)
         super().__init__(client_id)
         self.log = logging.getLogger(
             f"gear.Worker.{self.client_id.decode('utf-8', 'replace') if self.client_id else ''}"
@@ -258,8 +243,6 @@ class Worker(BaseClient):
                 self._updateStateMachines()
 
     def _lostConnection(self, conn: Any) -> None:
-        if self._direct is conn:
-            self._wakeDirect()  # its socket is about to be closed under it
         with self.job_lock:
             session = self._sessions.get(conn)
             if session is not None:
@@ -328,117 +311,22 @@ class Worker(BaseClient):
             # whenever the count is positive, not only when nothing was queued (issue 15 a: a
             # thread pool sharing one Worker stalled with a job waiting on the server).
             grabs = self._nextGrabs() if self.waiting_for_jobs > 0 else None
+            # The only waiter, on one connection: read it here (gear.threaded.direct).
+            conns = self.active_connections
             direct = None
-            if job is None and self.waiting_for_jobs == 1 and EPOLL:
-                direct = self._startDirect()
+            if (job is None and self.waiting_for_jobs == 1 and len(conns) == 1
+                    and self._startDirect(conns[0])):
+                direct = conns[0]
         if grabs:
             self._sendGrabs(grabs)
         if direct is not None:
-            self._readForJob(direct)
+            jobs = self.job_queue
+            self._readDirect(direct, lambda: not jobs.empty(), None)
         if job is None:
             job = self.job_queue.get()
             if job is None:
                 raise InterruptedError()
         return job
-
-    # --- direct reads (module docstring) ---------------------------------------------------------
-
-    def _startDirect(self) -> Any:
-        """Make the calling getJob thread the reader of the one connection, or return None.
-
-        job_lock held, and this thread is the only one waiting: nobody else needs the poll
-        thread to read for them until this thread has its job (then :meth:`_endDirect`).
-        """
-        conns = self.active_connections
-        if len(conns) != 1:
-            return None
-        conn = conns[0]
-        if conn.use_ssl or conn.conn is None:
-            return None
-        with self._poll_lock:
-            if self._direct is not None or self._poller is None:
-                return None
-            entry = self._polled.get(conn)
-            if entry is None or entry[1] is not conn.conn:
-                return None  # the poll thread has not taken this socket up yet
-            try:
-                self._poller.unregister(entry[0])
-            except OSError:
-                return None
-            self._direct = conn
-        return conn
-
-    def _endDirect(self, conn: Any) -> None:
-        """Hand ``conn`` back to the poll thread (it reads what arrived meanwhile at once)."""
-        with self._poll_lock:
-            self._direct = None
-            poller = self._poller
-            entry = self._polled.get(conn)
-            if poller is not None and entry is not None and entry[1] is conn.conn:
-                try:
-                    poller.register(entry[0], _EPOLL_MASK)
-                except OSError:
-                    pass  # closed meanwhile: the poll thread rebuilds its set anyway
-
-    def _wakeDirect(self) -> None:
-        if self._direct is not None:
-            try:
-                os.write(self._direct_wake_write, b"1")
-            except OSError:
-                pass  # full (a wake is pending) or closed at shutdown
-
-    def _drainDirectWake(self) -> None:
-        try:
-            while os.read(self._direct_wake_read, 64):
-                pass
-        except OSError:
-            pass  # drained (EAGAIN), or closed at shutdown
-
-    def _pollable(self, conn: Any) -> bool:
-        return conn is not self._direct
-
-    def _readConnection(self, conn: Any, sock: Any) -> bool:
-        with self._read_lock:
-            if self._direct is conn:
-                return True  # a getJob thread took it over just now; it reads this
-            return BaseClientServer._readConnection(self, conn, sock)
-
-    def _readForJob(self, conn: Any) -> None:
-        """Read and dispatch ``conn`` in this getJob thread until a job is queued.
-
-        The poll thread's hand-off (its wakeup, the GIL passed to and fro, the queue's
-        futexes) cost about as much CPU per job as the Python (issue 14). Anything that
-        needs the poll thread back (stopWaitingForJobs, shutdown, a lost or second
-        connection) writes to the direct wake pipe; this then returns, the connection goes
-        back to the poll thread, and getJob waits on the queue as before.
-        """
-        sock = conn.conn
-        wake = self._direct_wake_read
-        waiter = select.poll()
-        try:
-            waiter.register(sock.fileno(), _EPOLL_MASK)
-            waiter.register(wake, select.POLLIN)
-            with self._read_lock:
-                pass  # a read the poll thread began before the takeover has ended
-            jobs = self.job_queue
-            while jobs.empty():
-                events = waiter.poll()
-                if not self.running or conn.conn is not sock:
-                    break
-                if any(fd == wake for fd, _ in events):
-                    self._drainDirectWake()
-                    break
-                event = events[0][1]
-                with self._read_lock:
-                    if not event & _POLL_IN:
-                        self._lostConnection(conn)
-                        break
-                    if not BaseClientServer._readConnection(self, conn, sock):
-                        break
-        except (OSError, ValueError):
-            pass  # closed at shutdown; the queue has the answer
-        finally:
-            self._endDirect(conn)
 
     def stopWaitingForJobs(self) -> None:
         """Interrupt all threads waiting in getJob (they raise InterruptedError)."""
@@ -479,14 +367,6 @@ class Worker(BaseClient):
         with self.job_lock:
             super()._shutdown()
         self.stopWaitingForJobs()
-
-    def _cleanup(self) -> None:
-        super()._cleanup()
-        # -1 first: a late _wakeDirect() must not write into a reused descriptor number.
-        wake_read, wake_write = self._direct_wake_read, self._direct_wake_write
-        self._direct_wake_read = self._direct_wake_write = -1
-        os.close(wake_read)
-        os.close(wake_write)
 
     # --- packet handlers (poll thread) ---------------------------------------------------------
 
