@@ -59,6 +59,7 @@ class DirectReads:
         #: The connection a waiting thread reads itself (changed under _poll_lock).
         self._direct: Any = None
         self._read_lock = threading.Lock()
+        self._direct_waiter: tuple[Any, Any] | None = None
         self._direct_wake_read, self._direct_wake_write = os.pipe()
         os.set_blocking(self._direct_wake_read, False)
         os.set_blocking(self._direct_wake_write, False)
@@ -67,6 +68,7 @@ class DirectReads:
         # -1 first: a late _wakeDirect() must not write into a reused descriptor number.
         wake_read, wake_write = self._direct_wake_read, self._direct_wake_write
         self._direct_wake_read = self._direct_wake_write = -1
+        self._direct_waiter = None
         os.close(wake_read)
         os.close(wake_write)
 
@@ -127,9 +129,15 @@ class DirectReads:
         wake = self._direct_wake_read
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            waiter = select.poll()
-            waiter.register(sock.fileno(), EPOLL_MASK)
-            waiter.register(wake, select.POLLIN)
+            # One poll object per socket, kept for the next direct read (one reader at a time).
+            kept = self._direct_waiter
+            if kept is not None and kept[0] is sock:
+                waiter = kept[1]
+            else:
+                waiter = select.poll()
+                waiter.register(sock.fileno(), EPOLL_MASK)
+                waiter.register(wake, select.POLLIN)
+                self._direct_waiter = (sock, waiter)
             with self._read_lock:
                 pass  # a read the poll thread began before the takeover has ended
             while not done():
@@ -144,11 +152,17 @@ class DirectReads:
                         break
                 if not self.running or conn.conn is not sock:
                     break
-                if any(fd == wake for fd, _ in events):
+                event = 0
+                for fd, mask in events:
+                    if fd == wake:
+                        event = -1
+                        break
+                    event = mask
+                if event < 0:
                     self._drainDirectWake()
                     break
                 with self._read_lock:
-                    if not events[0][1] & POLL_IN:
+                    if not event & POLL_IN:
                         self._lostConnection(conn)
                         break
                     if not self._readItems(conn, sock):
