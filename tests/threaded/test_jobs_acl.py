@@ -33,6 +33,32 @@ def test_job_wait_is_set_by_complete() -> None:
     assert not job.wait(0)
 
 
+def test_job_wait_wakes_every_waiter_and_survives_a_reset() -> None:
+    # Job.wait's latch (a held lock, issue 14): every waiter wakes on completion; a job set
+    # back to incomplete makes new and already blocked waiters wait again.
+    job = gear.Job("fn", b"")
+    results: list[bool] = []
+    waiters = [threading.Thread(target=lambda: results.append(job.wait(10))) for _ in range(4)]
+    for t in waiters:
+        t.start()
+    job.complete = True
+    for t in waiters:
+        t.join(5)
+    assert results == [True] * 4
+    assert job.wait() and job.wait(0)
+    job.complete = True  # completing twice is harmless
+    job.complete = False
+    assert not job.wait(0.01)
+    blocked = threading.Thread(target=lambda: results.append(job.wait(10)))
+    blocked.start()
+    job.complete = False  # a reset while one waits: it keeps waiting
+    blocked.join(0.05)
+    assert blocked.is_alive()
+    job.complete = True
+    blocked.join(5)
+    assert results[-1] is True and len(results) == 5
+
+
 def test_text_job_and_text_list() -> None:
     job = gear.TextJob("fn", "données", unique="ü")
     assert job.arguments == "données"

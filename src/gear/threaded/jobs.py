@@ -5,8 +5,8 @@ Owns ``convert_to_bytes``, ``FunctionRecord``, ``BaseJob``, ``Job``, ``WorkerJob
 attribute names and types (names bytes on the wire, ``name`` decoded for display).
 
 Fixed gear bugs (docs/gear-compat.md §6): ``TextList.extend`` works; ``TextJob.exception =
-None`` and ``unique = None`` are allowed. Added: ``Job.wait(timeout)``, backed by an event that
-is set whenever ``complete`` becomes true; ``WorkerJob.cancelled`` and
+None`` and ``unique = None`` are allowed. Added: ``Job.wait(timeout)``, backed by a latch (a held
+lock) that is released whenever ``complete`` becomes true; ``WorkerJob.cancelled`` and
 ``WorkerJob.waitForCancel(timeout)``, set when geard cancels the job while the worker runs it
 (JOB_CANCEL, docs/protocol.md §1.7; the Worker opts in with ``job_cancel=True``).
 
@@ -17,6 +17,7 @@ server modules (a WorkerJob only calls ``self.connection.sendPacket``/``sendRaw`
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, SupportsIndex
 
@@ -43,6 +44,19 @@ __all__ = [
 
 #: Guards the lazy creation of Job._done (most jobs are never waited on).
 _WAIT_LOCK = threading.Lock()
+
+
+def _held_latch() -> threading.Lock:
+    latch = threading.Lock()
+    latch.acquire()
+    return latch
+
+
+def _open(latch: threading.Lock) -> None:
+    try:
+        latch.release()
+    except RuntimeError:
+        pass  # open already (completed twice, or opened by a waiter passing through)
 
 
 def convert_to_bytes(data: Any) -> Any:
@@ -162,7 +176,7 @@ class Job(BaseJob):
         super().__init__(name, arguments, unique)
         self._data = self.data_type()
         self._exception: Any = None
-        self._done: threading.Event | None = None  # created by the first wait()
+        self._done: threading.Lock | None = None  # the latch, made by the first wait()
         self.warning = False
         self._complete = False
         self.failure = False
@@ -183,23 +197,40 @@ class Job(BaseJob):
         # reads _complete, so one of the two always sees the other (no lost wakeup).
         self._complete = value
         done = self._done
-        if done is not None:
-            if value:
-                done.set()
-            else:
-                done.clear()
+        if done is None:
+            return
+        if not value:
+            # Not complete again: later waiters need a held latch. Waiters on the old one
+            # are let go and, seeing a new latch, wait on it (wait()).
+            with _WAIT_LOCK:
+                self._done = _held_latch()
+        _open(done)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job completes; True if it did within ``timeout`` seconds."""
-        done = self._done
-        if done is None:
-            with _WAIT_LOCK:
-                done = self._done
-                if done is None:
-                    done = self._done = threading.Event()
-                    if self._complete:
-                        done.set()
-        return done.wait(timeout)
+        if self._complete:
+            return True
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        while True:
+            done = self._done
+            if done is None:
+                with _WAIT_LOCK:
+                    done = self._done
+                    if done is None:
+                        # A held lock is the latch (as gear.threaded.tasks.Task): completion
+                        # releases it. A threading.Event would allocate a lock and go through
+                        # a Condition on every wait (issue 14).
+                        done = self._done = _held_latch()
+                        if self._complete:
+                            _open(done)
+            wait = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if done.acquire(timeout=wait):
+                _open(done)  # let the next waiter through too
+            if self._complete:
+                return True
+            if self._done is done:
+                return False  # timed out
+            # complete was set back to False meanwhile: wait on the new latch.
 
     @property
     def binary_data(self) -> Iterator[bytes]:
