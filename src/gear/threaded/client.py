@@ -500,6 +500,10 @@ class BaseClient(BaseClientServer):
         return None
 
 
+#: BaseClient.getConnection: submitJob inlines it unless a subclass overrides it.
+_OWN_ROUND_ROBIN = BaseClient.getConnection
+
+
 class Client(ClientPacketHandlers, BaseClient):
     """A Gearman client: submits jobs and receives their results.
 
@@ -593,14 +597,21 @@ class Client(ClientPacketHandlers, BaseClient):
         last_error: BaseException | None = None
         while True:
             with self._connections_lock:
-                remaining = [c for c in self.active_connections if c not in attempted]
-                if not remaining:
-                    if not self.active_connections and not attempted:
-                        raise NoConnectedServersError("No connected Gearman servers")
-                    break
-                conn = self.getConnection()
-                if conn in attempted:
-                    conn = remaining[0]
+                active = self.active_connections
+                if not attempted and active and _OWN_ROUND_ROBIN is type(self).getConnection:
+                    # getConnection's round robin inline (the first try of every submit).
+                    index = self.connection_index + 1
+                    self.connection_index = index = index if index < len(active) else 0
+                    conn = active[index]
+                else:
+                    remaining = [c for c in active if c not in attempted]
+                    if not remaining:
+                        if not active and not attempted:
+                            raise NoConnectedServersError("No connected Gearman servers")
+                        break
+                    conn = self.getConnection()
+                    if conn in attempted:
+                        conn = remaining[0]
             attempted.add(conn)
             task = SubmitJobTask(job, background)
             try:
