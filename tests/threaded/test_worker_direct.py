@@ -171,3 +171,33 @@ def test_connection_lost_during_a_direct_wait_reconnects_and_grabs_again() -> No
         client.shutdown()
         worker.shutdown()
         server.shutdown()
+
+
+def test_shutdown_ends_a_direct_wait() -> None:
+    worker = gear.Worker("w-shut")
+    peer = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    assert _until(lambda: worker._direct is peer.conn)
+    worker.shutdown()
+    t.join(5)
+    assert len(out) == 1 and isinstance(out[0], gear.InterruptedError)
+    assert worker._direct is None and worker._direct_wake_read == -1
+
+
+def test_a_packet_split_across_reads_is_reassembled_by_the_direct_reader(
+    worker: gear.Worker,
+) -> None:
+    peer = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    assert _until(lambda: worker._direct is peer.conn)
+    from gear.protocol.packets import response
+
+    data = response(constants.JOB_ASSIGN_UNIQ, b"H:5", b"fn", b"u", b"payload")
+    peer.sock.sendall(data[:7])
+    t.join(0.05)
+    assert t.is_alive()
+    peer.sock.sendall(data[7:])
+    t.join(5)
+    assert [j.handle for j in out] == [b"H:5"]  # type: ignore[attr-defined]
