@@ -121,8 +121,9 @@ class DirectReads:
         except OSError:
             pass  # drained (EAGAIN), or closed at shutdown
 
-    def _readDirect(self, conn: Any, done: Callable[[], bool], timeout: float | None) -> None:
-        """Read and dispatch ``conn`` (taken by :meth:`_startDirect`) until ``done()``, the
+    def _readDirect(self, conn: Any, waiting: Callable[[], bool], timeout: float | None) -> None:
+        """Read and dispatch ``conn`` (taken by :meth:`_startDirect`) while ``waiting()`` (a
+        C method such as ``SimpleQueue.empty`` costs no Python frame per read), until the
         timeout, a wake or the connection's loss; then give it back. The caller then waits
         for its answer as it would have without the direct read."""
         sock = conn.conn
@@ -140,7 +141,7 @@ class DirectReads:
                 self._direct_waiter = (sock, waiter)
             with self._read_lock:
                 pass  # a read the poll thread began before the takeover has ended
-            while not done():
+            while waiting():
                 if deadline is None:
                     events = waiter.poll()
                 else:

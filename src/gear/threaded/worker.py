@@ -320,8 +320,7 @@ class Worker(BaseClient):
         if grabs:
             self._sendGrabs(grabs)
         if direct is not None:
-            jobs = self.job_queue
-            self._readDirect(direct, lambda: not jobs.empty(), None)
+            self._readDirect(direct, self.job_queue.empty, None)
         if job is None:
             job = self.job_queue.get()
             if job is None:
