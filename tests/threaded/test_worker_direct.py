@@ -201,3 +201,29 @@ def test_a_packet_split_across_reads_is_reassembled_by_the_direct_reader(
     peer.sock.sendall(data[7:])
     t.join(5)
     assert [j.handle for j in out] == [b"H:5"]  # type: ignore[attr-defined]
+
+
+def test_a_subclass_with_its_own_hooks_keeps_them_on_the_poll_thread() -> None:
+    threads: list[str] = []
+
+    class Hooked(gear.Worker):
+        def handleJobAssign(self, packet: gear.Packet) -> None:
+            threads.append(threading.current_thread().name)
+            super().handleJobAssign(packet)
+
+    for plain in (gear.Worker("w"), gear.TextWorker("w")):  # TextWorker adds no hook
+        assert plain._direct_reads is True
+        plain.shutdown()
+    worker = Hooked("w-hooked")
+    try:
+        assert worker._direct_reads is False
+        peer = _peer(worker)
+        t, out = _get_job_in_thread(worker)
+        peer.expect(constants.GRAB_JOB_UNIQ)
+        assert worker._direct is None
+        peer.send(constants.JOB_ASSIGN, b"H:3", b"fn", b"a")
+        t.join(5)
+        assert [j.handle for j in out] == [b"H:3"]  # type: ignore[attr-defined]
+        assert threads == ["Gearman client poll"]
+    finally:
+        worker.shutdown()

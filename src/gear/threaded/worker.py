@@ -20,8 +20,10 @@ sleep-polling) until no grab is in flight, then releases every waiter with Inter
 
 Direct reads (issue 14, :mod:`gear.threaded.direct`): while the only thread waiting in ``getJob``
 waits on a Worker with one active plain-TCP connection, that thread reads and dispatches the
-connection itself (the same ``handleXxx`` hooks, called on the getJob thread); when a job is
-queued the connection goes back to the poll thread, which reads what arrives while the job runs.
+connection itself; when a job is queued the connection goes back to the poll thread, which reads
+what arrives while the job runs. Only for classes that override none of the packet hooks
+(``handleXxx``, ``handlePacket``, ``reportTimingStats``...): a subclass's hooks always run on
+the poll thread, as in gear.
 A second connection, a lost connection, ``stopWaitingForJobs`` or shutdown end the direct read
 and getJob waits on the queue as before.
 
@@ -58,6 +60,7 @@ from gear.protocol.packets import request
 from gear.protocol.packets import split_args as _split_args
 from gear.protocol.worker import WorkerSession
 from gear.threaded.client import BaseClient
+from gear.threaded.dispatch import HANDLERS
 from gear.threaded.jobs import FunctionRecord, TextWorkerJob, WorkerJob, convert_to_bytes
 from gear.threaded.packet import Packet
 
@@ -115,6 +118,9 @@ class Worker(BaseClient):
         self.job_cancel = job_cancel
         #: (connection, handle) -> running job, while job_cancel is on (module docstring).
         self._cancellable: dict[tuple[Any, bytes], WorkerJob] = {}
+        #: Direct reads run the dispatch on the getJob thread: only for a class whose hooks
+        #: are all this module's, so a subclass's hooks always run on the poll thread.
+        self._direct_reads = _ownHooks(type(self))
         super().__init__(client_id)
         self.log = logging.getLogger(
             f"gear.Worker.{self.client_id.decode('utf-8', 'replace') if self.client_id else ''}"
@@ -315,7 +321,7 @@ class Worker(BaseClient):
             conns = self.active_connections
             direct = None
             if (job is None and self.waiting_for_jobs == 1 and len(conns) == 1
-                    and self._startDirect(conns[0])):
+                    and self._direct_reads and self._startDirect(conns[0])):
                 direct = conns[0]
         if grabs:
             self._sendGrabs(grabs)
@@ -459,6 +465,16 @@ class Worker(BaseClient):
             grabs = self._nextGrabs()
         if grabs:
             self._sendGrabs(grabs)
+
+
+#: The methods a packet read by a Worker may run: a subclass overriding any of them keeps
+#: them on the poll thread (no direct reads).
+_HOOKS = (*sorted(set(HANDLERS.values())), "handlePacket", "handleAdminRequest",
+          "handleDisconnect", "reportTimingStats", "_handleJobAssignment", "_lostConnection")
+
+
+def _ownHooks(cls: type) -> bool:
+    return all(getattr(cls, name) is getattr(Worker, name) for name in _HOOKS)
 
 
 class TextWorker(Worker):
