@@ -3,6 +3,7 @@ connection itself instead of waiting for the poll thread's hand-off, and gives i
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -227,3 +228,19 @@ def test_a_subclass_with_its_own_hooks_keeps_them_on_the_poll_thread() -> None:
         assert threads == ["Gearman client poll"]
     finally:
         worker.shutdown()
+
+
+def test_a_malformed_job_assign_uniq_is_refused_and_the_next_one_served(
+    worker: gear.Worker, caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = _peer(worker)
+    t, out = _get_job_in_thread(worker)
+    peer.expect(constants.GRAB_JOB_UNIQ)
+    body = b"H:1\x00fn"  # two fields of four (response() refuses to build it)
+    peer.sock.sendall(b"\x00RES" + struct.pack(">II", constants.JOB_ASSIGN_UNIQ, len(body)) + body)
+    peer.send(constants.JOB_ASSIGN_UNIQ, b"H:2", b"fn", b"", b"a\x00b")
+    t.join(5)
+    (job,) = out
+    assert isinstance(job, gear.WorkerJob)
+    assert (job.handle, job.name, job.unique, job.arguments) == (b"H:2", "fn", None, b"a\x00b")
+    assert "Exception handling" in caplog.text

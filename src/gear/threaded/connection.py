@@ -55,7 +55,7 @@ from gear.protocol.packets import (
     request,
 )
 from gear.threaded.admin_requests import AdminRequest, ServerAdminRequest
-from gear.threaded.packet import Packet
+from gear.threaded.packet import Packet, received_packet
 from gear.threaded.tasks import JobUpdater
 
 __all__ = [
@@ -439,7 +439,7 @@ class Connection:
             if end > n:
                 return None
             self._pos = end
-            return Packet(magic, ptype, buf[pos + HEADER_SIZE : end], connection=self)
+            return received_packet(magic, ptype, buf[pos + HEADER_SIZE : end], self)
         req = self._currentAdminRequest()
         complete, remainder = req.isComplete(buf[pos:] if pos else buf)
         if not complete:

@@ -20,6 +20,7 @@ from gear.protocol.packets import HEADER
 
 __all__ = [
     "Packet",
+    "received_packet",
 ]
 
 _HANDLE_TYPES = frozenset(
@@ -135,3 +136,17 @@ class Packet:
         if job is None:
             raise UnknownJobError()
         return job
+
+
+def received_packet(code: bytes, ptype: int, data: bytes, connection: Any) -> Packet:
+    """A Packet parsed off the wire, whose magic the parser checked and whose body is bytes:
+    built without ``Packet.__init__``'s checks, which hold already (one per packet received)."""
+    packet = _new_object(Packet)
+    packet.code = code
+    packet.ptype = ptype
+    packet.data = data
+    packet.connection = connection
+    return packet
+
+
+_new_object = object.__new__

@@ -426,7 +426,14 @@ class Worker(BaseClient):
         self._assignPacket(packet)
 
     def handleJobAssignUnique(self, packet: Packet) -> None:
-        self._assignPacket(packet)
+        # The hot packet, split here (docs/protocol.md §1.4: handle, function, unique, data);
+        # a malformed one takes the shared parser, which raises InvalidDataError.
+        fields = bytes(packet.data).split(b"\x00", 3)
+        if len(fields) != 4:
+            self._assignPacket(packet)
+            return
+        handle, name, unique, data = fields
+        self._handleJobAssignment(packet, handle, name, data, unique or None)
 
     def handleJobAssignAll(self, packet: Packet) -> None:
         # Only after a GRAB_JOB_ALL, which this class never sends; a subclass may. The
