@@ -12,6 +12,7 @@ re-exports these lazily. The files:
 * ``client_packets.py``: ``Client``'s reply hooks (JOB_CREATED, WORK_*, STATUS_RES*), each a call
   into the session.
 * ``dispatch.py``: packet type -> ``handleXxx`` hook, and the default hooks.
+* ``direct.py``: direct reads, the Worker's ``getJob`` thread reading its connection itself.
 * ``worker.py``: ``Worker`` and ``TextWorker``: registration and the grab/sleep cycle.
 * ``jobs.py``: ``Job``, ``WorkerJob`` and their Text/Binary kinds.
 * ``admin_requests.py``: the admin text requests (``StatusAdminRequest``, ...).

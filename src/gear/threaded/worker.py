@@ -21,11 +21,10 @@ sleep-polling) until no grab is in flight, then releases every waiter with Inter
 Direct reads (issue 14, :mod:`gear.threaded.direct`): while the only thread waiting in ``getJob``
 waits on a Worker with one active plain-TCP connection, that thread reads and dispatches the
 connection itself; when a job is queued the connection goes back to the poll thread, which reads
-what arrives while the job runs. Only for classes that override none of the packet hooks
-(``handleXxx``, ``handlePacket``, ``reportTimingStats``...): a subclass's hooks always run on
-the poll thread, as in gear.
-A second connection, a lost connection, ``stopWaitingForJobs`` or shutdown end the direct read
-and getJob waits on the queue as before.
+what arrives while the job runs. A second connection, a lost connection, ``stopWaitingForJobs``
+or shutdown end the direct read, and getJob waits on the queue as before. Only for classes that
+override none of the packet hooks (``handleXxx``, ``handlePacket``, ``reportTimingStats``...):
+a subclass's hooks always run on the poll thread, as in gear.
 
 Job cancel (geard's JOB_CANCEL, docs/protocol.md §1.7): ``Worker(job_cancel=True)`` (or
 :meth:`Worker.enableJobCancel`) asks for it on every connection; a job the server cancels while
