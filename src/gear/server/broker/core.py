@@ -403,7 +403,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         job.worker = None
         job.seq = 0
         job.state = QUEUED
-        job.born = self.stamp
+        if self.stamp is not None:  # a job log is read (else the slot stays unset)
+            job.born = self.stamp
         self._jobs[n] = job
         f.total += 1
         if unique:

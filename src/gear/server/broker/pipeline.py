@@ -265,7 +265,8 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
             job.worker = None
             job.seq = seq
             job.state = QUEUED
-            job.born = stamp
+            if stamp is not None:
+                job.born = stamp
             jobs[counter] = job
             f.total += 1
             if not background:

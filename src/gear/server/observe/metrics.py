@@ -189,6 +189,8 @@ class JobMetrics:
         """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
         made before have no birth stamp: their queue wait is not observed."""
         self._broker = broker
+        for job in broker.jobs.by_number.values():
+            job.born = None  # the broker leaves it unset while no log is read
         broker.job_log = self._log
         broker.stamp = self._stamp
 
