@@ -62,16 +62,8 @@ def bind_http(server: Any, broker: Any, writer: Any) -> None:
     if writer is not None:
         writer.on_commit = server.http.metrics.store_batch
     # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
-    # ends every pass, settles them first. Only this server's flush is wrapped: without
-    # --http-port the flush is the plain method.
-    settle = server.http.metrics.settle
-    plain_flush = server.flush
-
-    def flush() -> None:
-        settle()
-        plain_flush()
-
-    server.flush = flush
+    # ends every pass, calls the pass hook first. Without --http-port there is none.
+    server.pass_hook = server.http.metrics.tick
 
 
 async def start_http(server: Any) -> None:

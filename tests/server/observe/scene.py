@@ -27,7 +27,7 @@ class Scene:
 
 def observed(max_functions: int = 100) -> tuple[Net, JobMetrics]:
     """A broker observed by metrics on its fake clock; every call into the broker is one
-    event-loop pass, settled after it as the server's flush does."""
+    event-loop pass, ticked after it as the server's flush does."""
     net = Net()
     metrics = JobMetrics(max_functions, clock=lambda: net.now)
     metrics.bind(net.broker)
@@ -37,7 +37,7 @@ def observed(max_functions: int = 100) -> tuple[Net, JobMetrics]:
 
         def settled(*args: object, _call: object = call) -> object:
             result = _call(*args)  # type: ignore[operator]
-            metrics.settle()
+            metrics.tick()
             return result
 
         setattr(broker, name, settled)

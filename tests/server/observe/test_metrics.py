@@ -150,17 +150,17 @@ def test_requeued_jobs_wait_again_from_their_requeue() -> None:
     assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
 
 
-def test_fast_path_jobs_are_timed_from_their_run() -> None:
-    """Pipelined submits past the broker's first 999 jobs take the fast path, which tells
-    the observer once per run; every job's queue wait is still observed."""
+def test_fast_path_jobs_are_timed_from_their_pass() -> None:
+    """Pipelined submits past the broker's first 999 jobs take the fast path, which the
+    metrics leave on; every job's queue wait is still observed, from its pass's stamp."""
     net, metrics = observed()
-    assert net.broker.functions == {} or all(f.plain for f in net.broker.functions.values())
     cl = net.connect()
     w = net.worker(b"f")
-    assert net.broker.functions[b"f"].plain  # the observer keeps the fast path on
+    assert net.broker.functions[b"f"].plain  # the metrics keep the fast path on
     net.raw(cl, b"".join(request(c.SUBMIT_JOB_BG, b"f", b"", b"%d" % i) for i in range(1500)))
     net.take(cl)
-    assert len(metrics._run_first) == 1  # one run past the general path's first 999
+    jobs = list(net.broker.jobs.by_number.values())
+    assert len(jobs) == 1500 and jobs[-1].born is jobs[0].born  # one stamp for the pass
     net.now += 2.0
     for _ in range(1500):
         net.grab(w)
@@ -169,19 +169,44 @@ def test_fast_path_jobs_are_timed_from_their_run() -> None:
     assert metrics.submitted(net.broker.functions.values()) == {"f": 1500}
 
 
-def test_run_checkpoints_are_pruned_once_their_jobs_have_left() -> None:
+def test_the_log_is_counted_in_batches_and_on_every_read() -> None:
+    """The broker only appends to its log; the metrics count it every LOG_BATCH entries (at
+    the end of a pass) and before every read, so it never holds more than a batch's jobs."""
+    from gear.server.observe.metrics import LOG_BATCH
+
     net, metrics = observed()
     cl = net.connect()
     w = net.worker(b"f")
-    for _ in range(3):
-        net.raw(cl, b"".join(request(c.SUBMIT_JOB_BG, b"f", b"", b"x") for _ in range(1000)))
-    net.take(cl)
-    assert len(metrics._run_first) == 3
-    for _ in range(2500):  # the first two runs are gone, and half the third
-        _, (handle, *_rest) = net.grab(w)
-        net.send(w, c.WORK_COMPLETE, handle, b"")
-    metrics.submitted(net.broker.functions.values())
-    assert metrics._run_first == [2001]  # the run of jobs 2001-3000 (2501 is the oldest)
+    for i in range(LOG_BATCH + 10):
+        h = net.submit(cl, b"f", unique=b"%d" % i)
+        net.grab(w)
+        net.now += 0.25
+        net.send(w, c.WORK_COMPLETE, h, b"")
+        net.take(cl)
+        assert len(net.broker.job_log) == (i + 1) % LOG_BATCH
+    assert metrics.finished_jobs == {("f", "complete"): LOG_BATCH + 10}
+    assert net.broker.job_log == []
+    run = metrics.run_time["f"]
+    assert (run.count, run.sum) == (LOG_BATCH + 10, 0.25 * (LOG_BATCH + 10))
+
+
+def test_a_job_made_before_the_metrics_has_no_queue_wait() -> None:
+    from tests.server.helpers import Net
+
+    net = Net()
+    cl, w = net.connect(), net.worker(b"f")
+    h = net.submit(cl, b"f")
+    job = net.broker.jobs.by_number[1]
+    assert not hasattr(job, "born")  # no reader: nothing stamped
+    metrics = JobMetrics(clock=lambda: net.now)
+    metrics.bind(net.broker)
+    assert job.born is None
+    net.grab(w)
+    net.now += 1.0
+    net.send(w, c.WORK_COMPLETE, h, b"")
+    assert metrics.finished_jobs == {("f", "complete"): 1}
+    assert metrics.queue_wait == {}
+    assert metrics.run_time["f"].count == 1
 
 
 def test_functions_past_the_limit_are_folded_into_one_label() -> None:
@@ -228,9 +253,9 @@ def test_any_observer_not_told_in_bulk_turns_the_fast_path_off() -> None:
     assert not net.broker.functions[b"f"].plain
 
 
-def test_events_are_stamped_once_per_pass_when_settled() -> None:
-    """The broker's calls only record (no clock per event); settle() stamps everything since
-    the last pass with one time, as the server's flush does at the end of each pass."""
+def test_events_are_stamped_once_per_pass_when_ticked() -> None:
+    """The broker only logs (no clock per event); tick() stamps everything since the last
+    pass with one time, as the server's flush does at the end of each pass."""
     from tests.server.helpers import Net
 
     net = Net()
@@ -238,11 +263,11 @@ def test_events_are_stamped_once_per_pass_when_settled() -> None:
     metrics.bind(net.broker)
     cl, w = net.connect(), net.worker(b"f")
     net.submit(cl, b"f")
-    metrics.settle()  # pass 1 ends: the job was made now
+    metrics.tick()  # pass 1 ends: the job was made now
     net.now += 2.0
     net.grab(w)  # pass 2: assigned...
     net.now += 0.5
-    metrics.settle()  # ...stamped when the pass ends
+    metrics.tick()  # ...stamped when the pass ends
     assert (metrics.queue_wait["f"].count, metrics.queue_wait["f"].sum) == (1, 2.5)
-    metrics.settle()  # nothing new: nothing moves
+    metrics.tick()  # nothing new: nothing moves
     assert metrics.queue_wait["f"].count == 1

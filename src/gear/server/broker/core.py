@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gear.constants as c
 import gear.server.broker.durable as durable
@@ -154,6 +154,18 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self._durable = store_batched is not None
         self._packet_hook = packet_hook if packet_hook is not None else config.packet_hook
         self._admin = admin
+        #: The job log (``observe/metrics.py``), None when nobody reads it. Every job that
+        #: leaves (but a cancelled one's late result) is appended as ``(function,
+        #: outcome._value_, born, assigned, now)``, a cancelled one with the job after, and
+        #: every requeue as ``(function, None, born, assigned, now)``: ``born`` is the job's
+        #: :attr:`stamp` when it was made or last requeued, ``assigned`` what it was when the
+        #: job was assigned (None: never) and ``now`` what it is. Its reader empties it; the
+        #: broker only appends (one tuple per job, no call into anyone). docs/operations.md §5.
+        self.job_log: list[tuple[Any, ...]] | None = None
+        #: The current event-loop pass, as the job log's reader represents it (it sets this
+        #: once per pass); stored in ``job.born`` when a job is made or requeued and as the
+        #: value of ``peer.worker_jobs[job]`` when it is assigned. None without a reader.
+        self.stamp: Any = None
         #: Every job's lifecycle receivers (:meth:`add_observer`).
         self._observers: tuple[JobEvents, ...] = ()
         #: The observers among them told of fast-path jobs in bulk (``created_run``).
@@ -360,7 +372,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         job.state = RUNNING
         job.worker = peer
         f.running += 1
-        peer.worker_jobs[job] = None
+        peer.worker_jobs[job] = self.stamp
         timeouts = peer.timeouts
         if timeouts:
             ms = timeouts.get(job.name)
@@ -391,6 +403,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         job.worker = None
         job.seq = 0
         job.state = QUEUED
+        if self.stamp is not None:  # a job log is read (else the slot stays unset)
+            job.born = self.stamp
         self._jobs[n] = job
         f.total += 1
         if unique:
@@ -449,6 +463,13 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             for receiver in events:
                 receiver.finished(job, outcome)
         worker = job.worker
+        log = self.job_log
+        if log is not None and not job.ignore:
+            assigned = None if worker is None else worker.worker_jobs[job]
+            if outcome is CANCELLED:  # with the job: the reader sees whether it still runs
+                log.append((f, outcome._value_, job.born, assigned, self.stamp, job))
+            else:
+                log.append((f, outcome._value_, job.born, assigned, self.stamp))
         if worker is not None:
             if outcome is CANCELLED:
                 if worker.job_cancel:
@@ -492,8 +513,12 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         "Where a re-queued job goes")."""
         worker = job.worker
         assert worker is not None
-        del worker.worker_jobs[job]
         f = job.function
+        log = self.job_log
+        if log is not None and not job.ignore:
+            log.append((f, None, job.born, worker.worker_jobs[job], self.stamp))
+        del worker.worker_jobs[job]
+        job.born = self.stamp  # it waits again from now
         f.running -= 1
         job.worker = None
         if job.timer is not None:

@@ -188,8 +188,9 @@ class Peer:
         self.timeouts: dict[bytes, int] = {}
         self.sleeping = False
         # Jobs this connection runs as a worker, and foreground jobs it is attached to
-        # (job -> number of attachments).
-        self.worker_jobs: dict[Job, None] = {}
+        # (job -> number of attachments). A running job's value is the broker's ``stamp``
+        # when it was assigned (the job log's, ``Broker.job_log``; None without one).
+        self.worker_jobs: dict[Job, Any] = {}
         self.client_jobs: dict[Job, int] = {}
         # Output held back while a store is pending (None when not holding): bytes, or a HELD
         # job standing for its JOB_CREATED / QUEUE_ERROR reply until its store answers.
@@ -358,13 +359,16 @@ class Job:
     starts with the shared empty tuple, one allocation and one GC-tracked list less on the
     background submit path, and code that attaches a client replaces it with a list);
     ``worker``; ``seq`` (queue order, see Broker._seq / Broker._front); ``state``;
-    ``waiters`` (see below).
+    ``waiters`` (see below); ``born`` (the broker's ``stamp`` when the job was made or last
+    requeued: the start of its queue wait for the job log, ``Broker.job_log``; left unset
+    while no log is read, one store less per job, and None on the jobs made before one).
     """
 
     __slots__ = (
         "__dict__",
         "arguments",
         "background",
+        "born",
         "clients",
         "function",
         "name",
@@ -388,6 +392,7 @@ class Job:
     worker: Peer | None
     seq: int
     state: JobState
+    born: Any
 
     # Rarely changed fields (see the class docstring); assigning one shadows the default.
     #: Epoch time of a SUBMIT_JOB_EPOCH job (0: none).

@@ -18,7 +18,7 @@ import ``core.py``, sockets, asyncio or threads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import gear.constants as c
 from gear.errors import ProtocolError
@@ -59,6 +59,7 @@ class Scheduler(Protocol):
     _counter: int
     _seq: int
     _packet_hook: Callable[[Peer, int, bytes], None] | None
+    stamp: Any
     _bulk: tuple[JobEvents, ...]
 
     def _write(self, peer: Peer, data: bytes) -> None: ...
@@ -175,6 +176,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
     functions = broker.functions
     jobs = broker._jobs
     new_job = _new_object
+    stamp = broker.stamp
     limit = peer.decoder.max_packet_size
     # Output held for a pending store must stay behind it: the general path handles that.
     held = peer.held is not None
@@ -263,6 +265,8 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
             job.worker = None
             job.seq = seq
             job.state = QUEUED
+            if stamp is not None:
+                job.born = stamp
             jobs[counter] = job
             f.total += 1
             if not background:

@@ -1,48 +1,49 @@
-"""Job metrics for ``/metrics`` and ``/status``: an observer of the broker's lifecycle seam.
+"""Job metrics for ``/metrics`` and ``/status``: a reader of the broker's lifecycle records.
 
-Owns :class:`JobMetrics` (a ``JobEvents`` observer: finished jobs per function and outcome, the
-queue-wait and run-time histograms), :class:`Histogram` (cumulative buckets, no lock: every
-observation runs on the broker's thread) and :class:`Labels` (the bounded function label).
-Never a second decoder of traffic: everything here comes from job events or from the broker's
-own counts, read at scrape time (docs/operations.md §5).
+Owns :class:`JobMetrics` (finished jobs per function and outcome, the queue-wait and run-time
+histograms, read from the broker's job log), :class:`Stamp` (one event-loop pass),
+:class:`Histogram` (cumulative buckets, no lock: every observation runs on the broker's thread)
+and :class:`Labels` (the bounded function label). Never a second decoder of traffic:
+everything here comes from the broker's lifecycle records or its own counts, read at scrape
+time (docs/operations.md §5).
 
 Decisions:
 
-* Submitted jobs are not counted per event: the pipelined fast path makes jobs without telling
-  anyone one by one. A function's jobs submitted so far is what it holds now (``Function.total``)
-  plus the jobs that left it (``finished`` events), minus the jobs cancelled while running that
-  are still with their worker (told ``finished`` already, still counted in ``total``). Exact,
-  and free on the hot path. A submission coalesced onto a job already queued or running is not
-  a new job and is not counted (docs/protocol.md §3.2).
+* Submitted jobs are not counted per job: a function's jobs submitted so far is what it holds
+  now (``Function.total``) plus the jobs that left it (the log's entries), minus the jobs
+  cancelled while running that are still with their worker (logged already, still counted in
+  ``total``). Exact, and free on the hot path. A submission coalesced onto a job already
+  queued or running is not a new job and is not counted (docs/protocol.md §3.2).
 * Queue wait is from the job's creation (or its requeue) to its assignment; run time from its
-  assignment to its result (complete, fail, exception, timeout). The creation time of jobs made
-  on the fast path comes from one ``created_run`` per run (``bulk_created``): a checkpoint list
-  of (first number, time), looked up by bisection when the job is assigned; checkpoints older
-  than the oldest job in memory are pruned.
-* Time is read once per event-loop pass, not per event: the broker's calls only record the job
-  in a list or dict (C methods bound in place of the ``JobEvents`` methods: no Python frame per
-  job on the broker's hot path), and :meth:`JobMetrics.settle`, which the server calls once per
-  pass (its flush) and every read calls first, stamps them with that pass's time and counts
-  them. An event's time is thus late by at most the rest of its pass (docs/operations.md §5).
+  assignment to its result (complete, fail, exception, timeout).
+* Time is read once per event-loop pass, not per event. The broker does not call this module:
+  it stores the current pass's :class:`Stamp` (``Broker.stamp``) in the job when it is made or
+  requeued and in ``peer.worker_jobs`` when it is assigned, and appends one tuple per ended or
+  requeued job to ``Broker.job_log`` (no Python frame, no clock reading per job; unlike a
+  ``JobEvents`` observer it keeps the pipelined fast path on). :meth:`JobMetrics.tick`, which
+  the server calls at the end of every pass (its flush), gives the pass's stamp its time;
+  :meth:`JobMetrics.count` groups the log (every read counts first). An event's time is thus
+  late by at most the rest of its pass (docs/operations.md §5).
 * Label cardinality: the first ``max_functions`` function names seen keep their own label;
   every later one is folded into :data:`OTHER` (counters, histograms and gauges alike).
 
 Must not import the engine, the transport, admin or asyncio; reaches the broker through what it
-is given (``functions``, ``jobs``) and the lifecycle types.
+is given (``job_log``, ``stamp``, ``peers``) and the lifecycle types.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gear.server.broker.lifecycle import JobEvents, Outcome
+from gear.server.broker.lifecycle import Outcome
 from gear.server.broker.model import Job, JobState
 
-__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "outcome_label"]
+__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "Stamp", "outcome_label"]
 
 #: The label value every function past ``max_functions`` is folded into.
 OTHER = "__other__"
@@ -59,11 +60,16 @@ STORE_BUCKETS: tuple[float, ...] = (
 #: value.
 _TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
                                      Outcome.TIMEOUT))
-_CANCELLED = Outcome.CANCELLED
 _OUTCOMES = tuple(o.value for o in Outcome)
 _DONE = JobState.DONE
-#: Checkpoints kept before a prune is tried without a scrape.
-_PRUNE_EVERY = 4096
+#: Log entries counted at once: the most ended jobs the log holds on to between reads (few,
+#: so that they do not linger in the collector's younger generations).
+LOG_BATCH = 1024
+#: One entry of the broker's job log (``Broker.job_log``): function, outcome value (None: a
+#: requeue), born, assigned (None: never), now, and for a cancelled job the job.
+Entry = tuple[Any, ...]
+_new = object.__new__
+_CANCELLED_VALUE = Outcome.CANCELLED.value
 
 
 def outcome_label(outcome: Outcome) -> str:
@@ -140,47 +146,53 @@ class Series:
         self.finished: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
 
 
-class JobMetrics(JobEvents):
-    """Counts and times every job's life (register with :meth:`bind`).
+class Stamp:
+    """One event-loop pass, as the broker writes it for a job made, requeued or assigned during
+    it; ``time`` is set when the pass ends (:meth:`JobMetrics.tick`). Made with
+    ``object.__new__`` (no constructor frame: one is made per pass)."""
 
-    The event methods are the hot path of a server with ``--http-port`` (two per job on a
-    foreground load), so they are written flat: one dict lookup by function name for the
-    :class:`Series`, buckets bisected inline, outcomes keyed by their (hash-cached) value
-    string rather than by the enum, whose hash is a Python call.
+    __slots__ = ("time",)
+
+    time: float
+
+
+class JobMetrics:
+    """Counts and times every job's life from the broker's job log (register with
+    :meth:`bind`; call :meth:`tick` at the end of every event-loop pass).
+
+    Nothing here runs per job on the broker's hot path: the broker writes the pass's
+    :class:`Stamp` into ``job.born`` when it makes (or requeues) a job and into
+    ``peer.worker_jobs`` when it assigns one, and appends one tuple to its ``job_log`` when a
+    job leaves or is requeued. :meth:`count` counts the log in bulk: ``Counter`` groups its
+    entries by (function, outcome, the three stamps) in C, and the Python work is per group, not
+    per job (a pass ends many jobs made and assigned in few passes).
     """
-
-    bulk_created = True
 
     def __init__(self, max_functions: int = 100,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.label = Labels(max_functions)
-        # label -> Series, and function name -> its label's Series (the events' lookup).
+        # label -> Series, and function name -> its label's Series.
         self._series: dict[str, Series] = {}
         self._by_name: dict[bytes, Series] = {}
         #: Batch commit latency of the durable store (observed on the writer thread).
         self.store_latency = Histogram(STORE_BUCKETS)
         self.store_jobs = 0
         self._store_lock = threading.Lock()
-        # job number -> when it became queued (general path and requeues).
-        self._born: dict[int, float] = {}
-        # fast-path runs: first job number, and when the run was made.
-        self._run_first: list[int] = []
-        self._run_time: list[float] = []
-        self._prune_at = _PRUNE_EVERY
-        # job number -> when it was assigned.
-        self._started: dict[int, float] = {}
-        # Jobs cancelled while running: told finished, still counted by their function.
+        # Jobs cancelled while running: finished, still counted by their function.
         self._lingering: dict[Job, None] = {}
-        # The broker's job table by number, in creation order (bind()): its first key is the
-        # oldest job in memory.
-        self._jobs: dict[int, Any] = {}
-        self._bind_events()
+        self._broker: Any = None
+        self._log: list[Entry] = []
+        self._stamp: Stamp = _new(Stamp)
 
     def bind(self, broker: Any) -> None:
-        """Observe ``broker`` (a :class:`~gear.server.broker.Broker`) from now on."""
-        self._jobs = broker.jobs.by_number
-        broker.add_observer(self)
+        """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
+        made before have no birth stamp: their queue wait is not observed."""
+        self._broker = broker
+        for job in broker.jobs.by_number.values():
+            job.born = None  # the broker leaves it unset while no log is read
+        broker.job_log = self._log
+        broker.stamp = self._stamp
 
     def series(self, name: bytes) -> Series:
         """The :class:`Series` function ``name`` counts into."""
@@ -193,113 +205,105 @@ class JobMetrics(JobEvents):
             self._by_name[name] = s
         return s
 
-    # -- events (the broker's thread) ------------------------------------------------------
-    #
-    # created, created_run, assigned and finished are not Python methods: __init__ binds them
-    # to C methods of plain containers (``list.append``, ``dict.__setitem__``), so that the
-    # broker's call costs no Python frame and no clock reading per job. :meth:`settle`, called
-    # once per event-loop pass (and before every read), gives everything recorded since the
-    # last pass that pass's time and does the counting.
+    # -- once per event-loop pass (the broker's thread) --------------------------------------
 
-    def _bind_events(self) -> None:
-        self._new_jobs: list[Job] = []
-        self._new_runs: dict[int, int] = {}
-        self._assigned: dict[Job, Any] = {}
-        self._finished: dict[Job, Outcome] = {}
-        self.created = self._new_jobs.append  # type: ignore[method-assign,assignment]
-        self.created_run = self._new_runs.__setitem__  # type: ignore[method-assign,assignment]
-        self.assigned = self._assigned.__setitem__  # type: ignore[method-assign,assignment]
-        self.finished = self._finished.__setitem__  # type: ignore[method-assign,assignment]
-
-    def requeued(self, job: Job) -> None:
-        # Rare: settle what came before, so that its assignment is not mistaken for a later one.
-        self.settle()
-        n = job.number
-        self._started.pop(n, None)
-        self._born[n] = self.clock()
-
-    def settle(self) -> None:
-        """Count and time every event recorded since the last call, at the time of this call
-        (so each event's time is off by at most one event-loop pass)."""
-        if not (self._new_jobs or self._new_runs or self._assigned or self._finished):
+    def tick(self) -> None:
+        """End a pass: what happened since the last tick gets this time (so an event's time is
+        late by at most the rest of its pass). Counts the log once it holds
+        :data:`LOG_BATCH` entries."""
+        broker = self._broker
+        if broker is None:
             return
-        now = self.clock()
-        born = self._born
-        if self._new_jobs:
-            for job in self._new_jobs:
-                born[job.number] = now
-            self._new_jobs.clear()
-        firsts = self._run_first
-        if self._new_runs:
-            times = self._run_time
-            for first in self._new_runs:
-                firsts.append(first)
-                times.append(now)
-            self._new_runs.clear()
-            if len(firsts) >= self._prune_at:
-                self._prune()
-                self._prune_at = len(self._run_first) + _PRUNE_EVERY
+        self._stamp.time = self.clock()
+        self._stamp = broker.stamp = _new(Stamp)
+        if len(self._log) >= LOG_BATCH:
+            self.count()
+
+    def count(self) -> None:
+        """Count the log and empty it (every read ticks and counts first)."""
+        log = self._log
+        if not log:
+            return
         by_name = self._by_name
-        started = self._started
-        if self._assigned:
-            for job in self._assigned:
-                n = job.number
-                started[n] = now
-                t = born.pop(n, None) if born else None
-                if t is None:
-                    if firsts and n >= firsts[-1]:  # the latest run: no search
-                        t = self._run_time[-1]
-                    else:
-                        i = bisect_right(firsts, n) - 1
-                        if i < 0:
-                            continue  # made before this observer was registered
-                        t = self._run_time[i]
-                s = by_name.get(job.name) or self.series(job.name)
-                h = s.wait
-                h.counts[bisect_left(TIME_BUCKETS, now - t)] += 1
-                h.sum += now - t
-            self._assigned.clear()
-        if self._finished:
-            for job, outcome in self._finished.items():
-                n = job.number
-                t = started.pop(n, None)
-                if t is None and born:
-                    born.pop(n, None)
-                s = by_name.get(job.name) or self.series(job.name)
-                key = outcome._value_
-                if t is not None and key in _TIMED:
+        buckets = TIME_BUCKETS
+        cancelled = False
+        for (f, value, born, assigned, ended, *_job), n in Counter(log).items():
+            s = by_name.get(f.name) or self.series(f.name)
+            if assigned is not None:
+                if born is not None:  # None: made before bind()
+                    h = s.wait
+                    wait = assigned.time - born.time
+                    h.counts[bisect_left(buckets, wait)] += n
+                    h.sum += wait * n
+                if value in _TIMED:
                     h = s.run
-                    h.counts[bisect_left(TIME_BUCKETS, now - t)] += 1
-                    h.sum += now - t
-                elif outcome is _CANCELLED and job.state is not _DONE:
-                    self._lingering[job] = None  # cancelled while running: still counted
-                s.finished[key] += 1
-            self._finished.clear()
+                    run = ended.time - assigned.time
+                    h.counts[bisect_left(buckets, run)] += n
+                    h.sum += run * n
+            if value is not None:  # None: requeued (it waits again from then)
+                s.finished[value] += n
+                if value == _CANCELLED_VALUE:
+                    cancelled = True
+        if cancelled:  # rare: find the ones cancelled while running (still counted)
+            for entry in log:
+                if len(entry) == 6 and entry[5].state is not _DONE:
+                    self._lingering[entry[5]] = None
+        log.clear()
+
+    def _running_waits(self) -> dict[str, Histogram]:
+        """The queue waits of the jobs running now (counted in the log when they leave)."""
+        out: dict[str, Histogram] = {}
+        for peer in self._broker.peers if self._broker is not None else ():
+            for job, assigned in peer.worker_jobs.items():
+                born = job.born
+                if assigned is None or born is None or job.ignore:
+                    continue
+                label = self.series(job.name).label
+                h = out.get(label)
+                if h is None:
+                    h = out[label] = Histogram(TIME_BUCKETS)
+                h.observe(assigned.time - born.time)
+        return out
 
     # -- the series, read at scrape time ---------------------------------------------------
+
+    def _read(self) -> None:
+        self.tick()
+        self.count()
 
     @property
     def finished_jobs(self) -> dict[tuple[str, str], int]:
         """(function label, outcome label) -> jobs finished so."""
-        self.settle()
+        self._read()
         return {(s.label, value.replace(" ", "_")): n for s in self._series.values()
                 for value, n in s.finished.items() if n}
 
     @property
     def left(self) -> dict[str, int]:
         """Function label -> jobs that left the broker (any outcome)."""
-        self.settle()
+        self._read()
         out = {s.label: sum(s.finished.values()) for s in self._series.values()}
         return {label: n for label, n in out.items() if n}
 
     @property
     def queue_wait(self) -> dict[str, Histogram]:
-        self.settle()
-        return {s.label: s.wait for s in self._series.values() if s.wait.count}
+        """Function label -> queue waits: of the jobs that left, were requeued or run now."""
+        self._read()
+        out: dict[str, Histogram] = {}
+        running = self._running_waits()
+        for s in self._series.values():
+            h = Histogram(TIME_BUCKETS)
+            h.add(s.wait)
+            extra = running.get(s.label)
+            if extra is not None:
+                h.add(extra)
+            if h.count:
+                out[s.label] = h
+        return out
 
     @property
     def run_time(self) -> dict[str, Histogram]:
-        self.settle()
+        self._read()
         return {s.label: s.run for s in self._series.values() if s.run.count}
 
     # -- the storage writer (its own thread) -----------------------------------------------
@@ -321,7 +325,6 @@ class JobMetrics(JobEvents):
     def submitted(self, functions: Iterable[Any]) -> dict[str, int]:
         """Jobs submitted per function label, from the broker's ``functions`` (see the module
         docstring)."""
-        self.settle()
         out: dict[str, int] = dict(self.left)
         for f in functions:
             if f.total:
@@ -334,18 +337,4 @@ class JobMetrics(JobEvents):
                 else:
                     label = self.label(job.name)
                     out[label] = out.get(label, 0) - 1
-        self._prune()
         return out
-
-    def _prune(self) -> None:
-        """Drop the checkpoints of runs whose every job has left: jobs numbered below the
-        oldest in memory are gone; the checkpoint covering the oldest stays."""
-        oldest = next(iter(self._jobs), None)
-        if oldest is None:
-            self._run_first.clear()
-            self._run_time.clear()
-            return
-        i = bisect_right(self._run_first, oldest) - 1
-        if i > 0:
-            del self._run_first[:i]
-            del self._run_time[:i]
