@@ -39,7 +39,8 @@ async def start_harp(server: Any) -> None:
     try:
         addresses = await server.harp.listen(server.config.harp_host,
                                              server.config.harp_port or 0,
-                                             server.config.backlog, server.ssl_context)
+                                             server.config.backlog, server.ssl_context,
+                                             server.config, debug=server.debug)
     except OSError as exc:
         server._acceptor.stop()
         await server.harp.close_store()
