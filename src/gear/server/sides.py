@@ -39,8 +39,7 @@ async def start_harp(server: Any) -> None:
     try:
         addresses = await server.harp.listen(server.config.harp_host,
                                              server.config.harp_port or 0,
-                                             server.config.backlog, server.ssl_context,
-                                             server.config, debug=server.debug)
+                                             server.config.backlog, server.ssl_context)
     except OSError as exc:
         server._acceptor.stop()
         await server.harp.close_store()

@@ -35,7 +35,6 @@ Must not import the engine, the broker, admin, storage, the CLI or the threaded 
 
 from __future__ import annotations
 
-import _socket
 import asyncio
 import errno
 import logging
@@ -410,53 +409,31 @@ class _Connection(asyncio.Protocol):
         self.transport.abort()
 
 
-class _AcceptedSocket(socket.socket):
-    """An accepted socket whose ``family`` and ``type`` are the plain ints of ``_socket``.
-
-    ``socket.socket`` turns both into enums on every read (about 6k instructions each), and
-    the event loop's ``connect_accepted_socket`` reads them for every connection: on the harp
-    port, two connections per call.
-    """
-
-    __slots__ = ()
-    family = _socket.socket.family  # type: ignore[assignment]
-    type = _socket.socket.type  # type: ignore[assignment]
-
-
 class Acceptor:
     """The accept loop over a server's listening sockets.
 
     Our own loop rather than ``loop.create_server``: socket options are set before the
-    transport exists, running out of descriptors pauses accepting rather than spinning (or,
-    on uvloop, dropping the waiting connections), and stopping is exact (asyncio 3.11 leaks a
-    socket accepted in the same iteration as Server.close(): its transport setup asserts and
-    is lost). The Gearman port's connections are :class:`_Connection` to ``host``; another
-    port (the harp port) passes its own protocol ``factory`` and a ``label`` for its log
-    lines.
+    transport exists, and stopping is exact (asyncio 3.11 leaks a socket accepted in the same
+    iteration as Server.close(): its transport setup asserts and is lost).
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        host: ConnectionHost | None,
+        host: ConnectionHost,
         config: ServerConfig,
         ssl_context: ssl.SSLContext | None,
         *,
         debug: bool = False,
-        factory: Callable[[], asyncio.BaseProtocol] | None = None,
-        label: str = "",
     ) -> None:
         self._loop = loop
         self._ssl = ssl_context
         self._options = socket_options(config)
-        if factory is None:
-            assert host is not None
-            tls = ssl_context is not None
-            high_water = config.write_high_water
-            limits = OutputLimits.of(config)
-            factory = lambda: _Connection(host, tls, high_water, limits)  # noqa: E731
-        self._factory: Callable[[], asyncio.BaseProtocol] = factory
-        self._label = f" on the {label}" if label else ""
+        tls = ssl_context is not None
+        high_water = config.write_high_water
+        limits = OutputLimits.of(config)
+        self._factory: Callable[[], _Connection] = lambda: _Connection(
+            host, tls, high_water, limits)
         self._debug = debug
         self._listeners: list[socket.socket] = []
         self._setups: set[asyncio.Task[None]] = set()
@@ -484,13 +461,9 @@ class Acceptor:
     def _accept(self, listener: socket.socket) -> None:
         """The listening socket is readable: accept what is waiting (bounded per wake-up)."""
         loop = self._loop
-        # listener._accept() and a socket of known family and type: socket.accept() would
-        # convert both to enums for every connection (measurable on the harp port, where
-        # every call opens two).
-        family, stype, proto = int(listener.family), int(listener.type), listener.proto
         for _ in range(64):
             try:
-                fd, _addr = listener._accept()  # type: ignore[attr-defined]
+                conn, _addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -500,7 +473,6 @@ class Acceptor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # that peer gave up before we accepted it
                 raise
-            conn = _AcceptedSocket(family, stype, proto, fd)
             if self._exhausted_at:
                 self._recovered()
             conn.setblocking(False)
@@ -531,10 +503,10 @@ class Acceptor:
         self._backoff = (min(self._backoff * 2, ACCEPT_BACKOFF_MAX) if self._backoff
                          else ACCEPT_BACKOFF_FIRST)
         if now - self._logged_at >= ACCEPT_BACKOFF_MAX:
-            log.error("cannot accept connections%s: %s (open files limit %s); %d accepts "
-                      "failed since the last report; pausing accepts for %g ms (up to %g s), "
-                      "the open connections are still served", self._label, exc.strerror,
-                      _nofile_soft(), self._refused, self._backoff * 1000, ACCEPT_BACKOFF_MAX)
+            log.error("cannot accept connections: %s (open files limit %s); %d accepts failed "
+                      "since the last report; pausing accepts for %g ms (up to %g s), the open "
+                      "connections are still served", exc.strerror, _nofile_soft(),
+                      self._refused, self._backoff * 1000, ACCEPT_BACKOFF_MAX)
             self._logged_at = now
             self._refused = 0
         loop.remove_reader(listener.fileno())
@@ -554,9 +526,9 @@ class Acceptor:
         if self._backoff or self._stopped:  # failing again: its own lines report
             return
         now = self._loop.time()
-        log.warning("accepting connections again%s after %.1f s short of descriptors (%d "
-                    "more accepts failed since the last report)", self._label,
-                    now - self._exhausted_at, self._refused)
+        log.warning("accepting connections again after %.1f s short of descriptors (%d more "
+                    "accepts failed since the last report)", now - self._exhausted_at,
+                    self._refused)
         self._logged_at = now
         self._refused = 0
         self._exhausted_at = 0.0

@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gear.server.config import DEFAULT_HIGH_WATER, ServerConfig
+from gear.server.config import DEFAULT_HIGH_WATER
 from gear.server.harp.protocol import error_reply
 from gear.server.harp.service import DEFAULT_MAX_BYTES, DEFAULT_UNKNOWN_HOST_WAIT, HarpService
-from gear.server.transport import Acceptor, OutputLimits, _Connection, bind_sockets
+from gear.server.transport import OutputLimits, _Connection, bind_sockets
 
 __all__ = ["MAX_LINE", "HarpConnection", "HarpListener"]
 
@@ -206,33 +206,31 @@ class HarpListener:
         self._closed = False
         connections[self.service.link] = _Link(self)
         self.connections: set[HarpConnection] = set()
-        self._acceptor: Acceptor | None = None
+        self.servers: list[asyncio.Server] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._process_pending = False
 
     async def listen(self, host: str | None, port: int, backlog: int,
-                     ssl_context: ssl.SSLContext | None, config: ServerConfig | None = None,
-                     *, debug: bool = False) -> list[tuple[str, int]]:
-        """Listen on ``host``:``port`` with the Gearman port's accept loop
-        (:class:`~gear.server.transport.Acceptor`: its socket options from ``config``, its
-        TLS handshake timeout, and its back-off when accept() runs out of descriptors,
-        docs/semantics.md "File descriptors")."""
+                     ssl_context: ssl.SSLContext | None) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
-        socks = bind_sockets(host, port, backlog)
         # Records loaded after a restart may be due already: the first pass runs at once then.
         first = 0.0 if self.service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(first, self._prune)
         self.tls = ssl_context is not None
-        self._acceptor = Acceptor(loop, None, config or ServerConfig(), ssl_context,
-                                  debug=debug, factory=lambda: HarpConnection(self),
-                                  label="harp port")
-        self._acceptor.listen(socks)
+        for sock in bind_sockets(host, port, backlog):
+            server = await loop.create_server(lambda: HarpConnection(self), sock=sock,
+                                              ssl=ssl_context, backlog=backlog)
+            self.servers.append(server)
         return self.addresses
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return list(self._acceptor.addresses) if self._acceptor is not None else []
+        out = []
+        for server in self.servers:
+            for sock in server.sockets:
+                out.append(sock.getsockname()[:2])
+        return out
 
     def after_call(self) -> None:
         """After each service call: flush the broker's output and re-arm the timer."""
@@ -290,14 +288,13 @@ class HarpListener:
         if self._prune_timer is not None:
             self._prune_timer.cancel()
             self._prune_timer = None
-        acceptor = self._acceptor
-        if acceptor is not None:
-            acceptor.stop()
+        for server in self.servers:
+            server.close()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        if acceptor is not None:
-            await acceptor.drop_setups()  # TLS handshakes in progress
+        for server in self.servers:
+            await server.wait_closed()
         self.unlink()
 
     async def close_store(self) -> None:
