@@ -45,9 +45,10 @@ def test_grabs_per_job_one_at_a_time_and_for_a_deep_queue(server: ServerUnderTes
             conn.send = counting_send  # type: ignore[method-assign]
             for i in range(40):
                 assert await client.run("echo", b"%d" % i) == b"%d" % i
-            # Before the probe: 3 GRABs per job (two NO_JOB). Now 1.5: the first job of a
-            # wake-up is followed by PRE_SLEEP; a wake-up answering it grabs once more.
-            assert grabs <= 40 * 1.5 + 2, grabs
+            # Before the probe: 3 GRABs per job (two NO_JOB). Now about 1.1: the first job of
+            # a wake-up is followed by PRE_SLEEP, and a wake-up answering it guesses that more
+            # is queued (one more GRAB) less and less often while the guesses are wrong.
+            assert grabs <= 40 * 1.25, grabs
             assert most_in_flight == 1
 
             # A deep queue: jobs of a function the worker does not have yet, then CAN_DO.

@@ -292,8 +292,9 @@ class ScriptedServer:
 
 def test_one_job_at_a_time_costs_one_grab_per_job_with_the_probe_or_two_without() -> None:
     # The serial load of bench_harp (one call at a time): before the slow start and the probe
-    # gear.aio sent three GRABs per job, two of them answered NO_JOB.
-    for probe, grabs, no_jobs in ((True, 1.5, 0.5), (False, 2, 1)):
+    # gear.aio sent three GRABs per job, two of them answered NO_JOB. With the probe, a guess
+    # that comes back NO_JOB is made rarer and rarer (1, 2, 4, 8 wake-ups skip it).
+    for probe, grabs, no_jobs in ((True, 1.12, 0.12), (False, 2, 1)):
         session = WorkerSession(max_window=16, probe_sleep=probe)
         session.connection_made()
         server = ScriptedServer(session)
@@ -311,18 +312,27 @@ def test_one_job_at_a_time_costs_one_grab_per_job_with_the_probe_or_two_without(
 
 
 def test_a_deep_queue_fills_the_window() -> None:
-    for probe in (True, False):
+    for probe, serial_first in ((True, False), (False, False), (True, True)):
         session = WorkerSession(max_window=16, probe_sleep=probe)
         session.connection_made()
         server = ScriptedServer(session)
         server.run()
+        for _ in range(50 if serial_first else 0):  # guesses at their rarest
+            server.submit()
+            server.run()
+        assert session._guess_skips == (8 if serial_first else 0)
+        server.jobs = 0
+        server.counts = dict.fromkeys(server.counts, 0)
         server.submit(1000)
         server.run()
         assert server.jobs == 1000 and server.queued == 0
         assert server.most_in_flight == 16
         # one GRAB per job, plus those in flight when the queue ran dry, plus the probe's
         assert server.counts[c.GRAB_JOB_UNIQ] <= 1000 + 16 + 1
-        assert server.counts[c.NOOP] == 1 + probe  # the submit's, and the probe's answer
+        # the submit's NOOP, and one per probe: the first, at most 8 more (skipped guesses)
+        noops = server.counts[c.NOOP]
+        assert noops <= 1 + probe * 9 if serial_first else noops == 1 + probe
+        assert session._guess_skips == 0  # the guess paid off
         assert session.state == "SLEEP" and server.asleep
 
 

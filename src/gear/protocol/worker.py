@@ -20,9 +20,14 @@ do on one connection, per docs/protocol.md §3.4-§3.8:
   common case of a lightly loaded worker, e.g. one call at a time) has nothing more to grab, and
   that GRAB would only come back NO_JOB; PRE_SLEEP asks the same question for less, because a
   server with more work answers it with NOOP at once (gearmand, geard and gear 0.16's server
-  all do, docs/protocol.md §3.5). A wake-up that answered a probe grabs again after its first
-  job (a speculative GRAB), so a deep queue still reaches the pipelined window after one more
-  round trip. The probe goes out only when no GRAB is in flight, like every PRE_SLEEP.
+  all do, docs/protocol.md §3.5). A NOOP answering a probe may mean a queue or just the next
+  job, so such a wake-up grabs again after its first job (a guess), and a deep queue reaches
+  the pipelined window after one more round trip. A guess answered NO_JOB makes the next ones
+  rarer: that many (1, 2, 4, up to ``MAX_GUESS_SKIPS``) probe-answered wake-ups probe again
+  instead; a guess answered with a job resets that. A worker taking one job at a time so
+  sends about 1.1 GRABs per job, and a deep queue that follows waits at most that many round
+  trips more for its pipelined GRABs. The probe goes out only when no GRAB is in flight, like
+  every PRE_SLEEP.
 * **Assignments**: JOB_ASSIGN, JOB_ASSIGN_UNIQ, JOB_ASSIGN_ALL read by
   :func:`gear.protocol.messages.parse_job_assign`.
 * **Job cancel** (geard's extension, docs/protocol.md §1.7): with ``job_cancel`` the
@@ -88,6 +93,8 @@ _PRE_SLEEP = request(c.PRE_SLEEP)
 #: The OPTION_REQ a worker opts in to JOB_CANCEL with (docs/protocol.md §1.7).
 JOB_CANCEL_OPTION = b"job_cancel"
 _OPT_IN = request(c.OPTION_REQ, JOB_CANCEL_OPTION)
+#: The most probe-answered wake-ups that probe again after a guess came back NO_JOB.
+MAX_GUESS_SKIPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +163,13 @@ class WorkerSession:
     __slots__ = (
         "_decoder",
         "_events",
+        "_guess",
+        "_guess_skips",
         "_option_pending",
         "_out",
         "_probed",
         "_probing",
+        "_skip",
         "cancel_option",
         "client_id",
         "connected",
@@ -203,6 +213,11 @@ class WorkerSession:
         self._probing = False
         # The last wake-up answered a probe: its first job is followed by a GRAB, not a probe.
         self._probed = False
+        # The GRAB wanted is a guess (after the first job of a probe-answered wake-up); after a
+        # wrong one, _guess_skips such wake-ups probe again (_skip of them are left).
+        self._guess = False
+        self._guess_skips = 0
+        self._skip = 0
         #: Ask for JOB_CANCEL on every connect.
         self.job_cancel = job_cancel
         #: The server's answer on this connection: None (not asked, or not answered yet),
@@ -245,6 +260,7 @@ class WorkerSession:
         self.sleeping = False
         self.outstanding = 0
         self._reset_window()
+        self._guess_skips = self._skip = 0
         self._decoder = None
         self._events.clear()
         self._out.clear()
@@ -298,6 +314,7 @@ class WorkerSession:
         self.streak = 0
         self._probing = False
         self._probed = False
+        self._guess = False
 
     def assigned(self) -> None:
         """A GRAB was answered with a job: more may be queued (the slow start, module docstring).
@@ -310,16 +327,24 @@ class WorkerSession:
             self.outstanding -= 1
         streak = self.streak = self.streak + 1
         if streak > 1:
+            if self._guess:  # it paid off: a queue
+                self._guess = False
+                self._guess_skips = 0
             window = self.window * 2
             self.window = window if window < self.max_window else self.max_window
-        elif self.probe_sleep and not self._probed and not self.outstanding:
-            # Nothing says more is queued: ask with PRE_SLEEP, which the server answers with
-            # NOOP at once if it is (§3.5); no GRAB is in flight, so no wake-up can be lost.
-            self.hungry = False
-            self.sleeping = True
-            self._probing = True
-            self._out.append(_PRE_SLEEP)
-            return
+        elif self.probe_sleep and not self.outstanding:
+            if not self._probed or self._skip:
+                # Nothing says more is queued: ask with PRE_SLEEP, which the server answers
+                # with NOOP at once if it is (§3.5); no GRAB is in flight, so no wake-up can
+                # be lost.
+                if self._probed:
+                    self._skip -= 1
+                self.hungry = False
+                self.sleeping = True
+                self._probing = True
+                self._out.append(_PRE_SLEEP)
+                return
+            self._guess = True
         self.hungry = True
 
     def job_assigned(self, ptype: int, args: list[bytes]) -> JobAssignment:
@@ -340,6 +365,9 @@ class WorkerSession:
             return False
         self.outstanding -= 1
         self.hungry = False
+        if self._guess:  # a wrong guess: probe-answered wake-ups guess less often
+            skips = self._guess_skips * 2 if self._guess_skips else 1
+            self._guess_skips = self._skip = min(skips, MAX_GUESS_SKIPS)
         self._reset_window()
         if not self.outstanding:
             self.sleeping = True
