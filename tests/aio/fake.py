@@ -42,6 +42,17 @@ class FakeServer:
         assert frame.ptype == ptype, f"expected {c.types[ptype]}, got {frame!r}"
         return frame
 
+    async def expect_unordered(self, *ptypes: int) -> dict[int, Frame]:
+        """The next packets are ``ptypes`` in some order, by type. For a handler's packets and
+        the worker's sleep probe, which share a write: which comes first depends on whether
+        the handler starts eagerly (Python 3.12+)."""
+        frames: dict[int, Frame] = {}
+        for _ in ptypes:
+            frame = await asyncio.wait_for(self.packets.get(), 5)
+            assert frame.ptype in ptypes and frame.ptype not in frames, f"unexpected {frame!r}"
+            frames[frame.ptype] = frame
+        return frames
+
     async def assert_quiet(self) -> None:
         """Let the worker run many loop iterations (each loopback round trip takes a few) and
         check it sent nothing: a busy loop or an extra GRAB would show up here."""

@@ -36,7 +36,8 @@ def test_a_cancelled_job_sees_its_flag_and_event_and_ends() -> None:
             assert server.job_cancel_requests == 1  # opted in by default
             server.send(c.OPTION_RES, b"job_cancel")
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"long", b"", b"")
-            await server.expect(c.WORK_DATA)
+            await server.expect_unordered(c.WORK_DATA, c.PRE_SLEEP)  # PRE_SLEEP: the probe
+            server.send(c.NOOP)  # more work, but no free slot
             server.send(c.JOB_CANCEL, b"H:9")  # not ours: ignored
             server.send(c.JOB_CANCEL, b"H:1")
             assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:1", b"stopped early"]
@@ -72,6 +73,8 @@ def test_cancel_task_cancels_an_async_handler_and_sends_work_fail() -> None:
             await server.expect(c.CAN_DO)
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"forever", b"", b"")
+            await server.expect(c.PRE_SLEEP)  # the sleep probe
+            server.send(c.NOOP)  # more work
             await server.assert_quiet()  # concurrency 1: no GRAB while it runs
             server.send(c.JOB_CANCEL, b"H:1")
             assert (await server.expect(c.WORK_FAIL)).args() == [b"H:1"]
@@ -105,6 +108,7 @@ def test_a_def_handler_polls_the_flag() -> None:
             await server.expect(c.CAN_DO)
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"poll", b"", b"")
+            await server.expect(c.PRE_SLEEP)  # the sleep probe
             await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
             server.send(c.JOB_CANCEL, b"H:1")
             assert (await server.expect(c.WORK_FAIL)).args() == [b"H:1"]
@@ -128,7 +132,8 @@ def test_gearmands_refusal_is_taken_quietly(caplog: pytest.LogCaptureFixture) ->
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"", b"")
-            assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:1", b"done"]
+            done = await server.expect_unordered(c.WORK_COMPLETE, c.PRE_SLEEP)
+            assert done[c.WORK_COMPLETE].args() == [b"H:1", b"done"]
             assert worker._connections[0].session.cancel_option is False
             await worker.stop(drain=False)
 

@@ -42,8 +42,8 @@ def test_registration_sleep_and_wakeup() -> None:
             server.send(c.NOOP)
             await server.expect(c.GRAB_JOB_UNIQ)  # exactly one GRAB after a wakeup
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"u1", b"abc")
-            await server.expect(c.GRAB_JOB_UNIQ)  # one slot left: one more GRAB
-            server.send(c.NO_JOB)
+            # The first job of a wake-up: PRE_SLEEP asks whether more is queued (a server with
+            # more answers NOOP at once), rather than a GRAB that would come back NO_JOB.
             await server.expect(c.PRE_SLEEP)
             await server.assert_quiet()
 
@@ -69,20 +69,26 @@ def test_pipelined_grabs_never_exceed_free_slots() -> None:
 
         async with fake_server() as server:
             worker.add_server("127.0.0.1", server.port)
-            await worker.start(concurrency=4)
+            await worker.start(concurrency=5)
             await server.expect(c.CAN_DO)
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"", b"1")
-            # a job came back: two GRABs in flight now, sent before either is answered
-            await server.expect(c.GRAB_JOB_UNIQ)
+            await server.expect(c.PRE_SLEEP)  # the sleep probe
+            server.send(c.NOOP)  # more is queued
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:2", b"fn", b"", b"2")
+            await server.expect(c.GRAB_JOB_UNIQ)  # woken by the probe: one more GRAB
+            await server.assert_quiet()  # the window is still one
             server.send(c.JOB_ASSIGN_UNIQ, b"H:3", b"fn", b"", b"3")
-            await server.expect(c.GRAB_JOB_UNIQ)  # 3 running + 1 GRAB = 4 slots
-            await server.assert_quiet()
+            # a second job in a row: the window doubles, two GRABs in flight, sent before
+            # either is answered
+            await server.expect(c.GRAB_JOB_UNIQ)
+            await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:4", b"fn", b"", b"4")
-            await server.assert_quiet()  # 4 running, no free slot, no GRAB
-            assert worker.running_jobs == 4
+            await server.assert_quiet()  # window 4, but 4 running + 1 GRAB = 5 slots
+            server.send(c.JOB_ASSIGN_UNIQ, b"H:5", b"fn", b"", b"5")
+            await server.assert_quiet()  # 5 running, no free slot, no GRAB
+            assert worker.running_jobs == 5
 
             releases[b"2"].set()
             assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:2", b""]
@@ -113,7 +119,9 @@ def test_unsupported_grab_falls_back_to_grab_job() -> None:
             server.send(c.ERROR, b"INVALID_COMMAND", b"Command not expected")
             await server.expect(c.GRAB_JOB)
             server.send(c.JOB_ASSIGN, b"H:9", b"fn", b"data")
-            assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:9", b"ok"]
+            done = await server.expect_unordered(c.WORK_COMPLETE, c.PRE_SLEEP)
+            assert done[c.WORK_COMPLETE].args() == [b"H:9", b"ok"]
+            server.send(c.NOOP)
             await server.expect(c.GRAB_JOB)
             await worker.stop(drain=False)
         assert seen == [b""]
@@ -146,7 +154,8 @@ def test_registering_while_asleep_asks_for_jobs() -> None:
             assert (await server.expect(c.CAN_DO)).body == b"late"
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:5", b"late", b"", b"")
-            assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:5", b"late"]
+            done = await server.expect_unordered(c.WORK_COMPLETE, c.PRE_SLEEP)
+            assert done[c.WORK_COMPLETE].args() == [b"H:5", b"late"]
             await worker.stop(drain=False)
 
     run(main())
@@ -174,7 +183,8 @@ def test_unregister_sends_cant_do_and_drain_waits_for_grabs() -> None:
             worker.register("a", a)  # re-registered before the assignment arrives
             await server.expect(c.CAN_DO)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"a", b"", b"")
-            assert (await server.expect(c.WORK_COMPLETE)).args() == [b"H:1", b"a"]
+            done = await server.expect_unordered(c.WORK_COMPLETE, c.PRE_SLEEP)
+            assert done[c.WORK_COMPLETE].args() == [b"H:1", b"a"]
             await asyncio.wait_for(stopping, 5)
             assert server.packets.empty()  # no GRAB after the drain started
 
@@ -209,6 +219,8 @@ def test_a_handler_past_its_can_do_timeout_is_cancelled() -> None:
             await server.expect(c.CAN_DO)
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"slow", b"", b"")
+            await server.expect(c.PRE_SLEEP)  # the sleep probe
+            server.send(c.NOOP)  # more work
             # concurrency 1: the next GRAB needs the slot the cancelled handler gives back
             await server.expect(c.GRAB_JOB_UNIQ)
             assert cancelled.is_set()
@@ -245,6 +257,8 @@ def test_a_def_handler_past_its_can_do_timeout_keeps_its_slot_and_its_result_is_
             await server.expect(c.CAN_DO_TIMEOUT)
             await server.expect(c.GRAB_JOB_UNIQ)
             server.send(c.JOB_ASSIGN_UNIQ, b"H:1", b"slow", b"", b"")
+            await server.expect(c.PRE_SLEEP)  # the sleep probe
+            server.send(c.NOOP)  # more work, but no free slot
             await expired.wait()
             await server.assert_quiet()  # the thread still runs: no slot, no GRAB
             await loop.run_in_executor(None, release.set)

@@ -74,7 +74,8 @@ def test_unexpected_no_job_and_noop_change_nothing() -> None:
     assert session.can_grab
 
 
-def test_window_doubles_on_jobs_and_falls_back_on_no_job() -> None:
+def test_window_slow_starts_on_jobs_and_falls_back_on_no_job() -> None:
+    # The first job of a run keeps the window at one, each further job doubles it.
     session = WorkerSession(max_window=4)
     session.connection_made()
     session.grab()
@@ -85,7 +86,7 @@ def test_window_doubles_on_jobs_and_falls_back_on_no_job() -> None:
         windows.append(session.window)
         while session.can_grab:
             session.grab()
-    assert windows == [2, 4, 4, 4]
+    assert windows == [1, 2, 4, 4]
     assert session.outstanding == 4
     assert session.no_job() and session.data_to_send() == b""  # GRABs still in flight
     assert session.window == 1 and not session.hungry
@@ -223,3 +224,149 @@ def test_without_the_option_nothing_is_asked_and_a_late_opt_in_asks_once() -> No
     session.receive_data(response(c.OPTION_RES, b"JOB_CANCEL"))
     assert session.events_received() == [CancelOption(True)]
     assert session.request_job_cancel() == b""
+
+
+# -- how many GRABs a job costs: the slow start and the sleep probe ------------------------------
+
+
+class ScriptedServer:
+    """A server's side of the grab cycle (docs/protocol.md §3.5) for one worker connection:
+    ``queued`` jobs, requests answered in order, PRE_SLEEP with work waiting answered with NOOP."""
+
+    def __init__(self, session: WorkerSession) -> None:
+        self.session = session
+        self.queued = 0
+        self.asleep = False
+        self.counts = {c.GRAB_JOB_UNIQ: 0, c.NO_JOB: 0, c.PRE_SLEEP: 0, c.NOOP: 0}
+        self.most_in_flight = 0
+        self.replies: list[tuple[int, list[bytes]]] = []
+        self.jobs = 0
+
+    def submit(self, n: int = 1) -> None:
+        self.queued += n
+        if self.asleep:
+            self.asleep = False
+            self._reply(c.NOOP)
+
+    def _reply(self, ptype: int, *args: bytes) -> None:
+        if ptype in self.counts:
+            self.counts[ptype] += 1
+        self.replies.append((ptype, list(args)))
+
+    def serve(self, requests: list[int]) -> None:
+        for ptype in requests:
+            if ptype == c.PRE_SLEEP:
+                self.counts[c.PRE_SLEEP] += 1
+                if self.queued:
+                    self._reply(c.NOOP)
+                else:
+                    self.asleep = True
+            else:
+                assert ptype == c.GRAB_JOB_UNIQ
+                self.counts[ptype] += 1
+                self.asleep = False
+                if self.queued:
+                    self.queued -= 1
+                    self.jobs += 1
+                    self._reply(c.JOB_ASSIGN_UNIQ, b"H:%d" % self.jobs, b"fn", b"", b"")
+                else:
+                    self._reply(c.NO_JOB)
+
+    def run(self) -> None:
+        """Worker and server in turn until both are quiet; every job ends at once (a worker
+        with free slots, as gear.aio's grabs while it has some)."""
+        session = self.session
+        while True:
+            requests = [p for p, _ in sent(session)]
+            while session.can_grab:
+                session.grab()
+                requests.append(c.GRAB_JOB_UNIQ)
+            self.most_in_flight = max(self.most_in_flight, session.outstanding)
+            if not requests and not self.replies:
+                return
+            self.serve(requests)
+            replies, self.replies = self.replies, []
+            for ptype, args in replies:
+                session.receive_frame(ptype, args)
+
+
+def test_one_job_at_a_time_costs_one_grab_per_job_with_the_probe_or_two_without() -> None:
+    # The serial load of bench_harp (one call at a time): before the slow start and the probe
+    # gear.aio sent three GRABs per job, two of them answered NO_JOB. With the probe, a guess
+    # that comes back NO_JOB is made rarer and rarer (1, 2, 4, 8 wake-ups skip it).
+    for probe, grabs, no_jobs in ((True, 1.12, 0.12), (False, 2, 1)):
+        session = WorkerSession(max_window=16, probe_sleep=probe)
+        session.connection_made()
+        server = ScriptedServer(session)
+        server.run()  # connect: GRAB, NO_JOB, PRE_SLEEP
+        server.counts = dict.fromkeys(server.counts, 0)
+        for _ in range(100):
+            server.submit()
+            server.run()
+        assert server.jobs == 100 and server.queued == 0
+        assert server.counts[c.GRAB_JOB_UNIQ] / 100 == grabs, probe
+        assert server.counts[c.NO_JOB] / 100 == no_jobs, probe
+        assert server.counts[c.PRE_SLEEP] == server.counts[c.NOOP] == 100  # one sleep per job
+        assert server.most_in_flight == 1
+        assert session.state == "SLEEP" and server.asleep  # no busy loop, no lost wake-up
+
+
+def test_a_deep_queue_fills_the_window() -> None:
+    for probe, serial_first in ((True, False), (False, False), (True, True)):
+        session = WorkerSession(max_window=16, probe_sleep=probe)
+        session.connection_made()
+        server = ScriptedServer(session)
+        server.run()
+        for _ in range(50 if serial_first else 0):  # guesses at their rarest
+            server.submit()
+            server.run()
+        assert session._guess_skips == (8 if serial_first else 0)
+        server.jobs = 0
+        server.counts = dict.fromkeys(server.counts, 0)
+        server.submit(1000)
+        server.run()
+        assert server.jobs == 1000 and server.queued == 0
+        assert server.most_in_flight == 16
+        # one GRAB per job, plus those in flight when the queue ran dry, plus the probe's
+        assert server.counts[c.GRAB_JOB_UNIQ] <= 1000 + 16 + 1
+        # the submit's NOOP, and one per probe: the first, at most 8 more (skipped guesses)
+        noops = server.counts[c.NOOP]
+        assert noops <= 1 + probe * 9 if serial_first else noops == 1 + probe
+        assert session._guess_skips == 0  # the guess paid off
+        assert session.state == "SLEEP" and server.asleep
+
+
+def test_the_probe_is_never_sent_with_a_grab_in_flight() -> None:
+    session = WorkerSession(max_window=4, probe_sleep=True)
+    session.connection_made()
+    session.grab()
+    session.grab()  # wake() may leave two GRABs in flight at the start of a run
+    session.job_assigned(c.JOB_ASSIGN, [b"H:1", b"fn", b""])
+    assert session.data_to_send() == b"" and session.outstanding == 1  # no PRE_SLEEP yet
+    assert session.no_job()
+    assert sent(session) == [(c.PRE_SLEEP, [])]  # now, with nothing in flight
+    assert session.noop()
+    session.grab()
+    session.job_assigned(c.JOB_ASSIGN, [b"H:2", b"fn", b""])
+    assert sent(session) == [(c.PRE_SLEEP, [])]  # the probe
+    assert session.state == "SLEEP" and not session.can_grab
+    session.wake()  # a new function: grab anyway
+    assert session.can_grab
+    session.grab()
+    assert session.state == "GRAB_WAIT"
+    session.job_assigned(c.JOB_ASSIGN, [b"H:3", b"fn", b""])  # a second job in a row
+    assert session.window == 2 and session.can_grab and session.data_to_send() == b""
+
+
+def test_one_grab_at_a_time_is_unchanged_for_the_threaded_worker() -> None:
+    # max_window=1 and no probe (gear.Worker, the compat fronts): after every job the session
+    # wants one more GRAB, and sleeps only after NO_JOB, as gear does.
+    session = WorkerSession()
+    session.connection_made()
+    for i in range(3):
+        session.grab()
+        session.job_assigned(c.JOB_ASSIGN, [b"H:%d" % i, b"fn", b""])
+        assert session.window == 1 and session.can_grab and session.data_to_send() == b""
+    session.grab()
+    session.no_job()
+    assert sent(session) == [(c.PRE_SLEEP, [])]

@@ -8,8 +8,9 @@ and parsed only by ``gear.protocol``; this module is glue between a :class:`Link
 Must not import the threaded API, the client or the server.
 
 The grab/sleep cycle of each connection is :class:`gear.protocol.worker.WorkerSession`
-(registration on every connect, pipelined GRABs in a window, PRE_SLEEP/NOOP, docs/protocol.md
-§3.5); this module decides *when* to grab, by slots:
+(registration on every connect, GRABs pipelined in a slow-start window, the sleep probe after
+the first job of a wake-up, PRE_SLEEP/NOOP, docs/protocol.md §3.5); this module decides *when*
+to grab, by slots:
 
 * Every GRAB holds a reserved slot until it is answered, so ``concurrency=N`` bounds running
   jobs plus outstanding GRABs across every connection: never more jobs than free slots. A
@@ -242,7 +243,7 @@ class _WorkerConnection:
         self.link = Link.for_owner(endpoint, self, worker)
         self.session = WorkerSession(
             worker.client_id, grab_type=worker.grab_type, max_window=worker.grab_window,
-            job_cancel=worker.job_cancel,
+            job_cancel=worker.job_cancel, probe_sleep=True,
         )
         self.queued = False  # in the worker's wanting queue
         self.jobs: dict[bytes, WorkerJob] = {}
@@ -280,7 +281,13 @@ class _WorkerConnection:
             job = WorkerJob(worker, self, a.handle, a.function, a.unique, a.data, a.reducer)
             self.jobs[a.handle] = job
             running = worker._start_job(job)  # the reserved slot now belongs to the job
-            worker._want(self)  # more may be queued: the session's window has grown
+            data = session.data_to_send()
+            if data:
+                # The sleep probe (the first job of a wake-up): after the job's WORK_COMPLETE
+                # if the handler already ended, so the result leaves first.
+                self.send(data)
+            else:
+                worker._want(self)  # more may be queued: the session's window may have grown
             if running and link.protocol is not None:
                 # Write the GRABs after the handler's first step, so that a fast handler's
                 # WORK_COMPLETE shares their write.

@@ -9,10 +9,25 @@ do on one connection, per docs/protocol.md §3.4-§3.8:
   session *wants* work (``hungry``) after it connects, after a NOOP, after each JOB_ASSIGN (more
   may be queued) and after :meth:`~WorkerSession.wake` (a new function may have queued jobs:
   CAN_DO wakes nobody, §3.4). Replies come in request order, so GRABs may be pipelined: up to
-  ``window`` are in flight, and the window doubles (up to ``max_window``) each time a GRAB is
-  answered with a job, and falls back to one on NO_JOB. NO_JOB stops further GRABs; once every
-  GRAB in flight is answered the session sends PRE_SLEEP, and the server answers at once with
-  NOOP if work arrived in between (its race fix), so no wake-up is lost and nothing busy-loops.
+  ``window`` are in flight. The window starts at one after a connect, a NOOP or a NO_JOB, and
+  grows like a slow start: it stays one for the first job of a run and doubles (up to
+  ``max_window``) with each further job, so only a queue that keeps answering GRABs with jobs
+  gets pipelined GRABs. NO_JOB stops further GRABs; once every GRAB in flight is answered the
+  session sends PRE_SLEEP, and the server answers at once with NOOP if work arrived in between
+  (its race fix), so no wake-up is lost and nothing busy-loops.
+* **The sleep probe** (``probe_sleep=True``, what ``gear.aio`` uses): the first job after a
+  wake-up is followed by PRE_SLEEP instead of a second GRAB. A worker woken for one job (the
+  common case of a lightly loaded worker, e.g. one call at a time) has nothing more to grab, and
+  that GRAB would only come back NO_JOB; PRE_SLEEP asks the same question for less, because a
+  server with more work answers it with NOOP at once (gearmand, geard and gear 0.16's server
+  all do, docs/protocol.md §3.5). A NOOP answering a probe may mean a queue or just the next
+  job, so such a wake-up grabs again after its first job (a guess), and a deep queue reaches
+  the pipelined window after one more round trip. A guess answered NO_JOB makes the next ones
+  rarer: that many (1, 2, 4, up to ``MAX_GUESS_SKIPS``) probe-answered wake-ups probe again
+  instead; a guess answered with a job resets that. A worker taking one job at a time so
+  sends about 1.1 GRABs per job, and a deep queue that follows waits at most that many round
+  trips more for its pipelined GRABs. The probe goes out only when no GRAB is in flight, like
+  every PRE_SLEEP.
 * **Assignments**: JOB_ASSIGN, JOB_ASSIGN_UNIQ, JOB_ASSIGN_ALL read by
   :func:`gear.protocol.messages.parse_job_assign`.
 * **Job cancel** (geard's extension, docs/protocol.md §1.7): with ``job_cancel`` the
@@ -78,6 +93,8 @@ _PRE_SLEEP = request(c.PRE_SLEEP)
 #: The OPTION_REQ a worker opts in to JOB_CANCEL with (docs/protocol.md §1.7).
 JOB_CANCEL_OPTION = b"job_cancel"
 _OPT_IN = request(c.OPTION_REQ, JOB_CANCEL_OPTION)
+#: The most probe-answered wake-ups that probe again after a guess came back NO_JOB.
+MAX_GUESS_SKIPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +156,20 @@ class WorkerSession:
     :arg grab_type: the GRAB packet type (GRAB_JOB_UNIQ by default).
     :arg max_window: how many GRABs may be in flight at most (1: one at a time, as gear).
     :arg job_cancel: opt in to JOB_CANCEL on every connect (docs/protocol.md §1.7).
+    :arg probe_sleep: after the first job of a wake-up send PRE_SLEEP rather than a second
+        GRAB (module docstring); off by default, as gear grabs until NO_JOB.
     """
 
     __slots__ = (
         "_decoder",
         "_events",
+        "_guess",
+        "_guess_skips",
         "_option_pending",
         "_out",
+        "_probed",
+        "_probing",
+        "_skip",
         "cancel_option",
         "client_id",
         "connected",
@@ -154,13 +178,15 @@ class WorkerSession:
         "job_cancel",
         "max_window",
         "outstanding",
+        "probe_sleep",
         "sleeping",
+        "streak",
         "window",
     )
 
     def __init__(
         self, client_id: bytes = b"", grab_type: int = c.GRAB_JOB_UNIQ, max_window: int = 1,
-        job_cancel: bool = False,
+        job_cancel: bool = False, probe_sleep: bool = False,
     ) -> None:
         if grab_type not in _GRAB_PACKETS:
             raise ValueError(f"not a grab type: {grab_type}")
@@ -179,6 +205,19 @@ class WorkerSession:
         self.outstanding = 0
         #: How many GRABs may be in flight now (grows while jobs keep coming).
         self.window = 1
+        #: Jobs assigned since the last connect, NOOP or NO_JOB (the slow start's count).
+        self.streak = 0
+        #: Send PRE_SLEEP after the first job of a wake-up instead of a second GRAB.
+        self.probe_sleep = probe_sleep
+        # The PRE_SLEEP in flight is a probe (jobs were just assigned, no NO_JOB said "empty").
+        self._probing = False
+        # The last wake-up answered a probe: its first job is followed by a GRAB, not a probe.
+        self._probed = False
+        # The GRAB wanted is a guess (after the first job of a probe-answered wake-up); after a
+        # wrong one, _guess_skips such wake-ups probe again (_skip of them are left).
+        self._guess = False
+        self._guess_skips = 0
+        self._skip = 0
         #: Ask for JOB_CANCEL on every connect.
         self.job_cancel = job_cancel
         #: The server's answer on this connection: None (not asked, or not answered yet),
@@ -220,7 +259,8 @@ class WorkerSession:
         self.hungry = True
         self.sleeping = False
         self.outstanding = 0
-        self.window = 1
+        self._reset_window()
+        self._guess_skips = self._skip = 0
         self._decoder = None
         self._events.clear()
         self._out.clear()
@@ -239,7 +279,7 @@ class WorkerSession:
         self.hungry = False
         self.sleeping = False
         self.outstanding = 0
-        self.window = 1
+        self._reset_window()
         self._out.clear()
         self._decoder = None
         self.cancel_option = None
@@ -266,15 +306,46 @@ class WorkerSession:
         """Count a GRAB as sent and return it, for the caller to write (see :attr:`can_grab`)."""
         self.outstanding += 1
         self.sleeping = False
+        self._probing = False
         return _GRAB_PACKETS[self.grab_type]
 
+    def _reset_window(self) -> None:
+        self.window = 1
+        self.streak = 0
+        self._probing = False
+        self._probed = False
+        self._guess = False
+
     def assigned(self) -> None:
-        """A GRAB was answered with a job: more may be queued, so want more, two at a time."""
+        """A GRAB was answered with a job: more may be queued (the slow start, module docstring).
+
+        The first job of a run keeps the window at one; each further one doubles it. With
+        ``probe_sleep``, the first job after a wake-up that did not answer a probe queues
+        PRE_SLEEP (the probe) instead of wanting another GRAB.
+        """
         if self.outstanding:
             self.outstanding -= 1
+        streak = self.streak = self.streak + 1
+        if streak > 1:
+            if self._guess:  # it paid off: a queue
+                self._guess = False
+                self._guess_skips = 0
+            window = self.window * 2
+            self.window = window if window < self.max_window else self.max_window
+        elif self.probe_sleep and not self.outstanding:
+            if not self._probed or self._skip:
+                # Nothing says more is queued: ask with PRE_SLEEP, which the server answers
+                # with NOOP at once if it is (§3.5); no GRAB is in flight, so no wake-up can
+                # be lost.
+                if self._probed:
+                    self._skip -= 1
+                self.hungry = False
+                self.sleeping = True
+                self._probing = True
+                self._out.append(_PRE_SLEEP)
+                return
+            self._guess = True
         self.hungry = True
-        window = self.window * 2
-        self.window = window if window < self.max_window else self.max_window
 
     def job_assigned(self, ptype: int, args: list[bytes]) -> JobAssignment:
         """Read a JOB_ASSIGN* (``args`` as split by ``split_args``) and count it (:meth:`assigned`).
@@ -294,15 +365,25 @@ class WorkerSession:
             return False
         self.outstanding -= 1
         self.hungry = False
-        self.window = 1
+        if self._guess:  # a wrong guess: probe-answered wake-ups guess less often
+            skips = self._guess_skips * 2 if self._guess_skips else 1
+            self._guess_skips = self._skip = min(skips, MAX_GUESS_SKIPS)
+        self._reset_window()
         if not self.outstanding:
             self.sleeping = True
             self._out.append(_PRE_SLEEP)
         return True
 
     def noop(self) -> bool:
-        """NOOP: want work. Returns whether the session was asleep (False: unexpected)."""
+        """NOOP: want work. Returns whether the session was asleep (False: unexpected).
+
+        A wake-up starts a new run: the window is one again (the slow start).
+        """
         was_asleep = self.sleeping
+        if was_asleep:
+            probed = self._probing
+            self._reset_window()
+            self._probed = probed
         self.sleeping = False
         self.hungry = True
         return was_asleep
