@@ -3,15 +3,18 @@
 ``ScriptedSocket`` returns pre-set chunks from ``recv`` (one chunk per call at most) and records
 ``sendall``; ``Peer`` attaches one end of a ``socket.socketpair`` to a Client/Worker as an
 active connection, so the object's real poll thread runs while the test plays the server on
-the other end. No TCP, no ports.
+the other end; ``get_job_in_thread`` runs a Worker's blocking ``getJob`` in a thread. No TCP,
+no ports.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import threading
 from typing import Any
 
+import gear
 from gear import constants
 from gear.protocol.packets import AdminLine, Decoder, Frame, response
 from gear.threaded.connection import Connection
@@ -116,3 +119,18 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def get_job_in_thread(worker: gear.Worker) -> tuple[threading.Thread, list[object]]:
+    """``worker.getJob()`` in a daemon thread; its job (or InterruptedError) lands in the list."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(worker.getJob())
+        except gear.InterruptedError as e:
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out

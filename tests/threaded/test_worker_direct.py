@@ -5,51 +5,20 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
 import gear
 from gear import constants
-from tests.threaded.fakes import Peer
-
-
-def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    # Polling the worker's internal state from the test thread (it has no event to wait on).
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.005)
-    return False
-
-
-@pytest.fixture
-def worker() -> Iterator[gear.Worker]:
-    w = gear.Worker("w1")
-    yield w
-    w.shutdown()
+from tests.support.peers import wait_for
+from tests.threaded.fakes import Peer, get_job_in_thread
 
 
 def _peer(worker: gear.Worker) -> Peer:
     peer = Peer(worker)
-    assert _until(lambda: peer.conn in worker._polled)  # the poll thread has taken it up
+    wait_for(lambda: peer.conn in worker._polled, 5.0)  # the poll thread has taken it up
     return peer
 
-
-def _get_job_in_thread(worker: gear.Worker) -> tuple[threading.Thread, list[object]]:
-    out: list[object] = []
-
-    def run() -> None:
-        try:
-            out.append(worker.getJob())
-        except gear.InterruptedError as e:
-            out.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def _echo_in_thread(conn: object) -> tuple[threading.Thread, list[object]]:
@@ -67,9 +36,9 @@ def _answer_echo(peer: Peer) -> None:
 
 def test_the_only_waiter_reads_its_connection_then_hands_it_back(worker: gear.Worker) -> None:
     peer = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
-    assert _until(lambda: worker._direct is peer.conn)
+    wait_for(lambda: worker._direct is peer.conn, 5.0)
     # The whole grab cycle is read by the getJob thread: NO_JOB -> PRE_SLEEP -> NOOP -> GRAB.
     peer.send(constants.NO_JOB)
     peer.expect(constants.PRE_SLEEP)
@@ -91,7 +60,7 @@ def test_the_only_waiter_reads_its_connection_then_hands_it_back(worker: gear.Wo
 
 def test_replies_for_other_threads_are_read_by_the_direct_reader(worker: gear.Worker) -> None:
     peer = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     peer.send(constants.NO_JOB)
     peer.expect(constants.PRE_SLEEP)
@@ -108,11 +77,11 @@ def test_replies_for_other_threads_are_read_by_the_direct_reader(worker: gear.Wo
 
 def test_two_threads_get_distinct_jobs_while_one_reads_directly(worker: gear.Worker) -> None:
     peer = _peer(worker)
-    a = _get_job_in_thread(worker)
+    a = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
-    assert _until(lambda: worker._direct is peer.conn)
-    b = _get_job_in_thread(worker)
-    assert _until(lambda: worker.waiting_for_jobs == 2)
+    wait_for(lambda: worker._direct is peer.conn, 5.0)
+    b = get_job_in_thread(worker)
+    wait_for(lambda: worker.waiting_for_jobs == 2, 5.0)
     peer.send(constants.JOB_ASSIGN, b"H:1", b"fn", b"a")
     peer.expect(constants.GRAB_JOB_UNIQ)  # one grab in flight: the next one, for the other
     peer.send(constants.JOB_ASSIGN, b"H:2", b"fn", b"b")
@@ -126,7 +95,7 @@ def test_two_threads_get_distinct_jobs_while_one_reads_directly(worker: gear.Wor
 
 def test_a_second_connection_ends_the_direct_read(worker: gear.Worker) -> None:
     first = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     first.expect(constants.GRAB_JOB_UNIQ)
     first.send(constants.NO_JOB)
     first.expect(constants.PRE_SLEEP)
@@ -151,16 +120,16 @@ def test_connection_lost_during_a_direct_wait_reconnects_and_grabs_again() -> No
         client.waitForServer(10)
         worker.registerFunction("fn")
         (conn,) = worker.active_connections
-        assert _until(lambda: conn in worker._polled)
-        t, out = _get_job_in_thread(worker)
-        assert _until(lambda: worker._direct is conn)
+        wait_for(lambda: conn in worker._polled, 5.0)
+        t, out = get_job_in_thread(worker)
+        wait_for(lambda: worker._direct is conn, 5.0)
         sock = conn.conn
         sock.shutdown(2)  # the connection dies under the waiting getJob thread
-        assert _until(lambda: worker._direct is None)
+        wait_for(lambda: worker._direct is None, 5.0)
         assert t.is_alive()  # getJob keeps waiting across the reconnect, as in gear
         worker.waitForServer(10)
-        assert _until(lambda: conn.conn is not None and conn.conn is not sock
-                      and conn in worker.active_connections)
+        wait_for(lambda: conn.conn is not None and conn.conn is not sock
+                 and conn in worker.active_connections, 5.0)
         job = gear.Job("fn", b"again")
         client.submitJob(job)
         t.join(10)
@@ -177,9 +146,9 @@ def test_connection_lost_during_a_direct_wait_reconnects_and_grabs_again() -> No
 def test_shutdown_ends_a_direct_wait() -> None:
     worker = gear.Worker("w-shut")
     peer = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
-    assert _until(lambda: worker._direct is peer.conn)
+    wait_for(lambda: worker._direct is peer.conn, 5.0)
     worker.shutdown()
     t.join(5)
     assert len(out) == 1 and isinstance(out[0], gear.InterruptedError)
@@ -190,9 +159,9 @@ def test_a_packet_split_across_reads_is_reassembled_by_the_direct_reader(
     worker: gear.Worker,
 ) -> None:
     peer = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
-    assert _until(lambda: worker._direct is peer.conn)
+    wait_for(lambda: worker._direct is peer.conn, 5.0)
     from gear.protocol.packets import response
 
     data = response(constants.JOB_ASSIGN_UNIQ, b"H:5", b"fn", b"u", b"payload")
@@ -219,7 +188,7 @@ def test_a_subclass_with_its_own_hooks_keeps_them_on_the_poll_thread() -> None:
     try:
         assert worker._direct_reads is False
         peer = _peer(worker)
-        t, out = _get_job_in_thread(worker)
+        t, out = get_job_in_thread(worker)
         peer.expect(constants.GRAB_JOB_UNIQ)
         assert worker._direct is None
         peer.send(constants.JOB_ASSIGN, b"H:3", b"fn", b"a")
@@ -234,7 +203,7 @@ def test_a_malformed_job_assign_uniq_is_refused_and_the_next_one_served(
     worker: gear.Worker, caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer = _peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     body = b"H:1\x00fn"  # two fields of four (response() refuses to build it)
     peer.sock.sendall(b"\x00RES" + struct.pack(">II", constants.JOB_ASSIGN_UNIQ, len(body)) + body)

@@ -6,39 +6,17 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
 import gear
 from gear import constants
-from tests.threaded.fakes import Peer
-
-
-@pytest.fixture
-def worker() -> Iterator[gear.Worker]:
-    w = gear.Worker("w1")
-    yield w
-    w.shutdown()
-
-
-def _get_job_in_thread(worker: gear.Worker) -> tuple[threading.Thread, list[object]]:
-    out: list[object] = []
-
-    def run() -> None:
-        try:
-            out.append(worker.getJob())
-        except gear.InterruptedError as e:
-            out.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
+from tests.threaded.fakes import Peer, get_job_in_thread
 
 
 def test_grab_sleep_noop_assign_cycle(worker: gear.Worker) -> None:
     peer = Peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     assert peer.conn.state == "GRAB_WAIT"
     peer.send(constants.NO_JOB)
@@ -59,7 +37,7 @@ def test_grab_sleep_noop_assign_cycle(worker: gear.Worker) -> None:
 
 def test_plain_job_assign_and_many_waiting_threads(worker: gear.Worker) -> None:
     peer = Peer(worker)
-    threads = [_get_job_in_thread(worker) for _ in range(3)]
+    threads = [get_job_in_thread(worker) for _ in range(3)]
     for i in range(3):
         peer.expect(constants.GRAB_JOB_UNIQ)  # one grab in flight per connection
         peer.send(constants.JOB_ASSIGN, b"H:%d" % i, b"fn", b"a")
@@ -73,7 +51,7 @@ def test_plain_job_assign_and_many_waiting_threads(worker: gear.Worker) -> None:
 
 def test_register_function_while_sleeping_grabs_again(worker: gear.Worker) -> None:
     peer = Peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     peer.send(constants.NO_JOB)
     peer.expect(constants.PRE_SLEEP)
@@ -88,7 +66,7 @@ def test_register_function_while_sleeping_grabs_again(worker: gear.Worker) -> No
 
 def test_stop_waiting_waits_for_grab_answer(worker: gear.Worker) -> None:
     peer = Peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     stopper = threading.Thread(target=worker.stopWaitingForJobs)
     stopper.start()
@@ -141,7 +119,7 @@ def test_worker_id_is_a_deprecated_alias() -> None:
 
 def test_shutdown_interrupts_get_job() -> None:
     w = gear.TextWorker("w2")
-    t, out = _get_job_in_thread(w)
+    t, out = get_job_in_thread(w)
     while w.waiting_for_jobs == 0:
         t.join(0.001)
     w.shutdown()
@@ -154,7 +132,7 @@ def test_shutdown_interrupts_get_job() -> None:
 def test_job_assign_all_is_read_by_the_shared_parser(worker: gear.Worker) -> None:
     # Only a GRAB_JOB_ALL (sent by a subclass) gets this; the reducer has no WorkerJob field.
     peer = Peer(worker)
-    t, out = _get_job_in_thread(worker)
+    t, out = get_job_in_thread(worker)
     peer.expect(constants.GRAB_JOB_UNIQ)
     peer.send(constants.JOB_ASSIGN_ALL, b"H:7", b"fn", b"u7", b"reducer", b"args")
     t.join(5)
@@ -197,7 +175,7 @@ def test_taking_a_queued_job_while_others_wait_keeps_grabbing(worker: gear.Worke
     gated = _GatedQueue()
     worker.job_queue = gated  # type: ignore[assignment]
     peer = Peer(worker)
-    t, out = _get_job_in_thread(worker)  # A
+    t, out = get_job_in_thread(worker)  # A
     peer.expect(constants.GRAB_JOB_UNIQ)
     peer.send(constants.JOB_ASSIGN, b"H:1", b"fn", b"a")
     assert gated.blocked.wait(5)
