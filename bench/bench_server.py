@@ -1,7 +1,8 @@
 """Job-server throughput: geard vs gearmand vs gear 0.16's server, in ONE run, same load generator.
 
 Run: ``python3 bench/bench_server.py [--quick] [--rounds 3] [--seconds 2.5] [--deep-jobs 200000]
-[--only geard,gearmand,gear016,geard+scrape] [--loads bg,fg,deep] [--no-uvloop] [--profile DIR]``
+[--only geard,gearmand,gear016,geard-durable,geard+scrape] [--loads bg,fg,deep] [--no-uvloop]
+[--profile DIR]``
 
 Loads (bench/loadgen.py; docs/benchmarks.md):
 
@@ -16,6 +17,9 @@ Servers, each restarted for every run so that no run sees another's leftovers:
 * gearmand: Debian's 1.1.x with its DEFAULTS (``-t 4`` I/O threads, default hash table), plus
   only ``--listen=127.0.0.1 --port=0 --log-file=none``; nothing tuned;
 * gear 0.16.0's ``gear.Server`` from the gear016 venv (tests/support/peers.py);
+* ``geard-durable`` (only when named in ``--only``): geard with a SQLite queue in a fresh
+  temporary directory, what ``geard -d`` runs by default; the summary prints its ratios to
+  gearmand (issue 14's goals for the default server);
 * ``geard+scrape`` (only when named in ``--only``): geard with ``--http-port 0``, its
   ``/metrics`` fetched every second during the load, as Prometheus would (docs/operations.md
   §5: what the metrics cost). ``--only geard,geard+scrape`` prints the ratio of the two.
@@ -35,10 +39,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -133,12 +139,26 @@ def _answers_http(port: int) -> bool:
         return False
 
 
-def geard_args(uvloop: bool, profile: str | None) -> list[str]:
+def geard_args(uvloop: bool, profile: str | None, queue: str = "memory") -> list[str]:
     prefix = [sys.executable]
     if profile:
         prefix += ["-m", "cProfile", "-o", profile]
     return [*prefix, "-m", "gear.server", "-d", "-p", "0", "-L", "127.0.0.1", "-l", "none",
-            "--queue", "memory", "--uvloop" if uvloop else "--no-uvloop"]
+            "--queue", queue, "--uvloop" if uvloop else "--no-uvloop"]
+
+
+class DurableServer(ServerProcess):
+    """geard with a fresh SQLite queue, what ``geard -d`` stores in by default (docs/server.md),
+    in a temporary directory removed when it stops, so that no run sees another's jobs."""
+
+    def __init__(self, uvloop: bool, profile: str | None, env: dict[str, str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="bench-server-")
+        queue = "sqlite:///" + os.path.join(self.dir, "queue.db")
+        super().__init__("geard-durable", geard_args(uvloop, profile, queue), env=env)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def gearmand_args() -> list[str]:
@@ -224,6 +244,10 @@ def med(name: str, key: str, attr: str) -> float | None:
     return float(statistics.median(getattr(s, attr) for s in samples))
 
 
+def _ratio(ours: float | None, other: float | None) -> float | None:
+    return ours / other if ours is not None and other else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -257,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             prof = (os.path.join(args.profile, f"geard-{load}-{rnd + 1}.prof")
                     if args.profile else None)
             return lambda: ServerProcess(name, geard_args(uvloop, prof), env=OUR_ENV)
+        if name == "geard-durable":
+            prof = (os.path.join(args.profile, f"geard-durable-{load}-{rnd + 1}.prof")
+                    if args.profile else None)
+            return lambda: DurableServer(uvloop, prof, OUR_ENV)
         if name == "geard+scrape":
             return lambda: ScrapedServer(geard_args(uvloop, None), env=OUR_ENV)
         if name == "gearmand":
@@ -324,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                     other = med(n, key, "rate")
                     row += f"{(ours / other if other else float('nan')):15.2f}x"
         print(row)
+    if "geard-durable" in names and "gearmand" in names:
+        print("geard-durable/gearmand (issue 14's goals: bg >= 1.2x, fg >= 1.5x):", "  ".join(
+            f"{key} {ratio:.2f}x" for key in keys
+            if (ratio := _ratio(med("geard-durable", key, "rate"), med("gearmand", key, "rate")))
+            is not None))
     print("\nserver cost per job (median; CPU of all its threads from /proc, read+write "
           "syscalls) and load generator CPU (share of one core, max of its processes' sum):")
     for key in ("bg", "fg", "deep-drain"):
