@@ -151,14 +151,10 @@ def storage_load(storage: Storage) -> list[StoredJob]:
 
 def _peek(storage: Storage) -> list[StoredJob]:
     if storage.name == "sqlite":
-        import sqlite3
-
-        from gear.server.storage.sqlite import SqliteStorage
+        from gear.server.storage.sqlite import SqliteStorage, read_queue
 
         assert isinstance(storage, SqliteStorage)
-        with sqlite3.connect(storage.path) as conn:
-            rows = conn.execute("SELECT key, function, unique_key, data, priority, when_to_run "
-                                "FROM gear_queue ORDER BY key").fetchall()
+        rows = [tuple(j)[:6] for j in read_queue(storage.path)]
     else:
         import psycopg
         from psycopg import sql

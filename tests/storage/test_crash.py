@@ -14,7 +14,6 @@ deleted from the store.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 
 from gear import constants as c
 from gear.protocol.packets import Decoder, Frame, request
+from gear.server.storage.sqlite import read_queue
 from tests.support.peers import GeardProcess
 from tests.support.raw import connect
 
@@ -99,9 +99,9 @@ def flood(port: int, conn: int, acked: list[Submitted], errors: list[Frame],
 
 
 def stored_rows(db: Path) -> list[tuple[bytes, bytes, bytes, int, int]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT function, unique_key, data, priority, when_to_run FROM gear_queue").fetchall()
+    """(function, unique, data, priority, when) of every live job in the file, batch rows
+    included, as the next geard will replay them."""
+    return [(j.function, j.unique, j.data, j.priority, j.when) for j in read_queue(db)]
 
 
 def drain(port: int) -> list[tuple[bytes, bytes, bytes]]:

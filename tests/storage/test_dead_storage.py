@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gear.server.storage import DeadJob, Storage, StorageError, StoredJob
-from gear.server.storage.sqlite import APPLICATION_ID, SqliteStorage
+from gear.server.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStorage
 from gear.server.storage.writer import StorageWriter
 from tests.storage.conftest import Backend
 from tests.storage.test_contract import job, reopen
@@ -121,7 +121,7 @@ def test_sqlite_schema_2_is_upgraded_in_place(tmp_path: Path) -> None:
     store.bury([DeadJob(StoredJob(7, b"f", b"u", b"d", 0, 0, None), 5, 2.5)])
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     again = SqliteStorage(path)
     try:

@@ -150,7 +150,7 @@ def test_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
     store.add([StoredJob(8, b"f", b"", b"d", 1, 0, b"r")])
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3  # through 2, to the current 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     again = SqliteStorage(path)
     assert [j.reducer for j in again.load()] == [None, b"r"]
