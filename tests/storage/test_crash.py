@@ -14,6 +14,7 @@ deleted from the store.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -166,6 +167,8 @@ def test_sigkill_mid_flood_loses_no_acknowledged_job(tmp_path: Path) -> None:
     missing = [job for job in promised if job not in on_disk]
     assert not missing, f"{len(missing)} acknowledged job(s) lost, e.g. {missing[:2]}"
     assert on_disk <= submitted
+    with sqlite3.connect(db) as conn:  # the flood's commits are batch rows (sqlite_batches.py)
+        assert conn.execute("SELECT count(*) FROM gear_batch").fetchone()[0] > 0
 
     # 2. Restarted on the same file: each stored job runs exactly once, as submitted, highest
     #    priority first (replay keeps priorities).
