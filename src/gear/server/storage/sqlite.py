@@ -359,55 +359,13 @@ class SqliteStorage(Storage):
             raise self._fail(_explain(exc), exc) from exc
         except TypeError as exc:
             raise self._fail("invalid row", exc) from exc
-        batched = self._read_batches(conn, tidy)
+        try:
+            batched, self._index, self._rows_max = _read_batches(conn, tidy)
+        except _BadBatch as exc:
+            raise self._fail(str(exc), exc.__cause__) from exc.__cause__
         if batched:
             jobs.extend(batched)
             jobs.sort(key=_by_key)
-        return jobs
-
-    def _read_batches(self, conn: sqlite3.Connection, tidy: bool) -> list[StoredJob]:
-        """The live jobs of every batch row, and :attr:`_index` rebuilt. With ``tidy``, batch
-        rows with no live job left, and finished keys of no batch, are deleted (a crash between
-        a batch's last job and the delete of its row leaves them)."""
-        index = self._index = BatchIndex()
-        jobs: list[StoredJob] = []
-        empty: list[int] = []
-        forget: list[int] = []  # finished keys of the empty batches
-        try:
-            row = conn.execute(f"SELECT max(key) FROM {TABLE}").fetchone()
-            self._rows_max = row[0] if isinstance(row[0], int) else 0
-            done = {key for (key,) in conn.execute(f"SELECT key FROM {DONE_TABLE}")}
-            claimed: set[int] = set()
-            for first, size, blob in conn.execute(
-                    f"SELECT first, size, jobs FROM {BATCH_TABLE} ORDER BY first"):
-                if not isinstance(first, int) or not isinstance(size, int) or size < 1 or (
-                        not isinstance(blob, bytes)):
-                    raise self._fail(f"invalid batch row {first!r}")
-                try:
-                    decoded = decode(first, blob)
-                except BatchError as exc:
-                    raise self._fail(f"invalid batch row {first}: {exc}") from exc
-                if len(decoded) != size:
-                    raise self._fail(f"invalid batch row {first}: {len(decoded)} jobs, not {size}")
-                finished = done.intersection(range(first, first + size))
-                claimed |= finished
-                if len(finished) == size:
-                    empty.append(first)
-                    forget.extend(finished)
-                    continue
-                index.add(Batch(first, size, finished))
-                jobs.extend(j for j in decoded if j[0] not in finished)
-            forget.extend(done - claimed)
-            if tidy and (empty or forget):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(f"DELETE FROM {BATCH_TABLE} WHERE first = ?",
-                                 [(first,) for first in empty])
-                conn.executemany(f"DELETE FROM {DONE_TABLE} WHERE key = ?",
-                                 [(key,) for key in forget])
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(conn)
-            raise self._fail(_explain(exc), exc) from exc
         return jobs
 
     def _record(self, row: Sequence[Any]) -> StoredJob:
@@ -724,6 +682,57 @@ def _explain(exc: sqlite3.Error) -> str:
     if "file is not a database" in text or "malformed" in text:
         return f"{text} (corrupt file, or not an SQLite database)"
     return text
+
+
+class _BadBatch(Exception):
+    """A batch row that cannot be read (:meth:`SqliteStorage._read_all` names the file)."""
+
+
+def _read_batches(conn: sqlite3.Connection,
+                  tidy: bool) -> tuple[list[StoredJob], BatchIndex, int]:
+    """The live jobs of every batch row, the index of the batch rows, and the largest key of a
+    table row. With ``tidy``, batch rows with no live job left, and finished keys of no batch,
+    are deleted (a crash between a batch's last job and the delete of its row leaves them)."""
+    index = BatchIndex()
+    jobs: list[StoredJob] = []
+    empty: list[int] = []
+    forget: list[int] = []  # finished keys of the empty batches
+    try:
+        row = conn.execute(f"SELECT max(key) FROM {TABLE}").fetchone()
+        rows_max = row[0] if isinstance(row[0], int) else 0
+        done = {key for (key,) in conn.execute(f"SELECT key FROM {DONE_TABLE}")}
+        claimed: set[int] = set()
+        for first, size, blob in conn.execute(
+                f"SELECT first, size, jobs FROM {BATCH_TABLE} ORDER BY first"):
+            if not isinstance(first, int) or not isinstance(size, int) or size < 1 or (
+                    not isinstance(blob, bytes)):
+                raise _BadBatch(f"invalid batch row {first!r}")
+            try:
+                decoded = decode(first, blob)
+            except BatchError as exc:
+                raise _BadBatch(f"invalid batch row {first}: {exc}") from exc
+            if len(decoded) != size:
+                raise _BadBatch(f"invalid batch row {first}: {len(decoded)} jobs, not {size}")
+            finished = done.intersection(range(first, first + size))
+            claimed |= finished
+            if len(finished) == size:
+                empty.append(first)
+                forget.extend(finished)
+                continue
+            index.add(Batch(first, size, finished))
+            jobs.extend(j for j in decoded if j[0] not in finished)
+        forget.extend(done - claimed)
+        if tidy and (empty or forget):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"DELETE FROM {BATCH_TABLE} WHERE first = ?",
+                             [(first,) for first in empty])
+            conn.executemany(f"DELETE FROM {DONE_TABLE} WHERE key = ?",
+                             [(key,) for key in forget])
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        SqliteStorage._rollback(conn)
+        raise _BadBatch(_explain(exc)) from exc
+    return jobs, index, rows_max
 
 
 def read_queue(path: str | os.PathLike[str]) -> list[StoredJob]:
