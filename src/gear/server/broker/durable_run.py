@@ -20,19 +20,17 @@ sockets, asyncio or threads.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import gear.constants as c
 from gear.protocol.messages import Priority
 from gear.protocol.packets import REQ
+from gear.server.broker.lifecycle import JobEvents
 from gear.server.broker.model import Function, Job, JobState, Peer
 from gear.server.broker.wire import SUBMIT_KIND, unpack_from
 from gear.server.storage.base import StoredJob
 
-if TYPE_CHECKING:
-    from gear.server.broker.pipeline import Scheduler
-
-__all__ = ["quick", "submit_run"]
+__all__ = ["Scheduler", "quick", "submit_run"]
 
 _MAX_TYPE = c.MAX_TYPE
 _new_object = object.__new__
@@ -40,6 +38,24 @@ _new_tuple = tuple.__new__
 HELD = JobState.HELD
 #: ``lead_type`` while the run has no fast packet to compare with (no packet has this type).
 _NO_LEAD = -1
+
+
+class Scheduler(Protocol):
+    """What this module uses of the broker (``core.Broker``)."""
+
+    functions: dict[bytes, Function]
+    _jobs: dict[int, Job]
+    _no_function: Function
+    _counter: int
+    _next_key: int
+    _new_records: list[StoredJob]
+    _new_jobs: list[Job]
+    _acl: Any
+    stamp: Any
+    _bulk: tuple[JobEvents, ...]
+
+    def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: Priority,
+                background: bool, when: int = 0, reducer: bytes | None = None) -> None: ...
 
 
 def quick(broker: Scheduler, f: Function) -> bool:
