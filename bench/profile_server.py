@@ -20,6 +20,9 @@ time, so other processes on a shared machine disturb it little):
   ``StorageWriter.add_many`` would take them, and each read's batch is answered with one
   ``stored_batch`` call as the writer's commit does. ``durable - uniq`` is the per-job CPU the
   durable path adds on the event loop thread (the writer thread's own work is not included).
+* ``durable-bg``: ``bg`` (empty unique, 16-byte data, reads of 500) with that batched store:
+  what ``bench_server.py --only geard-durable --loads bg`` sends to geard's default SQLite
+  queue. ``durable-bg - bg`` is what durability costs the loop thread there.
 
 ``--observe`` registers ``geard --http-port``'s metrics observer
 (:class:`~gear.server.observe.metrics.JobMetrics`) on every broker: the difference is what the
@@ -157,7 +160,8 @@ def load_uniq(jobs: int) -> float:
     return time.process_time() - t0
 
 
-def load_durable(jobs: int) -> float:
+def _durable_run(chunks: list[bytes]) -> float:
+    """Feed ``chunks`` to a broker with a batched store, each read's batch answered at once."""
     records: list[object] = []
     tokens: list[Job] = []
     lock = threading.Lock()  # StorageWriter.add's lock, to count its cost
@@ -169,7 +173,6 @@ def load_durable(jobs: int) -> float:
 
     broker = _observed(Broker(BrokerConfig(handle_prefix=b"H:bench-host", store_batched=add)))
     client = broker.connect("127.0.0.1", 1000, 10)
-    chunks = _unique_chunks(jobs, 256)
     t0 = time.process_time()
     for chunk in chunks:
         broker.feed(client, chunk)
@@ -180,6 +183,15 @@ def load_durable(jobs: int) -> float:
         client.out.clear()
         _end_pass(broker)
     return time.process_time() - t0
+
+
+def load_durable(jobs: int) -> float:
+    return _durable_run(_unique_chunks(jobs, 256))
+
+
+def load_durable_bg(jobs: int) -> float:
+    chunk = request(c.SUBMIT_JOB_BG, FUNCTION, b"", b"x" * 16) * 500
+    return _durable_run([chunk] * (jobs // 500))
 
 
 def load_fg(jobs: int) -> float:
@@ -212,6 +224,7 @@ def load_drain(jobs: int) -> float:
 #: Each returns the CPU seconds of its measured phase (drain: the draining only).
 LOADS: dict[str, Callable[[int], float]] = {
     "bg": load_bg, "fg": load_fg, "drain": load_drain, "uniq": load_uniq, "durable": load_durable,
+    "durable-bg": load_durable_bg,
 }
 
 
@@ -242,7 +255,7 @@ def callgrind(loads: list[str], jobs: int) -> None:
             high = _instructions(name, 2 * jobs, observe)
             per_job.append((high - low) / jobs)
         plain, observed = per_job
-        print(f"{name:6} {plain:9,.0f} instr/job without metrics, {observed:9,.0f} with "
+        print(f"{name:10} {plain:9,.0f} instr/job without metrics, {observed:9,.0f} with "
               f"({(observed / plain - 1) * 100:+.1f}%)", flush=True)
 
 
@@ -281,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             times.append(load(args.jobs))
             _TICKS.clear()  # the broker is garbage now, with or without --observe
         best = min(times) * 1e6 / args.jobs
-        print(f"{name:6} {best:6.2f} us/job (broker CPU, best of {args.repeat}; "
+        print(f"{name:10} {best:6.2f} us/job (broker CPU, best of {args.repeat}; "
               f"median {sorted(times)[len(times) // 2] * 1e6 / args.jobs:6.2f})", flush=True)
     return 0
 

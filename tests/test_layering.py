@@ -109,6 +109,7 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] =
         "the broker's parts that run beside the core never import it",
         (
             "gear.server.broker.durable",
+            "gear.server.broker.durable_run",
             "gear.server.broker.pipeline",
             "gear.server.broker.timers",
             "gear.server.broker.model",

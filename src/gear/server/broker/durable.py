@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, cast
 
 import gear.constants as c
 from gear.protocol.messages import Priority
@@ -44,6 +44,8 @@ QUEUED = JobState.QUEUED
 STORE_FAILED = Outcome.STORE_FAILED
 _PRIORITIES = {int(p): p for p in Priority}
 _new_tuple = tuple.__new__
+#: The last three digits of a handle number >= 1000 (see release).
+_DIGITS3: list[bytes] = [b"%03d" % i for i in range(1000)]
 #: The fields store_job builds a StoredJob from, in order: tuple.__new__ skips the NamedTuple's
 #: defaults, so a field added to StoredJob must be added here and there (this fails loudly).
 _STORED_FIELDS = ("key", "function", "unique", "data", "priority", "when", "reducer")
@@ -56,6 +58,7 @@ class Scheduler(Protocol):
     """What this module uses of the broker (``core.Broker``)."""
 
     dirty: set[Peer]
+    _hprefix: bytes
     _seq: int
     _next_key: int
     _new_records: list[StoredJob]
@@ -119,29 +122,71 @@ def hold(broker: Scheduler, peer: Peer, job: Job) -> None:
 
 
 def release(broker: Scheduler, peer: Peer) -> None:
-    """Move ``peer``'s held output to ``out`` up to the first job still HELD."""
+    """Move ``peer``'s held output to ``out`` up to the first job still HELD.
+
+    The JOB_CREATED replies of consecutive released jobs are made as ``pipeline.submit_run``
+    makes them: a handle is ``base`` (the broker's prefix and the number without its last three
+    digits) and ``_DIGITS3``' last three digits, and replies whose handles have one length share
+    one header and go out in one ``join``. Handles below 1000 are formatted one by one.
+    """
     held = peer.held
     if held is None:  # disconnected, or released already in this batch
         return
     out = peer.out
     n = len(out)
-    while held:
-        item = held[0]
-        if type(item) is bytes:
-            out.append(item)
-        else:
-            assert isinstance(item, Job)
-            if item.state is HELD:
+    add = out.append
+    held_state = HELD
+    prefix = broker._hprefix
+    digits3 = _DIGITS3
+    made: list[bytes] = []  # handles of the replies not yet written, all one length
+    handle = made.append
+    head = b""  # their header
+    base = b""
+    low = high = 0  # the numbers base stands for: [low, high)
+    stop: Job | None = None  # the first job still HELD
+    packet: bytes
+    for item in held:
+        if type(item) is Job:
+            if item.state is held_state:
+                stop = item
                 break
             refusal = item.refusal
             if refusal is None:
-                handle = item.handle
-                out.append(pack(_RES, _JOB_CREATED, len(handle)) + handle)
+                number = item.number
+                if low <= number < high:
+                    handle(base + digits3[number % 1000])
+                    continue
+                if number >= 1000:
+                    thousands = number // 1000
+                    low = thousands * 1000
+                    high = low + 1000
+                    new_base = b"%s%d" % (prefix, thousands)
+                    if len(new_base) != len(base):
+                        if made:
+                            add(head + head.join(made))
+                            made.clear()
+                        head = pack(_RES, _JOB_CREATED, len(new_base) + 3)
+                    base = new_base
+                    handle(base + digits3[number % 1000])
+                    continue
+                one = b"%s%d" % (prefix, number)  # below 1000 _DIGITS3 would pad it
+                packet = pack(_RES, _JOB_CREATED, len(one)) + one
             else:
-                out.append(refusal)
-        held.popleft()
-    if not held:
+                packet = refusal
+        else:
+            packet = cast(bytes, item)
+        if made:
+            add(head + head.join(made))
+            made.clear()
+        add(packet)
+    if made:
+        add(head + head.join(made))
+    if stop is None:
         peer.held = None
+    else:  # the first occurrence of stop (a job may stand in one deque twice)
+        popleft = held.popleft
+        while held[0] is not stop:
+            popleft()
     if len(out) != n:
         broker.dirty.add(peer)
 
@@ -200,9 +245,14 @@ def stored_batch(broker: Scheduler, jobs: Iterable[Job], exc: BaseException | No
                 peer.pending -= 1
                 touched[peer] = None
     else:
+        held_state = HELD
+        queued = QUEUED
         seq = broker._seq
+        # The common case: runs of jobs of one submitter; its count is settled when it changes.
+        last: Peer | None = None
+        count = 0
         for job in jobs:
-            if job.state is not HELD:
+            if job.state is not held_state:
                 continue
             waiters = job.waiters
             job.waiters = None
@@ -213,20 +263,28 @@ def stored_batch(broker: Scheduler, jobs: Iterable[Job], exc: BaseException | No
             else:  # inline _enqueue (the common case)
                 seq += 1
                 job.seq = seq
-                job.state = QUEUED
+                job.state = queued
                 f = job.function
                 f.queues[job.priority].append(job)
                 if f.sleepers:
                     broker._seq = seq
                     broker._wake(f)
                     seq = broker._seq
-            if type(waiters) is Peer:
-                waiters.pending -= 1
-                touched[waiters] = None
+            if waiters is last:
+                count += 1
+            elif type(waiters) is Peer:
+                if last is not None:
+                    last.pending -= count
+                    touched[last] = None
+                last = waiters
+                count = 1
             else:
                 for peer in _peers(waiters):
                     peer.pending -= 1
                     touched[peer] = None
+        if last is not None:
+            last.pending -= count
+            touched[last] = None
         broker._seq = seq
     for peer in touched:
         release(broker, peer)

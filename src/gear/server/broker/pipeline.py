@@ -24,9 +24,11 @@ import gear.constants as c
 from gear.errors import ProtocolError
 from gear.protocol.messages import Priority
 from gear.protocol.packets import REQ, Frame
+from gear.server.broker import durable_run
 from gear.server.broker.lifecycle import JobEvents
 from gear.server.broker.model import Function, Job, JobState, Peer
 from gear.server.broker.wire import ERR_INVALID_MAGIC, SUBMIT_KIND, pack, unpack_from
+from gear.server.storage.base import StoredJob
 
 __all__ = ["Scheduler", "feed", "submit_run"]
 
@@ -61,6 +63,11 @@ class Scheduler(Protocol):
     _packet_hook: Callable[[Peer, int, bytes], None] | None
     stamp: Any
     _bulk: tuple[JobEvents, ...]
+    _acl: Any
+    _durable: bool
+    _next_key: int
+    _new_records: list[StoredJob]
+    _new_jobs: list[Job]
 
     def _write(self, peer: Peer, data: bytes) -> None: ...
 
@@ -172,7 +179,12 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
       the same job). Its ``created`` event is not: observers that take it in bulk
       (``lifecycle.JobEvents.bulk_created``) get one ``created_run`` per run; any other
       receiver clears ``plain``, so its function never comes here.
+
+    A durable broker (``_durable``: no function is ``plain``) has its own run,
+    ``durable_run.submit_run``.
     """
+    if broker._durable:
+        return durable_run.submit_run(broker, peer, data, pos, n)
     functions = broker.functions
     jobs = broker._jobs
     new_job = _new_object
