@@ -276,9 +276,11 @@ def test_a_policy_hears_only_its_function() -> None:
     assert policy.finishes() == [("finished", hf, Outcome.CANCELLED)]
 
 
-def test_acl_and_storage_servers_never_take_the_fast_path() -> None:
+def test_acl_servers_never_take_the_fast_path_and_storage_ones_take_their_own() -> None:
     from gear.acl import ACL
 
-    for net in (Net(acl=ACL()), Store(batched=True).net()):
-        f = net.broker.get_function(b"f")
-        assert not f.plain and f.events == ()
+    f = Net(acl=ACL()).broker.get_function(b"f")
+    assert not f.plain and f.events == ()
+    net = Store(batched=True).net()
+    f = net.broker.get_function(b"f")
+    assert f.plain and net.broker._durable  # durable_run.submit_run, not pipeline's

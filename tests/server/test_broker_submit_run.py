@@ -4,7 +4,9 @@ The fast path inlines ``_submit`` and ``_new_job`` and makes handles and JOB_CRE
 its own way, so these tests hold it to the general path: the same bytes to every connection and
 the same jobs, queues and counters, for random streams of submissions mixed with everything that
 ends a run (other packets, uniques, unknown functions, bad packets, wake-ups), around the handle
-numbers where the fast path changes how it makes handles (999/1000 and each new digit).
+numbers where the fast path changes how it makes handles (999/1000 and each new digit). A
+durable broker's run (``durable_run.submit_run``) is held to the general path the same way,
+store records, held output, refused batches and a client gone while its jobs are HELD included.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from gear import constants as c
 from gear.protocol.messages import Priority
 from gear.protocol.packets import request
 from gear.server import broker as b
-from tests.server.helpers import Net
+from tests.server.helpers import Net, Store
 
 SUBMITS = [c.SUBMIT_JOB, c.SUBMIT_JOB_BG, c.SUBMIT_JOB_HIGH, c.SUBMIT_JOB_HIGH_BG,
            c.SUBMIT_JOB_LOW, c.SUBMIT_JOB_LOW_BG]
@@ -197,3 +199,97 @@ def test_a_type_0_packet_after_a_submit_is_no_job(counter: int) -> None:
     assert client.closing
     assert list(net.broker.jobs) == [b"H:t:%d" % (counter + 1)]
     assert all(net.broker.jobs[h].handle == h for h in net.broker.jobs)
+
+
+# -- a durable broker: durable_run.submit_run ----------------------------------------------------
+
+
+def _durable_state(net: Net, store: Store) -> list[object]:
+    held = [[type(x).__name__ if not isinstance(x, bytes) else x for x in (p.held or ())]
+            for p in net.broker.peers]
+    return [*_state(net), [tuple(r) for r, _ in store.pending], store.stored,
+            net.broker._next_key, [p.pending for p in net.broker.peers], held]
+
+
+@pytest.mark.parametrize("start", [0, 990, 9_990, 99_998])
+@pytest.mark.parametrize("seed", range(3))
+def test_durable_runs_match_one_packet_at_a_time(start: int, seed: int) -> None:
+    """The same bytes, jobs, queues, counters, store records and held output as the general
+    path, for random streams fed in random chunks, answered by the store in segments, one
+    segment refused (ERROR QUEUE_ERROR for its jobs), a worker sleeping in the middle."""
+    rnd = random.Random(seed * 104729 + start)
+    packets = _stream(rnd, 300)
+    cuts = sorted(rnd.sample(range(1, len(packets)), 4))
+    segments = [packets[x:y] for x, y in zip([0, *cuts], [*cuts, len(packets)], strict=True)]
+    refused = rnd.randrange(len(segments))
+    outputs = []
+    submits = []
+    for fast in (True, False):
+        store = Store(batched=True)
+        net = store.net()
+        general = net.broker._submit
+        calls = [0]
+
+        def counting(*args: object, general: object = general, calls: list[int] = calls) -> None:
+            calls[0] += 1
+            general(*args)  # type: ignore[operator]
+
+        net.broker._submit = counting  # type: ignore[assignment,method-assign]
+        if not fast:
+            net.broker._submit_run = lambda peer, data, pos, n: pos  # type: ignore[method-assign]
+        net.broker._counter = start
+        client = net.connect()
+        worker = net.worker(b"a", b"b")
+        net.sleep(worker)
+        seen: list[object] = []
+        for k, segment in enumerate(segments):
+            if fast:
+                data = b"".join(segment)
+                at = sorted(rnd.sample(range(1, len(data)), 3))
+                for x, y in zip([0, *at], [*at, len(data)], strict=True):
+                    net.raw(client, data[x:y])
+            else:
+                for packet in segment:
+                    net.raw(client, packet)
+            seen.append((net.take(client), _durable_state(net, store)))
+            if k == 2:
+                net.send(worker, c.PRE_SLEEP)  # back to sleep: the next stored job wakes it
+            jobs = [token for _, token in store.pending]
+            error = OSError("disk full") if k == refused else None
+            if error is None:
+                store.stored += [r.key for r, _ in store.pending]
+            store.pending.clear()
+            net.broker.stored_batch(jobs, error)  # type: ignore[arg-type]
+            seen.append((net.take(client), net.take(worker), _durable_state(net, store)))
+        outputs.append(seen)
+        submits.append(calls[0])
+    assert outputs[0] == outputs[1]
+    replies = b"".join(x[0] for x in outputs[0])
+    assert replies.count(b"\x00RES\x00\x00\x00\x08") > 150  # JOB_CREATED replies
+    # Half the stream is foreground (SUBMITS): the durable run made the rest inline.
+    assert submits[1] - submits[0] > 100
+
+
+def test_durable_run_jobs_of_a_gone_client_are_stored_and_run() -> None:
+    """A client that disconnects while its durable jobs wait for the store: the jobs stay
+    (background), nothing is written to it, and they queue once stored, as on the general
+    path."""
+    results = []
+    for fast in (True, False):
+        store = Store(batched=True)
+        net = store.net()
+        if not fast:
+            net.broker._submit_run = lambda peer, data, pos, n: pos  # type: ignore[method-assign]
+        net.broker._counter = 2000
+        client = net.connect()
+        net.raw(client, request(c.CAN_DO, b"a") + request(c.SUBMIT_JOB_BG, b"a", b"", b"x") * 5
+                + request(c.ECHO_REQ, b"after"))
+        assert net.take(client) == b""  # every reply waits behind the HELD jobs
+        net.broker.disconnect(client)
+        jobs = [token for _, token in store.pending]
+        net.broker.stored_batch(jobs, None)  # type: ignore[arg-type]
+        f = net.broker.functions[b"a"]
+        results.append(([j.handle for j in f.queues[Priority.NORMAL]], f.total,
+                         [tuple(r) for r, _ in store.pending], client.out))
+    assert results[0] == results[1]
+    assert results[0][0] == [b"H:t:%d" % n for n in range(2001, 2006)]

@@ -4,6 +4,7 @@ where, finishing, compaction, dead jobs, damaged rows, and tidying after a crash
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,10 @@ def test_only_consecutive_keys_make_a_batch() -> None:
     (lambda b: b[:-1], "lengths do not match"),
     (lambda b: b + b"x", "lengths do not match"),
 ])
-def test_damaged_rows_are_named(damage: object, message: str) -> None:
+def test_damaged_rows_are_named(damage: Callable[[bytes], bytes], message: str) -> None:
     blob = encode(run(1, 4))
     with pytest.raises(BatchError, match=message):
-        decode(1, damage(blob))  # type: ignore[operator]
+        decode(1, damage(blob))
 
 
 # -- where jobs are stored -------------------------------------------------------------------

@@ -61,10 +61,10 @@ Speed (this is the server's hot path): ``__slots__`` everywhere, a dispatch list
 type, whole request packets dispatched straight from the received bytes (the protocol
 ``Decoder`` is used only for text lines, partial large packets and errors), O(1) queue and
 lookup operations, and no logging (but one line per poison job, ``dead.py``). Submissions
-sent back to back are handled as one run by
-``pipeline.submit_run``, the plain ones (``Function.plain``: no unique, no ACL, no storage, no
-queue limit, no lifecycle receivers) inline; a job initialises only the fields every job uses
-(see :class:`Job`). ``bench/profile_server.py`` measures these paths in-process.
+sent back to back are handled as one run by ``pipeline.submit_run``
+(``durable_run.submit_run`` with a store), the plain ones (``Function.plain``: no ACL, no queue
+limit, no lifecycle receivers; and no unique) inline; a job initialises only the fields every
+job uses (see :class:`Job`). ``bench/profile_server.py`` measures these paths in-process.
 
 Decisions (docs/semantics.md; where gearmand 1.1 differs, docs/protocol.md §3.18, its "do not
 copy" list, is followed):

@@ -286,7 +286,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         f = self.functions.get(name)
         if f is None:
             f = self.functions[name] = Function(name, self._hprefix)
-            if self._observers or self._acl is not None or self._durable:
+            if self._observers or self._acl is not None:
                 self._replan(f)
         return f
 

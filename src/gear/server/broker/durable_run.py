@@ -1,9 +1,8 @@
 """The durable broker's fast path: runs of background submits made and handed to the store inline.
 
 Owns :func:`submit_run` for a broker with a store (``pipeline.submit_run`` hands it the run when
-``Broker._durable`` is set: there no function is ``plain``, so the in-memory fast path never
-applies). A pipelined client's background submissions with an empty unique to a function that
-is plain but for its storage (no queue limit, no lifecycle receivers but bulk observers, no ACL)
+``Broker._durable`` is set). A pipelined client's background submissions with an empty unique
+to a ``plain`` function (no queue limit, no lifecycle receivers but bulk observers, no ACL)
 are made here without a Python frame per job: this module inlines ``Broker._submit``,
 ``Broker._new_job`` and ``durable.store_job`` for them, and
 tests/server/test_broker_submit_run.py holds it to them (the same bytes to every connection, the
@@ -30,7 +29,7 @@ from gear.server.broker.model import Function, Job, JobState, Peer
 from gear.server.broker.wire import SUBMIT_KIND, unpack_from
 from gear.server.storage.base import StoredJob
 
-__all__ = ["Scheduler", "quick", "submit_run"]
+__all__ = ["Scheduler", "submit_run"]
 
 _MAX_TYPE = c.MAX_TYPE
 _new_object = object.__new__
@@ -50,7 +49,6 @@ class Scheduler(Protocol):
     _next_key: int
     _new_records: list[StoredJob]
     _new_jobs: list[Job]
-    _acl: Any
     stamp: Any
     _bulk: tuple[JobEvents, ...]
 
@@ -58,19 +56,11 @@ class Scheduler(Protocol):
                 background: bool, when: int = 0, reducer: bytes | None = None) -> None: ...
 
 
-def quick(broker: Scheduler, f: Function) -> bool:
-    """Whether a background submit with an empty unique to ``f`` may be made here: what
-    ``Broker._replan`` requires of ``f.plain`` but storage (no queue limit, no receiver
-    told per job, no ACL). tests/server/test_broker_submit_run.py checks that it agrees with
-    ``plain`` on a broker without a store."""
-    return f.max_queue is None and len(f.events) <= len(broker._bulk) and broker._acl is None
-
-
 def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> int:
     """``pipeline.submit_run`` for a durable broker: the submissions back to back in ``data``
     from ``pos``; returns the position of the first packet not taken (``pos`` when none was).
 
-    A fast packet (background, empty unique, a known function that is :func:`quick`) makes a
+    A fast packet (background, empty unique, a known ``plain`` function) makes a
     HELD job as ``_new_job`` and ``durable.store_job`` would: the next handle number and store
     key, the job in the job table, itself as its submitter's placeholder in ``peer.held``, its
     :class:`StoredJob` record (built with ``tuple.__new__`` in ``durable._STORED_FIELDS``'
@@ -121,7 +111,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
                 name, unique, arguments = parts
                 priority, background = kind
                 known = functions.get(name)
-                if unique or not background or known is None or not quick(broker, known):
+                if unique or not background or known is None or not known.plain:
                     # The general case, in order after the jobs before it.
                     pos = end
                     lead_type = _NO_LEAD

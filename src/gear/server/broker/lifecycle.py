@@ -131,6 +131,5 @@ class Receivers:
         f.events = events
         # Observers told in bulk (bulk_created) keep the fast path; anything else turns it off.
         slow = len(events) > len(self._bulk)
-        f.plain = not (slow or f.max_queue is not None or self._acl is not None
-                       or self._durable)
+        f.plain = not (slow or f.max_queue is not None or self._acl is not None)
 

@@ -314,8 +314,9 @@ class Function:
         #: Empty for a plain server: every event site is one truth test of this tuple.
         self.events: tuple[Any, ...] = ()
         #: The fast-path gate: a submission to this function may take the pipelined run
-        #: (no queue limit, no events, no ACL, no storage). The broker recomputes it whenever
-        #: one of those changes (``Broker._replan``).
+        #: (no queue limit, no events, no ACL; a durable broker's run is its own,
+        #: ``durable_run``). The broker recomputes it whenever one of those changes
+        #: (``Broker._replan``).
         self.plain = True
 
     def queued(self, priority: int) -> int:

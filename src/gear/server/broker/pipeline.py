@@ -180,8 +180,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
       (``lifecycle.JobEvents.bulk_created``) get one ``created_run`` per run; any other
       receiver clears ``plain``, so its function never comes here.
 
-    A durable broker (``_durable``: no function is ``plain``) has its own run,
-    ``durable_run.submit_run``.
+    A durable broker (``_durable``) has its own run, ``durable_run.submit_run``.
     """
     if broker._durable:
         return durable_run.submit_run(broker, peer, data, pos, n)

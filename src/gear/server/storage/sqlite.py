@@ -636,13 +636,11 @@ class SqliteStorage(Storage):
             index = self._index
             for batch in gone:
                 index.drop(batch)
-            for batch, keys in retiring.items():
-                if batch not in gone_set:
-                    batch.done |= keys
+            for batch, keys in retiring.items():  # (a dropped batch's done no longer matters)
+                batch.done |= keys
             if rewritten:
                 self._rows_max = max(self._rows_max, rewritten[-1][0])
 
-        gone_set = set(gone)
         return apply
 
     @staticmethod
