@@ -3,6 +3,7 @@ connection itself instead of waiting for the poll thread's hand-off, and gives i
 
 from __future__ import annotations
 
+import select
 import struct
 import threading
 
@@ -16,7 +17,15 @@ from tests.threaded.fakes import Peer, get_job_in_thread
 
 def _peer(worker: gear.Worker) -> Peer:
     peer = Peer(worker)
-    wait_for(lambda: peer.conn in worker._polled, 5.0)  # the poll thread has taken it up
+
+    def taken_up() -> bool:
+        # The poll thread has taken the connection up AND read the wake Peer wrote: a build
+        # begun before that wake has the connection too, but the wake then rebuilds the poll
+        # set, and a getJob during the rebuild finds no poller and does not read directly.
+        pending_wake = select.select([worker.wake_read], [], [], 0)[0]
+        return peer.conn in worker._polled and not pending_wake
+
+    wait_for(taken_up, 5.0)
     return peer
 
 
