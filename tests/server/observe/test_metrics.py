@@ -133,6 +133,36 @@ def test_a_job_cancelled_while_running_is_submitted_once_and_finished_once() -> 
     assert metrics.finished_jobs == {("f", "cancelled"): 1}
 
 
+def test_a_job_cancelled_while_running_whose_worker_leaves_is_finished_once() -> None:
+    net, metrics = observed()
+    cl, adm = net.connect(), net.connect()
+    w = net.worker(b"f")
+    h = net.submit(cl, b"f")
+    net.grab(w)
+    assert net.admin(adm, b"cancel job " + h + b"\n") == b"OK\r\n"
+    assert metrics.queue_wait["f"].count == 1
+    net.broker.disconnect(w)  # the requeue forgets it: no requeue, no second finish
+    assert metrics.finished_jobs == {("f", "cancelled"): 1}
+    assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
+    assert metrics.queue_wait["f"].count == 1
+    assert "f" not in metrics.run_time
+
+
+def test_a_job_cancelled_while_running_before_the_metrics_is_not_counted() -> None:
+    from tests.server.helpers import Net
+
+    net = Net()
+    cl, adm, w = net.connect(), net.connect(), net.worker(b"f")
+    h = net.submit(cl, b"f")
+    net.grab(w)
+    assert net.admin(adm, b"cancel job " + h + b"\n") == b"OK\r\n"
+    metrics = JobMetrics(clock=lambda: net.now)
+    metrics.bind(net.broker)
+    net.send(w, c.WORK_COMPLETE, h, b"late")
+    assert metrics.finished_jobs == {}
+    assert metrics.run_time == {}
+
+
 def test_requeued_jobs_wait_again_from_their_requeue() -> None:
     net, metrics = observed()
     cl = net.connect()

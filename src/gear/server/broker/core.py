@@ -33,7 +33,7 @@ from gear.protocol.packets import Decoder
 from gear.server.broker.dead import DeadLetters
 from gear.server.broker.departures import Departures
 from gear.server.broker.gear_views import BrokerGearViews
-from gear.server.broker.lifecycle import JobEvents, Outcome, Receivers
+from gear.server.broker.lifecycle import FORGOTTEN, JobEvents, Outcome, Receivers
 from gear.server.broker.model import (
     BrokerConfig,
     Function,
@@ -155,12 +155,14 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self._packet_hook = packet_hook if packet_hook is not None else config.packet_hook
         self._admin = admin
         #: The job log (``observe/metrics.py``), None when nobody reads it. Every job that
-        #: leaves (but a cancelled one's late result) is appended as ``(function,
-        #: outcome._value_, born, assigned, now)``, a cancelled one with the job after, and
-        #: every requeue as ``(function, None, born, assigned, now)``: ``born`` is the job's
-        #: :attr:`stamp` when it was made or last requeued, ``assigned`` what it was when the
-        #: job was assigned (None: never) and ``now`` what it is. Its reader empties it; the
-        #: broker only appends (one tuple per job, no call into anyone). docs/operations.md §5.
+        #: leaves is appended as ``(function, outcome._value_, born, assigned, now)`` (a
+        #: cancelled one with the job in place of ``now``: the reader sees whether it still
+        #: runs), and every requeue as ``(function, None, born, assigned, now)``: ``born`` is
+        #: the job's :attr:`stamp` when it was made or last requeued (``lifecycle.FORGOTTEN``
+        #: once it was cancelled while running: the reader skips its later entries),
+        #: ``assigned`` what it was when the job was assigned (None: never) and ``now`` what it
+        #: is. Its reader empties it; the broker only appends (one tuple per job, no call into
+        #: anyone). docs/operations.md §5.
         self.job_log: list[tuple[Any, ...]] | None = None
         #: The current event-loop pass, as the job log's reader represents it (it sets this
         #: once per pass); stored in ``job.born`` when a job is made or requeued and as the
@@ -464,14 +466,13 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                 receiver.finished(job, outcome)
         worker = job.worker
         log = self.job_log
-        if log is not None and not job.ignore:
-            assigned = None if worker is None else worker.worker_jobs[job]
-            if outcome is CANCELLED:  # with the job: the reader sees whether it still runs
-                log.append((f, outcome._value_, job.born, assigned, self.stamp, job))
-            else:
-                log.append((f, outcome._value_, job.born, assigned, self.stamp))
+        if log is not None:  # (a cancelled job's late result is logged FORGOTTEN: skipped)
+            log.append((f, outcome._value_, job.born,
+                        None if worker is None else worker.worker_jobs[job],
+                        job if outcome is CANCELLED else self.stamp))
         if worker is not None:
             if outcome is CANCELLED:
+                job.born = FORGOTTEN  # its later result or requeue is not counted again
                 if worker.job_cancel:
                     self._write(worker, res(_JOB_CANCEL, job.handle))
                 for client in clients:
@@ -515,10 +516,9 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         assert worker is not None
         f = job.function
         log = self.job_log
-        if log is not None and not job.ignore:
+        if log is not None:  # (FORGOTTEN when it was cancelled while running: skipped)
             log.append((f, None, job.born, worker.worker_jobs[job], self.stamp))
         del worker.worker_jobs[job]
-        job.born = self.stamp  # it waits again from now
         f.running -= 1
         job.worker = None
         if job.timer is not None:
@@ -528,6 +528,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         if job.orphaned:  # cancelled, or nobody waits for it any more (docs/protocol.md §3.7)
             self._finish(job, Outcome.ORPHANED)
             return
+        if log is not None:
+            job.born = self.stamp  # it waits again from now
         if self._retries and job.retries >= self._retries:
             self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return

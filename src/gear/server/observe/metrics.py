@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gear.server.broker.lifecycle import Outcome
+from gear.server.broker.lifecycle import FORGOTTEN, Outcome
 from gear.server.broker.model import Job, JobState
 
 __all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "Stamp", "outcome_label"]
@@ -66,7 +66,8 @@ _DONE = JobState.DONE
 #: so that they do not linger in the collector's younger generations).
 LOG_BATCH = 1024
 #: One entry of the broker's job log (``Broker.job_log``): function, outcome value (None: a
-#: requeue), born, assigned (None: never), now, and for a cancelled job the job.
+#: requeue), born (``FORGOTTEN``: skip the entry), assigned (None: never), and now (for a
+#: cancelled job: the job).
 Entry = tuple[Any, ...]
 _new = object.__new__
 _CANCELLED_VALUE = Outcome.CANCELLED.value
@@ -190,7 +191,8 @@ class JobMetrics:
         made before have no birth stamp: their queue wait is not observed."""
         self._broker = broker
         for job in broker.jobs.by_number.values():
-            job.born = None  # the broker leaves it unset while no log is read
+            # the broker leaves it unset while no log is read
+            job.born = FORGOTTEN if job.ignore else None
         broker.job_log = self._log
         broker.stamp = self._stamp
 
@@ -226,28 +228,29 @@ class JobMetrics:
             return
         by_name = self._by_name
         buckets = TIME_BUCKETS
-        cancelled = False
-        for (f, value, born, assigned, ended, *_job), n in Counter(log).items():
+        first = buckets[0]  # most waits and runs of a busy server fall below it: no bisect
+        forgotten = FORGOTTEN
+        for (f, value, born, assigned, ended), n in Counter(log).items():
+            if born is forgotten:  # a late entry of a job cancelled while running
+                continue
             s = by_name.get(f.name) or self.series(f.name)
             if assigned is not None:
                 if born is not None:  # None: made before bind()
                     h = s.wait
                     wait = assigned.time - born.time
-                    h.counts[bisect_left(buckets, wait)] += n
-                    h.sum += wait * n
+                    h.counts[0 if wait <= first else bisect_left(buckets, wait)] += n
+                    h.sum += wait if n == 1 else wait * n
                 if value in _TIMED:
                     h = s.run
                     run = ended.time - assigned.time
-                    h.counts[bisect_left(buckets, run)] += n
-                    h.sum += run * n
+                    h.counts[0 if run <= first else bisect_left(buckets, run)] += n
+                    h.sum += run if n == 1 else run * n
             if value is not None:  # None: requeued (it waits again from then)
                 s.finished[value] += n
-                if value == _CANCELLED_VALUE:
-                    cancelled = True
-        if cancelled:  # rare: find the ones cancelled while running (still counted)
-            for entry in log:
-                if len(entry) == 6 and entry[5].state is not _DONE:
-                    self._lingering[entry[5]] = None
+                if value == _CANCELLED_VALUE and ended.state is not _DONE:
+                    # cancelled while running (``ended`` is the job): still counted by its
+                    # function until its worker lets go
+                    self._lingering[ended] = None
         log.clear()
 
     def _running_waits(self) -> dict[str, Histogram]:
