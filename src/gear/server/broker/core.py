@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
+from math import inf, nextafter
 from typing import TYPE_CHECKING, Any
 
 import gear.constants as c
@@ -130,7 +131,14 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         # submit_run's function before it has seen one (never queued to).
         self._no_function = Function(b"", self._hprefix)
         self._counter = 0  # last handle number
-        self._seq = 0  # queue order of normally queued jobs (grows)
+        # Queue order (``Job.seq``): a job queued when it is made takes its own number as its
+        # order (the same int object: no int of its own, 32 bytes a queued job), unless an
+        # order at or past that number was given already; ``_seq`` is the largest int order
+        # given (grows). A job queued later (an epoch job at its time, a requeue to the tail)
+        # takes a float between ``_seq`` and ``_seq + 1`` (``_later``, kept in ``_late``), so
+        # the orders stay strictly increasing and the next new job's number is still ahead.
+        self._seq = 0
+        self._late = 0.0
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
         self._next_key = 1
         self._timers = Timers()
@@ -290,10 +298,21 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                 self._replan(f)
         return f
 
+    def _later(self) -> float:
+        """The queue order of a job queued after it was made: after every order given so
+        far, before the next new job's number (see ``_seq`` in ``__init__``)."""
+        s = self._seq
+        late = self._late
+        seq = nextafter(late if late > s else s, inf)
+        if seq < s + 1:
+            self._late = seq
+            return seq
+        self._seq = s = s + 1  # no float left below the next int (not seen in practice)
+        return s
+
     def _enqueue(self, job: Job) -> None:
         """Append a job to the tail of its priority and wake workers."""
-        self._seq += 1
-        job.seq = self._seq
+        job.seq = self._later()
         job.state = QUEUED
         f = job.function
         f.queues[job.priority].append(job)
@@ -345,7 +364,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                     break
         else:
             for p in (HIGH, NORMAL, LOW):
-                seq = 0
+                seq: float = 0
                 for f in abilities:
                     queue = f.queues[p]
                     if queue:
@@ -537,8 +556,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             job.seq = self._front
             f.queues[job.priority].appendleft(job)
         else:  # no limit: at the head a poison job would take every worker for ever
-            self._seq += 1
-            job.seq = self._seq
+            job.seq = self._later()
             f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
