@@ -131,14 +131,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         # submit_run's function before it has seen one (never queued to).
         self._no_function = Function(b"", self._hprefix)
         self._counter = 0  # last handle number
-        # Queue order (``Job.seq``): a job queued when it is made takes its own number as its
-        # order (the same int object: no int of its own, 32 bytes a queued job), unless an
-        # order at or past that number was given already; ``_seq`` is the largest int order
-        # given (grows). A job queued later (an epoch job at its time, a requeue to the tail)
-        # takes a float between ``_seq`` and ``_seq + 1`` (``_later``, kept in ``_late``), so
-        # the orders stay strictly increasing and the next new job's number is still ahead.
-        self._seq = 0
-        self._late = 0.0
+        self._seq = 0  # the largest int queue order given (grows; see _later)
+        self._late = 0.0  # the last float queue order given (_later)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
         self._next_key = 1
         self._timers = Timers()
@@ -298,21 +292,9 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                 self._replan(f)
         return f
 
-    def _later(self) -> float:
-        """The queue order of a job queued after it was made: after every order given so
-        far, before the next new job's number (see ``_seq`` in ``__init__``)."""
-        s = self._seq
-        late = self._late
-        seq = nextafter(late if late > s else s, inf)
-        if seq < s + 1:
-            self._late = seq
-            return seq
-        self._seq = s = s + 1  # no float left below the next int (not seen in practice)
-        return s
-
     def _enqueue(self, job: Job) -> None:
         """Append a job to the tail of its priority and wake workers."""
-        job.seq = self._later()
+        job.seq = _later(self)
         job.state = QUEUED
         f = job.function
         f.queues[job.priority].append(job)
@@ -556,7 +538,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             job.seq = self._front
             f.queues[job.priority].appendleft(job)
         else:  # no limit: at the head a poison job would take every worker for ever
-            job.seq = self._later()
+            job.seq = _later(self)
             f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
@@ -594,3 +576,24 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             self._timers.add(float(when), job, EPOCH)
         else:
             self._enqueue(job)
+
+
+def _later(broker: Broker) -> float:
+    """The queue order (``Job.seq``) of a job queued after it was made: after every order given
+    so far, before the next new job's number.
+
+    A job queued when it is made takes its own number as its order (the same int object: no
+    int of its own, 32 bytes a queued job; ``Requests._submit``, ``pipeline.submit_run``),
+    unless an order at or past that number was given already (then ``_seq + 1``);
+    ``broker._seq`` is the largest int order given. A job queued later (an epoch job at its
+    time, a requeue to the tail) takes the next float above the last order, kept in
+    ``broker._late``, so orders stay strictly increasing with every append and the next new
+    job's number is still ahead of them."""
+    s = broker._seq
+    late = broker._late
+    seq = nextafter(late if late > s else s, inf)
+    if seq < s + 1:
+        broker._late = seq
+        return seq
+    broker._seq = s = s + 1  # no float left below the next int (not seen in practice)
+    return s

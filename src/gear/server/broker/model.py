@@ -359,7 +359,7 @@ class Job:
     foreground clients, one entry per attachment, docs/protocol.md §3.2; a background job
     starts with the shared empty tuple, one allocation and one GC-tracked list less on the
     background submit path, and code that attaches a client replaces it with a list);
-    ``worker``; ``seq`` (queue order, see Broker._seq / Broker._front: a job queued when it
+    ``worker``; ``seq`` (queue order, see core._later and Broker._front: a job queued when it
     is made shares its ``number`` object, a job queued later has a float order); ``state``;
     ``waiters`` (see below); ``born`` (the broker's ``stamp`` when the job was made or last
     requeued: the start of its queue wait for the job log, ``Broker.job_log``; left unset

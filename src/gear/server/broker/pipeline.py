@@ -263,7 +263,7 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
                 next_base = (thousands + 1) * 1000
             handle = base + _DIGITS3[counter % 1000]
             add(handle)
-            if counter > seq:  # the number is the queue order (see Broker._seq)
+            if counter > seq:  # the number is the queue order (see core._later)
                 seq = counter
             else:
                 seq += 1

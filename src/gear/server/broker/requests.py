@@ -190,7 +190,7 @@ class Requests:
             self._start(job)
             return
         # Inline _enqueue: the hot path of every submission. The job's number is its queue
-        # order (no int of its own; see ``Broker._seq``).
+        # order (no int of its own; see ``core._later``).
         n = job.number
         if n > self._seq:
             self._seq = job.seq = n
