@@ -1,6 +1,7 @@
 """Memory per queued background job: in-process (tracemalloc, RSS) and in a live geard.
 
-Run: ``python3 bench/profile_memory.py [--jobs N] [--mode {inproc,live,both}]``
+Run: ``python3 bench/profile_memory.py [--jobs N] [--mode {inproc,live,both}]
+[--queue {memory,sqlite}]``
 
 The load of issue 14's memory goal: background jobs with a 64-byte payload and a distinct
 unique each (``u-%012d``), to one function, never drained.
@@ -12,6 +13,8 @@ unique each (``u-%012d``), to one function, never drained.
 * ``live``: starts ``geard --queue memory`` on a free port (from this checkout's ``src``),
   submits the jobs over one raw socket, pipelined (10,000 in flight), waits for every
   JOB_CREATED, and reports geard's RSS growth (``/proc/PID/status`` VmRSS) per job.
+  ``--queue sqlite`` starts the default durable geard instead (a fresh SQLite queue in a
+  temporary directory): what it keeps in memory per queued job beside the stored copy.
 
 Figures depend on the allocator, not on the load of the machine. Nothing here is asserted.
 Must not import the network layer.
@@ -107,14 +110,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def live(jobs: int, tmp: Path) -> float:
-    """geard's RSS growth per job after ``jobs`` queued background submissions."""
+def live(jobs: int, tmp: Path, queue: str = "memory") -> float:
+    """geard's RSS growth per job after ``jobs`` queued background submissions (``queue``:
+    ``memory``, or ``sqlite`` for a fresh SQLite queue in ``tmp``)."""
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     geard = "from gear.server.cli import main; main()"
+    url = "memory" if queue == "memory" else f"sqlite://{(tmp / 'queue.db').absolute()}"
     proc = subprocess.Popen(
         [sys.executable, "-c", geard, "-d", "--port", str(port),
-         "--queue", "memory", "--listen", "127.0.0.1", "--pid-file", str(tmp / "geard.pid"),
+         "--queue", url, "--listen", "127.0.0.1", "--pid-file", str(tmp / "geard.pid"),
          "--log-file", str(tmp / "geard.log")], env=env, cwd=tmp)
     try:
         deadline = time.monotonic() + 30
@@ -163,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--mode", choices=("inproc", "live", "both"), default="both")
+    parser.add_argument("--queue", choices=("memory", "sqlite"), default="memory",
+                        help="live mode: geard's queue (default memory)")
     args = parser.parse_args(argv)
     if args.mode in ("inproc", "both"):
         traced, grown = inproc(args.jobs)
@@ -172,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"live   {args.jobs} jobs: {live(args.jobs, Path(tmp)):6.1f} B/job geard RSS",
+            grown = live(args.jobs, Path(tmp), args.queue)
+            print(f"live   {args.jobs} jobs, --queue {args.queue}: {grown:6.1f} B/job geard RSS",
                   flush=True)
     return 0
 

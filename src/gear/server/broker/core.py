@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
+from math import inf, nextafter
 from typing import TYPE_CHECKING, Any
 
 import gear.constants as c
@@ -130,7 +131,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         # submit_run's function before it has seen one (never queued to).
         self._no_function = Function(b"", self._hprefix)
         self._counter = 0  # last handle number
-        self._seq = 0  # queue order of normally queued jobs (grows)
+        self._seq = 0  # the largest int queue order given (grows; see _later)
+        self._late = 0.0  # the last float queue order given (_later)
         self._front = 0  # queue order of requeued jobs (shrinks: always first)
         self._next_key = 1
         self._timers = Timers()
@@ -294,8 +296,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
 
     def _enqueue(self, job: Job) -> None:
         """Append a job to the tail of its priority and wake workers."""
-        self._seq += 1
-        job.seq = self._seq
+        job.seq = _later(self)
         job.state = QUEUED
         f = job.function
         f.queues[job.priority].append(job)
@@ -347,7 +348,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
                     break
         else:
             for p in (HIGH, NORMAL, LOW):
-                seq = 0
+                seq: float = 0
                 for f in abilities:
                     queue = f.queues[p]
                     if queue:
@@ -539,8 +540,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             job.seq = self._front
             f.queues[job.priority].appendleft(job)
         else:  # no limit: at the head a poison job would take every worker for ever
-            self._seq += 1
-            job.seq = self._seq
+            job.seq = _later(self)
             f.queues[job.priority].append(job)
         if f.events:
             for receiver in f.events:
@@ -578,3 +578,24 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             self._timers.add(float(when), job, EPOCH)
         else:
             self._enqueue(job)
+
+
+def _later(broker: Broker) -> float:
+    """The queue order (``Job.seq``) of a job queued after it was made: after every order given
+    so far, before the next new job's number.
+
+    A job queued when it is made takes its own number as its order (the same int object: no
+    int of its own, 32 bytes a queued job; ``Requests._submit``, ``pipeline.submit_run``),
+    unless an order at or past that number was given already (then ``_seq + 1``);
+    ``broker._seq`` is the largest int order given. A job queued later (an epoch job at its
+    time, a requeue to the tail) takes the next float above the last order, kept in
+    ``broker._late``, so orders stay strictly increasing with every append and the next new
+    job's number is still ahead of them."""
+    s = broker._seq
+    late = broker._late
+    seq = nextafter(late if late > s else s, inf)
+    if seq < s + 1:
+        broker._late = seq
+        return seq
+    broker._seq = s = s + 1  # no float left below the next int (not seen in practice)
+    return s

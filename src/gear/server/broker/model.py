@@ -359,7 +359,8 @@ class Job:
     foreground clients, one entry per attachment, docs/protocol.md §3.2; a background job
     starts with the shared empty tuple, one allocation and one GC-tracked list less on the
     background submit path, and code that attaches a client replaces it with a list);
-    ``worker``; ``seq`` (queue order, see Broker._seq / Broker._front); ``state``;
+    ``worker``; ``seq`` (queue order, see core._later and Broker._front: a job queued when it
+    is made shares its ``number`` object, a job queued later has a float order); ``state``;
     ``waiters`` (see below); ``born`` (the broker's ``stamp`` when the job was made or last
     requeued: the start of its queue wait for the job log, ``Broker.job_log``; left unset
     while no log is read, one store less per job, and None on the jobs made before one).
@@ -391,7 +392,7 @@ class Job:
     background: bool
     clients: list[Peer] | tuple[()]
     worker: Peer | None
-    seq: int
+    seq: float
     state: JobState
     born: Any
 

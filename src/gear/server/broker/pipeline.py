@@ -263,7 +263,10 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
                 next_base = (thousands + 1) * 1000
             handle = base + _DIGITS3[counter % 1000]
             add(handle)
-            seq += 1
+            if counter > seq:  # the number is the queue order (see core._later)
+                seq = counter
+            else:
+                seq += 1
             job = new_job(Job)
             job.number = counter
             job.function = f

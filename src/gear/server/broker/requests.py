@@ -189,9 +189,13 @@ class Requests:
         if when:
             self._start(job)
             return
-        # Inline _enqueue: the hot path of every submission.
-        self._seq = seq = self._seq + 1
-        job.seq = seq
+        # Inline _enqueue: the hot path of every submission. The job's number is its queue
+        # order (no int of its own; see ``core._later``).
+        n = job.number
+        if n > self._seq:
+            self._seq = job.seq = n
+        else:
+            self._seq = job.seq = self._seq + 1
         f.queues[priority].append(job)
         if f.sleepers:
             self._wake(f)
@@ -228,8 +232,11 @@ class Requests:
         job = self._new_job(f, unique, data, priority, False)
         job.clients = [peer]
         peer.client_jobs[job] = 1
-        self._seq = seq = self._seq + 1
-        job.seq = seq
+        n = job.number
+        if n > self._seq:
+            self._seq = job.seq = n
+        else:
+            self._seq = job.seq = self._seq + 1
         f.queues[priority].append(job)
         if f.sleepers:
             self._wake(f)
