@@ -135,6 +135,9 @@ class HarpService:
         self.unknown_host_wait = unknown_host_wait or None
         self.clock = clock
         self.kick = kick
+        #: Set by every call into the broker; the network side flushes the engine (``kick``)
+        #: after a request or a timer pass only when it is set, and clears it.
+        self.touched = True
         self.records = RecordTable(retention, max_bytes)
         self.store = store
         #: Stream messages not kept because of the byte bound (docs/harp.md, "Retention").
@@ -298,6 +301,7 @@ class HarpService:
         if name not in self._functions:
             self._functions.add(name)
             self.broker.set_policy(name, self._policy)
+        self.touched = True
         job = self.broker.submit_local(self.link, name, rec.id.encode(), rec.args_text.encode())
         if type(job) is bytes:  # the ERROR packet a SUBMIT_JOB would have got
             code, _, text = job[12:].partition(b"\0")
@@ -323,6 +327,7 @@ class HarpService:
             self._by_handle.pop(handle, None)
             job = self.broker.jobs.get(handle)
             if job is not None and job.unique == rec.id.encode():
+                self.touched = True
                 self.broker.cancel(job)  # queued: forgotten; running: its results dropped
                 self._drain()
         if rec.queue is not None:
@@ -335,7 +340,8 @@ class HarpService:
                     self._submit(nxt)
                 if not queue.running and not queue.waiting:
                     del self._queues[rec.queue]
-        self.kick()
+        if self.touched:
+            self.kick()
 
     def _record_of(self, job: Any) -> CallRecord | None:
         rec = self._by_handle.get(job.handle)
