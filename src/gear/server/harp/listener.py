@@ -75,7 +75,7 @@ class HarpConnection(_Connection):
         # _Connection.__init__'s fields, set here from what the listener worked out once (the
         # high-water mark under the limits): one connection per request is the common case.
         self._host = None  # type: ignore[assignment]
-        self._data = None
+        self._data = None  # type: ignore[assignment]
         self._tls = listener.tls
         self._limits = listener.limits
         self._high_water = listener.conn_high_water
