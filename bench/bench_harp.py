@@ -22,11 +22,13 @@ process:
 Absolute rates drift on shared machines: compare the ratios printed, measured in the same run.
 
 ``--callgrind`` counts instructions instead (user space only; they do not depend on the
-machine's load): geard, the aio worker and a client process (``gear.harp``, or with
-``--callgrind-raw`` the bare socket client) each run under ``valgrind --tool=callgrind``; after
-``--warmup`` calls every counter is zeroed (``callgrind_control -z``), then ``--calls`` calls
-run from ``--threads`` client threads (default 1) and every process dumps its counters
-(``callgrind_control -d``): instructions per call for each. Not a test: nothing is asserted.
+machine's load): geard, the aio worker and a client process each run under ``valgrind
+--tool=callgrind``; after ``--warmup`` calls every counter is zeroed (``callgrind_control
+-z``), then ``--calls`` calls run from ``--threads`` client threads (default 1) and every
+process dumps its counters (``callgrind_control -d``): instructions per call for each. The
+client's load (``--callgrind-load``): ``harp``, ``gear.harp``'s call; ``raw``, the bare socket
+client's; ``status``, one ``get_status`` of an unknown id per connection (what a connection
+itself costs). Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -282,10 +284,27 @@ def start_geard() -> tuple[GeardProcess, int, int]:
 # --- instruction counts (--callgrind) -------------------------------------------------------
 
 
-def callgrind_client(port: int, raw: bool, threads: int, warmup: int, calls: int) -> None:
+def status_call(port: int) -> Callable[[], None]:
+    """One connection, one ``get_status`` of an unknown id, its reply read, closed."""
+    line = b'{"harpcaller":1,"get_status":"00000000-0000-4000-8000-000000000000"}\n'
+
+    def call() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(line)
+            if not sock.recv(65536).endswith(b"\n"):
+                raise SystemExit("get_status: no whole reply line")
+    return call
+
+
+def callgrind_client(port: int, load: str, threads: int, warmup: int, calls: int) -> None:
     """The client process of --callgrind: warm up, say so, wait for "go", run, say "done"."""
-    call = raw_harp_call(port) if raw else harp_call(harp.HarpCaller("127.0.0.1", port,
-                                                                       timeout=60))
+    if load == "raw":
+        call = raw_harp_call(port)
+    elif load == "status":
+        call = status_call(port)
+    else:
+        call = harp_call(harp.HarpCaller("127.0.0.1", port, timeout=60))
     for _ in range(warmup):
         call()
     print("warm", flush=True)
@@ -338,7 +357,7 @@ def callgrind_main(args: argparse.Namespace) -> None:
         if worker.stdout.readline().strip() != "ready":
             raise SystemExit("the worker did not start")
         client = valgrind("client", sys.executable, __file__, "--callgrind-client",
-                          str(harp_port), "raw" if args.callgrind_raw else "harp",
+                          str(harp_port), args.callgrind_load,
                           str(args.threads), str(args.warmup), str(args.calls),
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         procs.append(client)
@@ -381,8 +400,9 @@ def main() -> None:
                         help="the event loop of the aio worker (default asyncio)")
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions per call of geard, worker and client")
-    parser.add_argument("--callgrind-raw", action="store_true",
-                        help="with --callgrind: the bare socket client, not gear.harp")
+    parser.add_argument("--callgrind-load", choices=("harp", "raw", "status"), default="harp",
+                        help="with --callgrind: gear.harp's call (default), the bare socket "
+                        "client's, or one get_status per connection")
     parser.add_argument("--calls", type=int, default=300, help="--callgrind: calls counted")
     parser.add_argument("--warmup", type=int, default=30, help="--callgrind: calls first")
     parser.add_argument("--serve-worker", nargs=2, metavar=("KIND", "PORT"),
@@ -391,7 +411,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.callgrind_client:
         port, kind, threads, warmup, calls = args.callgrind_client
-        callgrind_client(int(port), kind == "raw", int(threads), int(warmup), int(calls))
+        callgrind_client(int(port), kind, int(threads), int(warmup), int(calls))
         return
     if args.callgrind:
         if "--threads" not in sys.argv:

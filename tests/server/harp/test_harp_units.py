@@ -114,3 +114,38 @@ def test_loads_is_json_loads() -> None:
                 continue
             got = loads(value)
             assert got == expected or (got != got and expected != expected)  # NaN
+
+
+def test_compact_is_json_dumps() -> None:
+    # The encoders made once give json.dumps's text, and its errors, for every value.
+    import json
+
+    from gear.harp.messages import _Compact
+    from gear.server.harp.protocol import compact, compact_sorted
+
+    assert compact._encoder is not None  # the C encoder is in use on this Python
+
+    def outcome(encode: Any, value: Any) -> Any:
+        try:
+            return encode(value)
+        except Exception as exc:
+            return type(exc), str(exc)
+
+    circular: list[Any] = []
+    circular.append(circular)
+    looped: dict[str, Any] = {}
+    looped["x"] = [looped]
+    values = [1, "x", "é\n\x00", [1, {"b": 2, "a": [None, 1.5]}], {"é": "\n"}, float("inf"),
+              float("nan"), {1: 2, False: 3, None: 4, 1.5: 5}, circular, looped,
+              {"x": object()}, {(1, 2): 3}, [[[[[]]]]] * 3, 10**30, -0.0, (1, 2), {}]
+    for value in values:
+        assert outcome(compact, value) == outcome(
+            lambda v: json.dumps(v, separators=(",", ":")), value), value
+        assert outcome(compact_sorted, value) == outcome(
+            lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True), value), value
+    # Without the C encoder (another Python's json): the plain encoder, the same text.
+    plain = _Compact()
+    plain._encoder = None
+    assert plain({"b": [1, "é"]}) == json.dumps({"b": [1, "é"]}, separators=(",", ":"))
+    # After an error the shared encoder still works (it keeps no state between calls).
+    assert compact([1, {"a": None}]) == '[1,{"a":null}]'

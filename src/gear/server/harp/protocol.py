@@ -11,16 +11,16 @@ Sans-I/O: must not import sockets, asyncio, threads, the broker or the engine.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from gear.harp.messages import compact, loads
+from gear.harp.messages import _Compact, compact, loads
 
 __all__ = [
+    "KINDS",
     "BadRequest",
     "Request",
     "compact",
@@ -70,7 +70,7 @@ class Request:
 
 
 #: The same as :data:`compact` with the keys sorted (a queue name's canonical text).
-compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+compact_sorted = _Compact(sort_keys=True)
 
 
 def encode(obj: Any) -> bytes:
@@ -82,9 +82,13 @@ def error_reply(type_: str, message: str) -> bytes:
     return encode({"error": {"type": type_, "message": message}})
 
 
+_INVALID_JOBID = error_reply("invalid_jobid", "no job with this ID")
+
+
 def invalid_jobid() -> bytes:
-    """What HarpCaller answers get_result and get_status for an unknown or malformed id."""
-    return error_reply("invalid_jobid", "no job with this ID")
+    """What HarpCaller answers get_result and get_status for an unknown or malformed id
+    (encoded once)."""
+    return _INVALID_JOBID
 
 
 class _RandomPool:

@@ -40,6 +40,7 @@ from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import JobEvents, Outcome
 from gear.server.harp.protocol import (
+    KINDS,
     BadRequest,
     Request,
     compact,
@@ -67,6 +68,7 @@ _HEADER = struct.Struct(">4sII")
 _TIMEOUT = {"error": {"type": "timeout", "message": "reading result timed out"}}
 _MAX_EXEC = {"error": {"type": "timeout", "message": "maximum execution time exceeded"}}
 _CANCELLED = {"cancelled": True}
+_NO_RESULT = encode({"no_result": True})
 #: Seconds a call waits for a worker of its host before ``unknown_host`` (docs/harp.md).
 DEFAULT_UNKNOWN_HOST_WAIT = 10.0
 _RESTARTED = {"error": {"type": "server_restarted",
@@ -153,6 +155,9 @@ class HarpService:
         self._buf = b""
         self._inbox: list[bytes] = []
         self._processing = False
+        #: The request handlers (``_r_<kind>``), bound once.
+        self._handlers: dict[str, Callable[[Request, Sink], None]] = {
+            kind: getattr(self, "_r_" + kind) for kind in ("call", *KINDS)}
         #: Called when the earliest deadline moved earlier (the listener re-arms its timer).
         self.rearm: Callable[[], None] = lambda: None
         #: Called when the byte bound calls for a pruning pass soon (the listener runs one).
@@ -170,7 +175,7 @@ class HarpService:
             sink.write(exc.reply())
             sink.done(close=True)
             return
-        getattr(self, "_r_" + req.kind)(req, sink)
+        self._handlers[req.kind](req, sink)
 
     def _r_call(self, req: Request, sink: Sink) -> None:
         now = self.clock()
@@ -220,7 +225,7 @@ class HarpService:
             sink.write(rec.reply_bytes())
             sink.done()
         elif not req.wait:
-            sink.write(encode({"no_result": True}))
+            sink.write(_NO_RESULT)
             sink.done()
         else:
             def on_event(event: tuple[Any, ...]) -> None:
