@@ -174,14 +174,18 @@ def parse_request(line: bytes) -> Request:
         raise BadRequest("invalid_json", "the request is not valid JSON") from None
     if not isinstance(obj, dict):
         raise BadRequest("invalid_request", "a request must be a JSON object")
-    if obj.get("harpcaller") != 1 or isinstance(obj.get("harpcaller"), bool):
+    version = obj.get("harpcaller")
+    if version != 1 or version is True:  # True == 1, and the only bool that is
         raise BadRequest("invalid_version", 'a request must carry "harpcaller": 1')
-    kinds = [k for k in KINDS if k in obj]
-    if len(kinds) > 1:
-        raise BadRequest("invalid_request", "a request names one of " + ", ".join(KINDS))
-    if not kinds:
+    kind = None
+    for k in KINDS:
+        if k in obj:
+            if kind is not None:
+                raise BadRequest("invalid_request",
+                                 "a request names one of " + ", ".join(KINDS))
+            kind = k
+    if kind is None:
         return _parse_call(obj)
-    kind = kinds[0]
     req = Request(kind, job_id=_job_id(obj[kind]))
     if kind == "get_result":
         wait = obj.get("wait", True)
