@@ -20,19 +20,30 @@ process:
   messages/s from submission to the end line.
 
 Absolute rates drift on shared machines: compare the ratios printed, measured in the same run.
-Not a test: nothing is asserted.
+
+``--callgrind`` counts instructions instead (user space only; they do not depend on the
+machine's load): geard, the aio worker and a client process each run under ``valgrind
+--tool=callgrind``; after ``--warmup`` calls every counter is zeroed (``callgrind_control
+-z``), then ``--calls`` calls run from ``--threads`` client threads (default 1) and every
+process dumps its counters (``callgrind_control -d``): instructions per call for each. The
+client's load (``--callgrind-load``): ``harp``, ``gear.harp``'s call; ``raw``, the bare socket
+client's; ``status``, one ``get_status`` of an unknown id per connection (what a connection
+itself costs). Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -270,6 +281,114 @@ def start_geard() -> tuple[GeardProcess, int, int]:
     return server, gearman_port, harp_port
 
 
+# --- instruction counts (--callgrind) -------------------------------------------------------
+
+
+def status_call(port: int) -> Callable[[], None]:
+    """One connection, one ``get_status`` of an unknown id, its reply read, closed."""
+    line = b'{"harpcaller":1,"get_status":"00000000-0000-4000-8000-000000000000"}\n'
+
+    def call() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(line)
+            if not sock.recv(65536).endswith(b"\n"):
+                raise SystemExit("get_status: no whole reply line")
+    return call
+
+
+def callgrind_client(port: int, load: str, threads: int, warmup: int, calls: int) -> None:
+    """The client process of --callgrind: warm up, say so, wait for "go", run, say "done"."""
+    if load == "raw":
+        call = raw_harp_call(port)
+    elif load == "status":
+        call = status_call(port)
+    else:
+        call = harp_call(harp.HarpCaller("127.0.0.1", port, timeout=60))
+    for _ in range(warmup):
+        call()
+    print("warm", flush=True)
+    sys.stdin.readline()
+    per = calls // threads
+    pool = [threading.Thread(target=lambda: [call() for _ in range(per)])
+            for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    print("done", flush=True)
+    sys.stdin.readline()
+
+
+def _instructions(out: str) -> int:
+    """The instruction total of the newest callgrind dump whose name starts with ``out``."""
+    files = sorted(glob.glob(out + "*"), key=os.path.getmtime)
+    for name in reversed(files):
+        text = Path(name).read_text(errors="replace")
+        m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if m:
+            return int(m.group(1))
+    raise SystemExit(f"no callgrind dump at {out}")
+
+
+def callgrind_main(args: argparse.Namespace) -> None:
+    tmp = tempfile.mkdtemp(prefix="bench-harp-cg-")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def valgrind(name: str, *cmd: str, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(["valgrind", "--tool=callgrind", "-q",
+                                 f"--callgrind-out-file={tmp}/{name}.out", *cmd],
+                                env=env, text=True, **kw)
+
+    harp_port = free_port()
+    data = tempfile.mkdtemp(prefix="bench-harp-data-")
+    geard = valgrind("geard", sys.executable, "-m", "gear.server", "-d", "-p", "0",
+                     "--listen-address", "127.0.0.1", "--data-dir", data, "--queue", "memory",
+                     "-l", "none", "--harp-port", str(harp_port))
+    procs = [geard]
+    try:
+        ports = wait_for(lambda: (p if len(p := listening_ports(geard.pid)) >= 2 else None),
+                         what="geard's two ports", timeout=120)
+        gearman_port = next(p for p in ports if p != harp_port)
+        worker = valgrind("worker", sys.executable, __file__, "--serve-worker",
+                          f"aio:{args.worker_loop}", str(gearman_port), stdout=subprocess.PIPE)
+        procs.append(worker)
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise SystemExit("the worker did not start")
+        client = valgrind("client", sys.executable, __file__, "--callgrind-client",
+                          str(harp_port), args.callgrind_load,
+                          str(args.threads), str(args.warmup), str(args.calls),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        procs.append(client)
+        assert client.stdout is not None and client.stdin is not None
+        if client.stdout.readline().strip() != "warm":
+            raise SystemExit("the client did not warm up")
+        named = (("geard", geard), ("worker", worker), ("client", client))
+        for _, proc in named:
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                           capture_output=True)
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        if client.stdout.readline().strip() != "done":
+            raise SystemExit("the client failed")
+        calls = args.calls // args.threads * args.threads
+        for _, proc in named:
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
+                           capture_output=True)
+        for name, _ in named:
+            total = _instructions(f"{tmp}/{name}.out")
+            print(f"{name:7} {total / calls / 1000:8.1f}k instructions per call "
+                  f"({calls} calls, {args.threads} client threads)", flush=True)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per run (default 4)")
@@ -279,9 +398,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s runs, aio worker only")
     parser.add_argument("--worker-loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the event loop of the aio worker (default asyncio)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count instructions per call of geard, worker and client")
+    parser.add_argument("--callgrind-load", choices=("harp", "raw", "status"), default="harp",
+                        help="with --callgrind: gear.harp's call (default), the bare socket "
+                        "client's, or one get_status per connection")
+    parser.add_argument("--calls", type=int, default=300, help="--callgrind: calls counted")
+    parser.add_argument("--warmup", type=int, default=30, help="--callgrind: calls first")
     parser.add_argument("--serve-worker", nargs=2, metavar=("KIND", "PORT"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind-client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.callgrind_client:
+        port, kind, threads, warmup, calls = args.callgrind_client
+        callgrind_client(int(port), kind, int(threads), int(warmup), int(calls))
+        return
+    if args.callgrind:
+        if "--threads" not in sys.argv:
+            args.threads = 1
+        callgrind_main(args)
+        return
     if args.serve_worker:
         worker_main(args.serve_worker[0], int(args.serve_worker[1]))
         return

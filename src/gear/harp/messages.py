@@ -130,14 +130,53 @@ CALL_CANCELLED: Any = _Sentinel("CallCancelled", "CALL_CANCELLED")
 # -- framing -------------------------------------------------------------------------------------
 
 
+class _Compact:
+    """``json.dumps(v, separators=(",", ":"), sort_keys=...)``, exactly (the same text, the
+    same errors), without what dumps costs per call: ``JSONEncoder.encode`` builds a new C
+    encoder on every call (~10k instructions, more than encoding a short value). Here the C
+    encoder is made once, without circular-reference markers, so it keeps no state and threads
+    may share it; a value it cannot encode for recursing too deep (a circular one, or one
+    nested too deep) is encoded again by ``JSONEncoder.encode``, which raises as dumps does.
+    Falls back to ``JSONEncoder.encode`` where ``json`` has no C encoder of the expected
+    form."""
+
+    __slots__ = ("_encoder", "_plain")
+
+    def __init__(self, sort_keys: bool = False) -> None:
+        self._plain = json.JSONEncoder(separators=(",", ":"), sort_keys=sort_keys)
+        self._encoder: Any = None
+        make = getattr(json.encoder, "c_make_encoder", None)
+        if make is None:
+            return
+        try:
+            encoder = make(None, self._plain.default, json.encoder.encode_basestring_ascii,
+                           None, ":", ",", sort_keys, False, True)
+            probe = {"b": [1, 2.5, None, True, "\u00e9\n", float("nan")], "a": {"x": -1e300}}
+            if "".join(encoder(probe, 0)) == self._plain.encode(probe):
+                self._encoder = encoder
+        except Exception:  # another C signature (Python 3.10's takes a floatstr too)
+            pass
+
+    def __call__(self, obj: Any) -> str:
+        encoder = self._encoder
+        if encoder is None or type(obj) is str:
+            return self._plain.encode(obj)
+        try:
+            return "".join(encoder(obj, 0))
+        except RecursionError:
+            return self._plain.encode(obj)
+
+
 #: The JSON codec of HarpCaller's wire, shared with geard's harp port
 #: (gear.server.harp.protocol): :data:`compact` and :func:`loads`.
-#: Compact JSON (``json.dumps(v, separators=(",", ":"))``) from one shared encoder: dumps
-#: with arguments builds a new encoder on every call.
-compact = json.JSONEncoder(separators=(",", ":")).encode
+#: Compact JSON (``json.dumps(v, separators=(",", ":"))``), see :class:`_Compact`.
+compact = _Compact()
 
 
-_raw_decode = json.JSONDecoder().raw_decode
+#: The decoder's scanner, called directly: ``JSONDecoder.raw_decode`` is a Python frame
+#: around it that only turns its StopIteration into an error (which :func:`loads` leaves to
+#: ``json.loads``).
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads(data: bytes | str) -> Any:
@@ -147,10 +186,10 @@ def loads(data: bytes | str) -> Any:
     so the result and the errors are exactly its."""
     try:
         text = data.decode() if type(data) is bytes else data
-        value, end = _raw_decode(text)  # type: ignore[arg-type]
+        value, end = _scan_once(text, 0)
         if end == len(text) or text[end:] == "\n":
             return value
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+    except (ValueError, StopIteration):  # UnicodeDecodeError; no JSON value at the start
         pass
     return json.loads(data)
 

@@ -72,8 +72,19 @@ class HarpConnection(_Connection):
 
     def __init__(self, listener: HarpListener) -> None:
         # No ConnectionHost: the connection feeds the harp service itself (data_received).
-        super().__init__(None, listener.tls, listener.high_water,  # type: ignore[arg-type]
-                         listener.limits)
+        # _Connection.__init__'s fields, set here from what the listener worked out once (the
+        # high-water mark under the limits): one connection per request is the common case.
+        self._host = None  # type: ignore[assignment]
+        self._data = None  # type: ignore[assignment]
+        self._tls = listener.tls
+        self._limits = listener.limits
+        self._high_water = listener.conn_high_water
+        self.transport = None
+        self.peer = None
+        self._peername = ("", 0)
+        self.paused = False
+        self._over_since = None
+        self._soft_timer = None
         self.listener = listener
         self.buf = b""
         self.lines: deque[bytes] = deque()
@@ -112,6 +123,16 @@ class HarpConnection(_Connection):
         super()._cut(size, which, limit)
 
     def data_received(self, data: bytes) -> None:
+        if (not self.buf and not self.busy and not self.lines and not self.closed
+                and data.find(b"\n") == len(data) - 1):
+            # One whole request in one read (HarpCaller's clients): served at once, without
+            # the line queue. Blank lines and \r are skipped as _next skips them.
+            line = data[:-1].rstrip(b"\r")
+            if line.strip():
+                self._serve(line)
+            if self.eof and not self.busy and not self.closed:
+                self.done(close=True)
+            return
         buf = self.buf + data if self.buf else data
         *lines, rest = buf.split(b"\n")
         if len(rest) > MAX_LINE:
@@ -136,16 +157,19 @@ class HarpConnection(_Connection):
             line = self.lines.popleft()
             if not line.strip():
                 continue
-            self.busy = True
-            try:
-                self.listener.service.handle_line(line, self)
-            except Exception:
-                log.exception("harp request failed: %r", line[:200])
-                self.write(error_reply("internal_error", "geard failed serving the request"))
-                self.done(close=True)
-            self.listener.after_call()
+            self._serve(line)
         if self.eof and not self.busy and not self.closed:
             self.done(close=True)  # only blank lines were left after the client's EOF
+
+    def _serve(self, line: bytes) -> None:
+        self.busy = True
+        try:
+            self.listener.service.handle_line(line, self)
+        except Exception:
+            log.exception("harp request failed: %r", line[:200])
+            self.write(error_reply("internal_error", "geard failed serving the request"))
+            self.done(close=True)
+        self.listener.after_call()
 
     # -- the service's Sink ------------------------------------------------------------------
 
@@ -172,7 +196,7 @@ class HarpConnection(_Connection):
             if self.transport is not None:
                 self.transport.close()
         elif self.lines and not self.closed:
-            asyncio.get_running_loop().call_soon(self._next)
+            self.listener.loop().call_soon(self._next)
         elif self.eof and not self.closed:
             self.done(close=True)
 
@@ -191,6 +215,12 @@ class HarpListener:
         #: Gearman port's, ``--write-high-water``, ``--output-limit-*``).
         self.high_water = high_water
         self.limits = limits
+        #: What each connection's mark is (``_Connection``'s rule, worked out once).
+        self.conn_high_water = limits.high_water(high_water) if limits is not None \
+            else high_water
+        #: The running loop, looked up once (``asyncio.get_running_loop`` costs a getpid()
+        #: system call on every call on Python 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.tls = False
         self._after_broker_call = after_broker_call
         #: The record store's :class:`~gear.server.storage.harp_writer.HarpWriter`, or None.
@@ -211,9 +241,16 @@ class HarpListener:
         self._timer_at: float | None = None
         self._process_pending = False
 
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the port runs on."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     async def listen(self, host: str | None, port: int, backlog: int,
                      ssl_context: ssl.SSLContext | None) -> list[tuple[str, int]]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # Records loaded after a restart may be due already: the first pass runs at once then.
         first = 0.0 if self.service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(first, self._prune)
@@ -233,13 +270,18 @@ class HarpListener:
         return out
 
     def after_call(self) -> None:
-        """After each service call: flush the broker's output and re-arm the timer."""
-        self._after_broker_call()
-        deadline = self.service.next_deadline()
+        """After each service call: flush the broker's output (when the service called the
+        broker: a get_result or a result delivered asks for no flush pass) and re-arm the
+        timer."""
+        service = self.service
+        if service.touched:
+            service.touched = False
+            self._after_broker_call()
+        deadline = service.next_deadline()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             if self._timer is not None:
                 self._timer.cancel()
-            loop = asyncio.get_running_loop()
+            loop = self.loop()
             self._timer_at = deadline
             self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
 
@@ -251,7 +293,7 @@ class HarpListener:
     def schedule_process(self) -> None:
         if not self._process_pending:
             self._process_pending = True
-            asyncio.get_running_loop().call_soon(self._process)
+            self.loop().call_soon(self._process)
 
     def _process(self) -> None:
         self._process_pending = False
@@ -262,7 +304,7 @@ class HarpListener:
         """A pruning pass at the next loop iteration (the byte bound was passed)."""
         if not self._prune_soon:
             self._prune_soon = True
-            asyncio.get_running_loop().call_soon(self._prune)
+            self.loop().call_soon(self._prune)
 
     def _prune(self) -> None:
         """One pass of at most PRUNE_BATCH records; the next one follows at once while more
@@ -274,7 +316,7 @@ class HarpListener:
             return
         service = self.service
         service.prune()
-        loop = asyncio.get_running_loop()
+        loop = self.loop()
         delay = 0.0 if service.prune_due() else self.prune_interval
         self._prune_timer = loop.call_later(delay, self._prune)
 

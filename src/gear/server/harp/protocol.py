@@ -11,16 +11,16 @@ Sans-I/O: must not import sockets, asyncio, threads, the broker or the engine.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from gear.harp.messages import compact, loads
+from gear.harp.messages import _Compact, compact, loads
 
 __all__ = [
+    "KINDS",
     "BadRequest",
     "Request",
     "compact",
@@ -70,7 +70,7 @@ class Request:
 
 
 #: The same as :data:`compact` with the keys sorted (a queue name's canonical text).
-compact_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+compact_sorted = _Compact(sort_keys=True)
 
 
 def encode(obj: Any) -> bytes:
@@ -82,15 +82,51 @@ def error_reply(type_: str, message: str) -> bytes:
     return encode({"error": {"type": type_, "message": message}})
 
 
+_INVALID_JOBID = error_reply("invalid_jobid", "no job with this ID")
+
+
 def invalid_jobid() -> bytes:
-    """What HarpCaller answers get_result and get_status for an unknown or malformed id."""
-    return error_reply("invalid_jobid", "no job with this ID")
+    """What HarpCaller answers get_result and get_status for an unknown or malformed id
+    (encoded once)."""
+    return _INVALID_JOBID
+
+
+class _RandomPool:
+    """Random bytes from the kernel, read 4 KiB at a time: one getrandom() system call per
+    256 job ids instead of one per id. Emptied in a forked child, which must not repeat its
+    parent's ids."""
+
+    __slots__ = ("data", "pos")
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.data = b""
+        self.pos = 0
+
+    def take16(self) -> bytes:
+        pos = self.pos
+        if pos + 16 > len(self.data):
+            self.data = os.urandom(self.SIZE)
+            pos = 0
+        self.pos = pos + 16
+        return self.data[pos:pos + 16]
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.reset)
 
 
 def new_job_id() -> str:
     """A new call's id: a random (version 4) UUID in its canonical text, as
-    ``str(uuid.uuid4())`` makes it, without building a UUID object on every call."""
-    b = bytearray(os.urandom(16))
+    ``str(uuid.uuid4())`` makes it, without building a UUID object on every call (the
+    random bytes come from the kernel's CSPRNG, as uuid4's, read in blocks)."""
+    b = bytearray(_POOL.take16())
     b[6] = (b[6] & 0x0F) | 0x40  # version 4
     b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
     h = b.hex()
@@ -138,14 +174,18 @@ def parse_request(line: bytes) -> Request:
         raise BadRequest("invalid_json", "the request is not valid JSON") from None
     if not isinstance(obj, dict):
         raise BadRequest("invalid_request", "a request must be a JSON object")
-    if obj.get("harpcaller") != 1 or isinstance(obj.get("harpcaller"), bool):
+    version = obj.get("harpcaller")
+    if version != 1 or version is True:  # True == 1, and the only bool that is
         raise BadRequest("invalid_version", 'a request must carry "harpcaller": 1')
-    kinds = [k for k in KINDS if k in obj]
-    if len(kinds) > 1:
-        raise BadRequest("invalid_request", "a request names one of " + ", ".join(KINDS))
-    if not kinds:
+    kind = None
+    for k in KINDS:
+        if k in obj:
+            if kind is not None:
+                raise BadRequest("invalid_request",
+                                 "a request names one of " + ", ".join(KINDS))
+            kind = k
+    if kind is None:
         return _parse_call(obj)
-    kind = kinds[0]
     req = Request(kind, job_id=_job_id(obj[kind]))
     if kind == "get_result":
         wait = obj.get("wait", True)

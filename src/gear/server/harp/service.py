@@ -40,6 +40,7 @@ from gear import constants as c
 from gear.protocol.packets import request
 from gear.server.broker import JobEvents, Outcome
 from gear.server.harp.protocol import (
+    KINDS,
     BadRequest,
     Request,
     compact,
@@ -67,6 +68,7 @@ _HEADER = struct.Struct(">4sII")
 _TIMEOUT = {"error": {"type": "timeout", "message": "reading result timed out"}}
 _MAX_EXEC = {"error": {"type": "timeout", "message": "maximum execution time exceeded"}}
 _CANCELLED = {"cancelled": True}
+_NO_RESULT = encode({"no_result": True})
 #: Seconds a call waits for a worker of its host before ``unknown_host`` (docs/harp.md).
 DEFAULT_UNKNOWN_HOST_WAIT = 10.0
 _RESTARTED = {"error": {"type": "server_restarted",
@@ -135,6 +137,9 @@ class HarpService:
         self.unknown_host_wait = unknown_host_wait or None
         self.clock = clock
         self.kick = kick
+        #: Set by every call into the broker; the network side flushes the engine (``kick``)
+        #: after a request or a timer pass only when it is set, and clears it.
+        self.touched = True
         self.records = RecordTable(retention, max_bytes)
         self.store = store
         #: Stream messages not kept because of the byte bound (docs/harp.md, "Retention").
@@ -150,6 +155,9 @@ class HarpService:
         self._buf = b""
         self._inbox: list[bytes] = []
         self._processing = False
+        #: The request handlers (``_r_<kind>``), bound once.
+        self._handlers: dict[str, Callable[[Request, Sink], None]] = {
+            kind: getattr(self, "_r_" + kind) for kind in ("call", *KINDS)}
         #: Called when the earliest deadline moved earlier (the listener re-arms its timer).
         self.rearm: Callable[[], None] = lambda: None
         #: Called when the byte bound calls for a pruning pass soon (the listener runs one).
@@ -167,7 +175,7 @@ class HarpService:
             sink.write(exc.reply())
             sink.done(close=True)
             return
-        getattr(self, "_r_" + req.kind)(req, sink)
+        self._handlers[req.kind](req, sink)
 
     def _r_call(self, req: Request, sink: Sink) -> None:
         now = self.clock()
@@ -217,7 +225,7 @@ class HarpService:
             sink.write(rec.reply_bytes())
             sink.done()
         elif not req.wait:
-            sink.write(encode({"no_result": True}))
+            sink.write(_NO_RESULT)
             sink.done()
         else:
             def on_event(event: tuple[Any, ...]) -> None:
@@ -298,6 +306,7 @@ class HarpService:
         if name not in self._functions:
             self._functions.add(name)
             self.broker.set_policy(name, self._policy)
+        self.touched = True
         job = self.broker.submit_local(self.link, name, rec.id.encode(), rec.args_text.encode())
         if type(job) is bytes:  # the ERROR packet a SUBMIT_JOB would have got
             code, _, text = job[12:].partition(b"\0")
@@ -323,6 +332,7 @@ class HarpService:
             self._by_handle.pop(handle, None)
             job = self.broker.jobs.get(handle)
             if job is not None and job.unique == rec.id.encode():
+                self.touched = True
                 self.broker.cancel(job)  # queued: forgotten; running: its results dropped
                 self._drain()
         if rec.queue is not None:
@@ -335,7 +345,8 @@ class HarpService:
                     self._submit(nxt)
                 if not queue.running and not queue.waiting:
                     del self._queues[rec.queue]
-        self.kick()
+        if self.touched:
+            self.kick()
 
     def _record_of(self, job: Any) -> CallRecord | None:
         rec = self._by_handle.get(job.handle)
