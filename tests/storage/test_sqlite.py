@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -329,4 +330,97 @@ def test_max_size_caps_the_database_and_its_wal_together(tmp_path: Path) -> None
     store.close()
     again = SqliteStorage(path)
     assert [j.key for j in again.load()] == stored  # everything acknowledged is kept
+    again.close()
+
+
+def test_removes_commit_without_fsync_and_adds_with_it(tmp_path: Path) -> None:
+    # Deletes are write-behind (docs/server.md, "At-least-once after a crash"), so their commit
+    # needs no fsync; a job is acknowledged after its add commits, so that one must have it.
+    store = SqliteStorage(tmp_path / "q.db")
+    store.load()
+    try:
+        conn = store._conn
+        assert conn is not None
+        seen: list[str] = []
+
+        def note(statement: str) -> None:
+            if statement in ("COMMIT", "PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL") or (
+                    statement.startswith(("INSERT", "DELETE"))):
+                seen.append(statement[:30])
+
+        store.add([job(k) for k in range(1, 41)])  # one batch row
+        store.add([job(k) for k in range(41, 44)])  # rows
+        conn.set_trace_callback(note)
+        store.remove([1, 2, 41])
+        removing = list(seen)
+        assert removing[0] == "PRAGMA synchronous=NORMAL"
+        assert removing[-1] == "PRAGMA synchronous=FULL"
+        assert "COMMIT" in removing and removing.index("COMMIT") < len(removing) - 1
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        # Had the switch back failed, the next add sets FULL before it writes anything.
+        conn.set_trace_callback(None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        store._full = False
+        seen.clear()
+        conn.set_trace_callback(note)
+        store.add([job(44)])
+        assert seen[0] == "PRAGMA synchronous=FULL"
+        conn.set_trace_callback(None)
+        assert store.add_commits == 3 and store.remove_commits == 1
+    finally:
+        store.close()
+    again = SqliteStorage(tmp_path / "q.db")
+    assert [j.key for j in again.load()] == [*range(3, 41), 42, 43, 44]
+    again.close()
+
+
+def test_a_drain_through_the_writer_deletes_in_few_transactions(tmp_path: Path) -> None:
+    # As geard runs it (engine.py), the lowered switch interval included: with it the writer
+    # gets the GIL back quickly, so without grouping it woke for a few keys at a time.
+    from gear.server.config import (
+        DURABLE_REMOVE_BATCH,
+        DURABLE_REMOVE_DELAY,
+        DURABLE_SWITCH_INTERVAL,
+    )
+
+    store = SqliteStorage(tmp_path / "q.db")
+    total = 2000
+
+    async def main() -> None:
+        writer = StorageWriter(store, remove_delay=DURABLE_REMOVE_DELAY,
+                               remove_batch=DURABLE_REMOVE_BATCH,
+                               switch_interval=DURABLE_SWITCH_INTERVAL)
+        await writer.start()
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answered: list[object] = []
+
+        def on_batch(tokens: list[object], exc: object) -> None:
+            assert exc is None
+            answered.extend(tokens)
+            if len(answered) == total and not stored.done():
+                stored.set_result(None)
+
+        writer.on_batch = on_batch
+        for start in range(1, total + 1, 500):
+            keys = range(start, start + 500)
+            writer.add_many([job(k) for k in keys], list(keys))
+        await asyncio.wait_for(stored, 20)
+        commits = store.add_commits
+        started = time.monotonic()
+        for key in range(1, total + 1):  # one delete per finished job, the loop running between
+            writer.remove(key)
+            if key % 4 == 0:
+                await asyncio.sleep(0.0001)  # a drain's loop waits for its workers
+        elapsed = time.monotonic() - started
+        await writer.close()
+        assert store.add_commits == commits
+        # At most one delete transaction per delay, and the last at close (was one per wake-up
+        # of the writer, ~4 keys each here: 498 transactions; docs/benchmarks.md).
+        assert store.remove_commits <= elapsed / DURABLE_REMOVE_DELAY + 2, (
+            store.remove_commits, elapsed)
+        assert store.remove_commits < total // 50
+
+    asyncio.run(main())
+    again = SqliteStorage(tmp_path / "q.db")
+    assert again.load() == []
     again.close()

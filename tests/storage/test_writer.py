@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -482,3 +483,98 @@ def test_switch_interval_is_lowered_while_running_and_restored() -> None:
     running, unchanged = asyncio.run(main())
     assert running == pytest.approx(before / 10) and unchanged == pytest.approx(before / 10)
     assert sys.getswitchinterval() == pytest.approx(before)
+
+
+class RemoveLog(GatedStorage):
+    """GatedStorage that also notes when each remove batch arrived, and wakes a waiter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.removed = threading.Event()
+        self.remove_times: list[float] = []
+
+    def remove(self, keys: Sequence[int]) -> None:
+        self.remove_times.append(time.monotonic())
+        super().remove(keys)
+        self.removed.set()
+
+
+def test_removes_wait_for_the_delay_then_go_in_one_batch() -> None:
+    storage = RemoveLog()
+
+    async def main() -> float:
+        writer = StorageWriter(storage, remove_delay=0.2, remove_batch=1000)
+        await writer.start()
+        started = time.monotonic()
+        for key in (1, 2, 3):
+            writer.remove(key)
+        assert await asyncio.to_thread(storage.removed.wait, 10)
+        await writer.close()
+        return started
+
+    started = asyncio.run(main())
+    assert storage.remove_batches == [[1, 2, 3]]
+    assert storage.remove_times[0] - started >= 0.2  # held back for the delay, not sent at once
+
+
+def test_remove_batch_pending_keys_go_without_waiting_for_the_delay() -> None:
+    storage = RemoveLog()
+
+    async def main() -> None:
+        # A delay no test waits for: only the count (or close) can send these.
+        writer = StorageWriter(storage, remove_delay=3600, remove_batch=100)
+        await writer.start()
+        for key in range(1, 251):
+            writer.remove(key)
+            if key % 10 == 0:
+                await asyncio.sleep(0)  # let the writer run between finished jobs, as a drain does
+        assert await asyncio.to_thread(storage.removed.wait, 10)
+        await writer.close()  # sends the rest at once
+
+    asyncio.run(main())
+    batches = storage.remove_batches
+    assert [key for batch in batches for key in batch] == list(range(1, 251))  # each once, in order
+    assert len(batches) <= 3
+    assert all(len(batch) >= 100 for batch in batches[:-1])
+
+
+def test_close_sends_pending_removes_without_waiting_for_the_delay() -> None:
+    storage = RemoveLog()
+
+    async def main() -> float:
+        writer = StorageWriter(storage, remove_delay=3600)
+        await writer.start()
+        writer.remove(7)
+        started = time.monotonic()
+        await writer.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 60
+    assert storage.remove_batches == [[7]]
+
+
+def test_adds_do_not_take_removes_before_they_are_due() -> None:
+    # A busy submitter must not turn every add commit into an add and a remove transaction.
+    storage = RemoveLog()
+
+    async def main() -> None:
+        writer = StorageWriter(storage, remove_delay=3600, remove_batch=1000)
+        await writer.start()
+        results = Results(20)
+        for key in range(1, 21):
+            writer.add(job(key), results.done_for(key))
+            writer.remove(key + 100)
+            await asyncio.sleep(0)
+        await results.wait()
+        assert storage.remove_batches == []
+        await writer.close()
+
+    asyncio.run(main())
+    assert storage.remove_batches == [list(range(101, 121))]
+
+
+def test_remove_grouping_misuse() -> None:
+    with pytest.raises(ConfigurationError):
+        StorageWriter(GatedStorage(), remove_delay=-1)
+    with pytest.raises(ConfigurationError):
+        StorageWriter(GatedStorage(), remove_batch=0)

@@ -33,6 +33,11 @@ DEFAULT_BACKLOG = 1024
 #: ``sys.setswitchinterval`` while a durable queue's writer thread runs (seconds): the writer
 #: gets the GIL back within this after each SQLite statement (storage/writer.py, "GIL").
 DURABLE_SWITCH_INTERVAL = 0.0001
+#: How long a finished durable job's delete may wait to be grouped with others (seconds), and
+#: how many pending deletes go at once without waiting (storage/writer.py, "Removes are
+#: grouped"; deletes are write-behind, docs/server.md "What is stored, and when").
+DURABLE_REMOVE_DELAY = 0.1
+DURABLE_REMOVE_BATCH = 4096
 
 
 @dataclass

@@ -50,7 +50,12 @@ from typing import TYPE_CHECKING, Any
 
 import gear.server.sides as sides
 from gear.errors import ConfigurationError, ServerStartError
-from gear.server.config import DURABLE_SWITCH_INTERVAL, ServerConfig
+from gear.server.config import (
+    DURABLE_REMOVE_BATCH,
+    DURABLE_REMOVE_DELAY,
+    DURABLE_SWITCH_INTERVAL,
+    ServerConfig,
+)
 from gear.server.transport import (
     Acceptor,
     _Connection,
@@ -140,7 +145,9 @@ class JobServer:
             from gear.server.storage.writer import StorageWriter
 
             self._writer = StorageWriter(storage, after_batch=self.after_broker_call,
-                                         switch_interval=DURABLE_SWITCH_INTERVAL)
+                                         switch_interval=DURABLE_SWITCH_INTERVAL,
+                                         remove_delay=DURABLE_REMOVE_DELAY,
+                                         remove_batch=DURABLE_REMOVE_BATCH)
             try:
                 stored = list(await self._writer.start())
             except Exception as exc:

@@ -32,7 +32,12 @@ Durability choices (the point of this backend):
   :data:`MAX_ROWS_PER_INSERT` use BEGIN ... COMMIT. Deletes are one ``DELETE ... WHERE key IN
   (...)`` per batch the same way.
 * Deletes are write-behind (base.py): a delete lost to a crash means the job replays:
-  at-least-once, exactly what the contract allows.
+  at-least-once, exactly what the contract allows. So :meth:`remove` commits with
+  ``synchronous=NORMAL`` (no fsync: its WAL frames reach the disk with the next add's fsync,
+  which syncs the whole WAL file, or the next checkpoint's) and sets ``FULL`` back before
+  anything else is written; WAL mode keeps the file consistent either way, only those deletes
+  may be lost (docs/server.md, "At-least-once after a crash"). A draining queue otherwise
+  paid one fsync per delete batch (docs/benchmarks.md, "Draining a durable queue").
 * Our own ``key INTEGER PRIMARY KEY``: gearmand keyed its table on (unique, function) and used
   ``INSERT OR REPLACE``, so two background jobs with an empty unique overwrote each other
   (docs/protocol.md §4.1). A plain ``INSERT`` on our key can never overwrite.
@@ -223,6 +228,11 @@ class SqliteStorage(Storage):
         #: ever stored as a row: a batch above it cannot collide with a row.
         self._index = BatchIndex()
         self._rows_max = 0
+        #: False while the connection may still be at ``synchronous=NORMAL`` (remove()).
+        self._full = True
+        #: Write transactions committed by remove(), and by add() (for tests and benchmarks).
+        self.remove_commits = 0
+        self.add_commits = 0
 
     def __repr__(self) -> str:
         return f"<SqliteStorage {self.path!r}>"
@@ -449,6 +459,9 @@ class SqliteStorage(Storage):
         conn = self._require()
         chunk = self._chunk
         try:
+            if not self._full:
+                conn.execute("PRAGMA synchronous=FULL")
+                self._full = True
             if self.max_size is not None:
                 self._check_room(conn, jobs)
             if len(jobs) >= BATCH_MIN and consecutive(jobs) and self._add_batch(conn, jobs):
@@ -462,6 +475,7 @@ class SqliteStorage(Storage):
                     self._insert_all(conn, jobs)
                     conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this
                 self._rows_max = max(self._rows_max, max(map(_by_key, jobs)))
+            self.add_commits += 1
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise self._fail(f"cannot store {len(jobs)} job(s): {_explain(exc)}") from exc
@@ -555,17 +569,23 @@ class SqliteStorage(Storage):
         conn = self._require()
         rows, retiring = self._split(keys)
         try:
+            # Write-behind: no fsync for this commit (module docstring, "Deletes").
+            self._full = False
+            conn.execute("PRAGMA synchronous=NORMAL")
             if retiring or len(rows) > self._chunk * 4:
                 conn.execute("BEGIN IMMEDIATE")
             apply = self._retire(conn, retiring) if retiring else None
             self._delete_rows(conn, rows)
             if conn.in_transaction:
                 conn.execute("COMMIT")
+            self.remove_commits += 1
         except (sqlite3.Error, StorageError) as exc:
             self._rollback(conn)
             if isinstance(exc, StorageError):
                 raise
             raise self._fail(f"cannot remove {len(keys)} job(s): {_explain(exc)}") from exc
+        finally:
+            self._restore_full(conn)
         if apply is not None:
             apply()
         if self.max_size is not None:
@@ -642,6 +662,15 @@ class SqliteStorage(Storage):
                 self._rows_max = max(self._rows_max, rewritten[-1][0])
 
         return apply
+
+    def _restore_full(self, conn: sqlite3.Connection) -> None:
+        """Back to ``synchronous=FULL`` after a remove (if this fails, add() sets it before
+        its own write, so no add ever commits without its fsync)."""
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            self._full = True
+        except sqlite3.Error:
+            pass
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
