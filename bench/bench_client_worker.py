@@ -274,20 +274,24 @@ def main() -> None:
     for impl in impls:
         runs.append((impl, 100, args.workers, args.client_threads))
     # Ours again at window 100 with the batch API, in batches like libgearman's run_tasks.
-    runs.append(("ours", 100, args.workers, 0))
+    if args.client_threads:  # (with 0 the run above is that one)
+        runs.append(("ours", 100, args.workers, 0))
     for impl, window, workers, threads in runs:
         python, cbench = impls[impl]
         rate, ccpu, wcpu = run_one(impl, python, cbench, window, workers, args.seconds, threads)
-        how = ("batched submitJobs" if threads == 0 else
+        batch = impl == "ours" and threads == 0
+        how = ("batched submitJobs" if batch else
                f"{threads} submit thread(s)" if python else "libgearman batches")
-        label = impl if threads else "ours-batch"
+        label = "ours-batch" if batch else impl
         results[(label, window)] = rate
         print(f"{label:>10}  window {window:>3}  workers {workers}  {how:<22} "
               f"{rate:10.1f} jobs/s   CPU us/job: client {ccpu:6.1f}  workers {wcpu:6.1f}",
               flush=True)
     print()
     for mine, window in (("ours", 1), ("ours", 100), ("ours-batch", 100)):
-        ours = results[(mine, window)]
+        ours = results.get((mine, window))
+        if ours is None:  # --client-threads 0: the window-100 run of ours is the batch one
+            continue
         for peer in ("gear016", "libgearman"):
             if (peer, window) in results and results[(peer, window)] > 0:
                 print(f"window {window:>3}: {mine:<10} / {peer:<10} = "
