@@ -260,9 +260,9 @@ def stored_batch(broker: Scheduler, jobs: Iterable[Job], exc: BaseException | No
                 broker._seq = seq
                 broker._start(job)
                 seq = broker._seq
-            else:  # inline _enqueue (the common case)
-                seq += 1
-                job.seq = seq
+            else:  # inline _enqueue (the common case); the number is the order when it can
+                n = job.number  # be (no int of its own, see core._later)
+                seq = job.seq = n if n > seq else seq + 1
                 job.state = queued
                 f = job.function
                 f.queues[job.priority].append(job)
