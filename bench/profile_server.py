@@ -72,31 +72,35 @@ HEADER_SIZE = 12
 OBSERVE = False
 
 
-#: broker -> its metrics' tick (``--observe``).
+#: broker -> its metrics' count (``--observe``).
 _TICKS: dict[Broker, Callable[[], None]] = {}
+#: Ended jobs the job log holds before ``_end_pass`` counts it (geard counts it every
+#: ``metrics.COUNT_INTERVAL``, 0.1 s: about this many jobs under the fg load).
+COUNT_EVERY = 1024
 
 
 def _observed(broker: Broker) -> Broker:
-    """With ``--observe``: the metrics on ``broker``, ticked at the end of each pass
-    (:func:`_end_pass`) as the server's flush ticks them."""
+    """With ``--observe``: the metrics on ``broker``, its log counted by :func:`_end_pass`
+    every :data:`COUNT_EVERY` entries (geard counts it on a timer)."""
     if OBSERVE:
         from gear.server.observe.metrics import JobMetrics
 
         metrics = JobMetrics()
         metrics.bind(broker)
-        _TICKS[broker] = metrics.tick
+        _TICKS[broker] = metrics.count
     return broker
 
 
 def _end_pass(broker: Broker) -> None:
     """What the server's flush does at the end of an event-loop pass, but the writes: the
-    dirty set emptied and, with ``--observe``, the metrics ticked. A pass here is one round
-    of a load's loop (one client read and the workers' replies to it, or one read of 500
-    submits), about what one pass of geard's loop handles under the bench loads."""
+    dirty set emptied and, with ``--observe``, the job log counted once it holds
+    :data:`COUNT_EVERY` entries (geard's timer does that). A pass here is one round of a
+    load's loop (one client read and the workers' replies to it, or one read of 500 submits);
+    a live geard's passes are smaller (one or two jobs under the fg and deep loads)."""
     broker.dirty.clear()
-    tick = _TICKS.get(broker)
-    if tick is not None:
-        tick()
+    count = _TICKS.get(broker)
+    if count is not None and len(broker.job_log) >= COUNT_EVERY:
+        count()
 
 
 def _broker() -> Broker:

@@ -108,9 +108,6 @@ class JobServer:
         self._stopping = False
         self._hurry = False  # an immediate shutdown was asked for: stop waiting for jobs
         self._flush_pending = False
-        #: Called first by every :meth:`flush`, i.e. once at the end of each loop pass that
-        #: called the broker (the HTTP side's metrics take their time there); None: nothing.
-        self.pass_hook: Callable[[], None] | None = None
         self._deferred_pending = False  # a _run_deferred call is scheduled
         # The peer of the latest read, and whether large reads may be fed in pieces (not with
         # storage: replies wait for the commit anyway). See _feed_pieces.
@@ -364,9 +361,6 @@ class JobServer:
         """Write every dirty peer's output with ONE write each, re-arm the broker's timer and
         notice an admin shutdown request."""
         self._flush_pending = False
-        hook = self.pass_hook
-        if hook is not None:
-            hook()
         broker = self.broker
         dirty = broker.dirty
         if dirty:

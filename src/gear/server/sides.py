@@ -61,9 +61,6 @@ def bind_http(server: Any, broker: Any, writer: Any) -> None:
     server.http.bind(broker)
     if writer is not None:
         writer.on_commit = server.http.metrics.store_batch
-    # The metrics take their time once per loop pass (observe/metrics.py): the flush, which
-    # ends every pass, calls the pass hook first. Without --http-port there is none.
-    server.pass_hook = server.http.metrics.tick
 
 
 async def start_http(server: Any) -> None:

@@ -177,6 +177,32 @@ def test_live_status_equals_admin_status_and_workers(live: LiveServer) -> None:
     assert mine["functions"] == ["live.f"] and mine["running"] == [held.decode()]
 
 
+def test_the_job_log_is_counted_on_the_loop_without_a_read(live: LiveServer) -> None:
+    """The broker only appends to its job log; the HTTP side counts it every COUNT_INTERVAL
+    on the server's loop, so it holds no more than that long's jobs when nobody scrapes."""
+    port = live.port
+    client, worker = connect(port), connect(port)
+    try:
+        worker.sendall(request(c.CAN_DO, b"count.f") + request(c.GRAB_JOB_UNIQ))
+        client.sendall(request(c.SUBMIT_JOB, b"count.f", b"", b"x"))
+        assert read_packet(client)[0] == c.JOB_CREATED
+        while (packet := read_packet(worker))[0] != c.JOB_ASSIGN_UNIQ:
+            worker.sendall(request(c.GRAB_JOB_UNIQ))  # (NO_JOB: it was not queued yet)
+        worker.sendall(request(c.WORK_COMPLETE, packet[1][0], b"done"))
+        assert read_packet(client)[0] == c.WORK_COMPLETE
+    finally:
+        client.close()
+        worker.close()
+    metrics = live.server.http.metrics
+
+    def counted() -> bool:  # read the counters as they are: a read would count first
+        series = metrics._by_name.get(b"count.f")
+        return (series is not None and series.finished["complete"] == 1
+                and not live.server.broker.job_log)
+
+    wait_for(lambda: live.call(counted), timeout=5, what="the log counted by the timer")
+
+
 def test_tls_with_the_gearman_ports_options(tmp_path: Path) -> None:
     from tests.support.pki import make_pki
 

@@ -182,7 +182,8 @@ def test_requeued_jobs_wait_again_from_their_requeue() -> None:
 
 def test_fast_path_jobs_are_timed_from_their_pass() -> None:
     """Pipelined submits past the broker's first 999 jobs take the fast path, which the
-    metrics leave on; every job's queue wait is still observed, from its pass's stamp."""
+    metrics leave on; every job's queue wait is still observed, from its run's one clock
+    reading."""
     net, metrics = observed()
     cl = net.connect()
     w = net.worker(b"f")
@@ -190,7 +191,8 @@ def test_fast_path_jobs_are_timed_from_their_pass() -> None:
     net.raw(cl, b"".join(request(c.SUBMIT_JOB_BG, b"f", b"", b"%d" % i) for i in range(1500)))
     net.take(cl)
     jobs = list(net.broker.jobs.by_number.values())
-    assert len(jobs) == 1500 and jobs[-1].born is jobs[0].born  # one stamp for the pass
+    assert len(jobs) == 1500 and jobs[-1].born is jobs[1000].born  # one reading for the run
+    assert {job.born for job in jobs} == {net.now}
     net.now += 2.0
     for _ in range(1500):
         net.grab(w)
@@ -199,25 +201,33 @@ def test_fast_path_jobs_are_timed_from_their_pass() -> None:
     assert metrics.submitted(net.broker.functions.values()) == {"f": 1500}
 
 
-def test_the_log_is_counted_in_batches_and_on_every_read() -> None:
-    """The broker only appends to its log; the metrics count it every LOG_BATCH entries (at
-    the end of a pass) and before every read, so it never holds more than a batch's jobs."""
-    from gear.server.observe.metrics import LOG_BATCH
-
+def test_the_log_is_only_appended_to_and_counted_on_every_read() -> None:
+    """The broker only appends to its log (one entry per job that leaves); the metrics empty it
+    when they count it (every COUNT_INTERVAL on the server's loop, tests/server/observe/
+    test_http.py) and before every read."""
     net, metrics = observed()
     cl = net.connect()
     w = net.worker(b"f")
-    for i in range(LOG_BATCH + 10):
+    for i in range(50):
         h = net.submit(cl, b"f", unique=b"%d" % i)
         net.grab(w)
         net.now += 0.25
         net.send(w, c.WORK_COMPLETE, h, b"")
         net.take(cl)
-        assert len(net.broker.job_log) == (i + 1) % LOG_BATCH
-    assert metrics.finished_jobs == {("f", "complete"): LOG_BATCH + 10}
+        assert len(net.broker.job_log) == i + 1
+    assert metrics.finished_jobs == {("f", "complete"): 50}
     assert net.broker.job_log == []
+    metrics.count()  # nothing new: nothing moves
     run = metrics.run_time["f"]
-    assert (run.count, run.sum) == (LOG_BATCH + 10, 0.25 * (LOG_BATCH + 10))
+    assert (run.count, run.sum) == (50, 0.25 * 50)
+
+
+def test_a_log_entry_that_cannot_be_counted_does_not_stay() -> None:
+    net, metrics = observed()
+    net.broker.job_log.append(("not a function", "complete", 1.0, 2.0, 3.0))
+    with pytest.raises(AttributeError):
+        metrics.count()
+    assert net.broker.job_log == []
 
 
 def test_a_job_made_before_the_metrics_has_no_queue_wait() -> None:
@@ -283,21 +293,69 @@ def test_any_observer_not_told_in_bulk_turns_the_fast_path_off() -> None:
     assert not net.broker.functions[b"f"].plain
 
 
-def test_events_are_stamped_once_per_pass_when_ticked() -> None:
-    """The broker only logs (no clock per event); tick() stamps everything since the last
-    pass with one time, as the server's flush does at the end of each pass."""
+def test_events_are_timed_when_they_happen() -> None:
+    """The broker reads the metrics' clock when a job is made, assigned and ended: a wait and
+    a run are the differences of those readings, whenever the log is counted."""
     from tests.server.helpers import Net
 
     net = Net()
     metrics = JobMetrics(clock=lambda: net.now)
     metrics.bind(net.broker)
     cl, w = net.connect(), net.worker(b"f")
-    net.submit(cl, b"f")
-    metrics.tick()  # pass 1 ends: the job was made now
+    h = net.submit(cl, b"f")
     net.now += 2.0
-    net.grab(w)  # pass 2: assigned...
+    net.grab(w)
     net.now += 0.5
-    metrics.tick()  # ...stamped when the pass ends
-    assert (metrics.queue_wait["f"].count, metrics.queue_wait["f"].sum) == (1, 2.5)
-    metrics.tick()  # nothing new: nothing moves
-    assert metrics.queue_wait["f"].count == 1
+    net.send(w, c.WORK_COMPLETE, h, b"")
+    net.now += 7.0  # counted later: nothing moves
+    assert (metrics.queue_wait["f"].count, metrics.queue_wait["f"].sum) == (1, 2.0)
+    assert (metrics.run_time["f"].count, metrics.run_time["f"].sum) == (1, 0.5)
+
+
+def test_interleaved_and_folded_functions_are_counted_apart_in_one_count() -> None:
+    """One count of a log whose entries alternate between functions, two of them folded into
+    one label: every sum and bucket lands in its own series."""
+    net, metrics = observed(max_functions=1)
+    cl = net.connect()
+    workers = {name: net.worker(name) for name in (b"a", b"b", b"c")}
+    handles = []
+    for i, name in enumerate([b"a", b"b", b"a", b"c", b"b", b"a"]):
+        handles.append((name, net.submit(cl, name, unique=b"%d" % i)))
+        net.grab(workers[name])
+    for i, (name, h) in enumerate(handles):
+        net.now += 1.0 + i  # runs of 1, 2, 3... seconds
+        net.send(workers[name], c.WORK_COMPLETE, h, b"")
+        net.take(cl)
+    assert len(net.broker.job_log) == 6
+    run = metrics.run_time
+    elapsed = {i: sum(1.0 + k for k in range(i + 1)) for i in range(6)}
+    assert run["a"].count == 3 and run["a"].sum == elapsed[0] + elapsed[2] + elapsed[5]
+    assert run[OTHER].count == 3 and run[OTHER].sum == elapsed[1] + elapsed[3] + elapsed[4]
+    assert metrics.finished_jobs == {("a", "complete"): 3, (OTHER, "complete"): 3}
+
+
+def test_buckets_match_a_search_per_value_on_every_bound() -> None:
+    """The count tries the last value's bucket first; every value still lands where a search
+    of its own puts it, bounds included (a bucket holds the values up to its bound)."""
+    import random
+
+    from gear.server.broker.lifecycle import Outcome
+    from gear.server.observe.metrics import TIME_BUCKETS, Histogram
+
+    net, metrics = observed()
+    net.submit(net.connect(), b"f")
+    f = net.broker.functions[b"f"]
+    rng = random.Random(7)
+    values = [rng.choice([*TIME_BUCKETS, 0.0, -1.0, 1e9]) for _ in range(300)]
+    values += [rng.uniform(0, 4000) for _ in range(300)]
+    values += [rng.expovariate(1e3) for _ in range(300)]
+    rng.shuffle(values)
+    waits, runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
+    for i, v in enumerate(values):
+        run = values[-1 - i]
+        net.broker.job_log.append((f, Outcome.COMPLETE.value, 10.0, 10.0 + v, 10.0 + v + run))
+        waits.observe((10.0 + v) - 10.0)
+        runs.observe((10.0 + v + run) - (10.0 + v))
+    assert metrics.queue_wait["f"].counts == waits.counts
+    assert metrics.run_time["f"].counts == runs.counts
+    assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)

@@ -160,16 +160,15 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         #: leaves is appended as ``(function, outcome._value_, born, assigned, now)`` (a
         #: cancelled one with the job in place of ``now``: the reader sees whether it still
         #: runs), and every requeue as ``(function, None, born, assigned, now)``: ``born`` is
-        #: the job's :attr:`stamp` when it was made or last requeued (``lifecycle.FORGOTTEN``
-        #: once it was cancelled while running: the reader skips its later entries),
-        #: ``assigned`` what it was when the job was assigned (None: never) and ``now`` what it
-        #: is. Its reader empties it; the broker only appends (one tuple per job, no call into
-        #: anyone). docs/operations.md §5.
+        #: the :attr:`log_clock` time when the job was made or last requeued
+        #: (``lifecycle.FORGOTTEN`` once it was cancelled while running: the reader skips its
+        #: later entries), ``assigned`` the time it was assigned (None: never) and ``now`` the
+        #: time it left. Its reader empties it; the broker only appends (one tuple per job, no
+        #: call into anyone but the clock). docs/operations.md §5.
         self.job_log: list[tuple[Any, ...]] | None = None
-        #: The current event-loop pass, as the job log's reader represents it (it sets this
-        #: once per pass); stored in ``job.born`` when a job is made or requeued and as the
-        #: value of ``peer.worker_jobs[job]`` when it is assigned. None without a reader.
-        self.stamp: Any = None
+        #: The job log's clock (set with it by its reader, else None): read when a job is made
+        #: or requeued (``job.born``), assigned (``peer.worker_jobs[job]``) and when it leaves.
+        self.log_clock: Callable[[], float] | None = None
         #: Every job's lifecycle receivers (:meth:`add_observer`).
         self._observers: tuple[JobEvents, ...] = ()
         #: The observers among them told of fast-path jobs in bulk (``created_run``).
@@ -375,7 +374,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         job.state = RUNNING
         job.worker = peer
         f.running += 1
-        peer.worker_jobs[job] = self.stamp
+        peer.worker_jobs[job] = None if self.log_clock is None else self.log_clock()
         timeouts = peer.timeouts
         if timeouts:
             ms = timeouts.get(job.name)
@@ -406,8 +405,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         job.worker = None
         job.seq = 0
         job.state = QUEUED
-        if self.stamp is not None:  # a job log is read (else the slot stays unset)
-            job.born = self.stamp
+        if self.log_clock is not None:  # a job log is read (else the slot stays unset)
+            job.born = self.log_clock()
         self._jobs[n] = job
         f.total += 1
         if unique:
@@ -470,7 +469,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         if log is not None:  # (a cancelled job's late result is logged FORGOTTEN: skipped)
             log.append((f, outcome._value_, job.born,
                         None if worker is None else worker.worker_jobs[job],
-                        job if outcome is CANCELLED else self.stamp))
+                        job if outcome is CANCELLED else self.log_clock()))  # type: ignore[misc]
         if worker is not None:
             if outcome is CANCELLED:
                 job.born = FORGOTTEN  # its later result or requeue is not counted again
@@ -518,7 +517,8 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         f = job.function
         log = self.job_log
         if log is not None:  # (FORGOTTEN when it was cancelled while running: skipped)
-            log.append((f, None, job.born, worker.worker_jobs[job], self.stamp))
+            now = self.log_clock()  # type: ignore[misc]  # set with the log
+            log.append((f, None, job.born, worker.worker_jobs[job], now))
         del worker.worker_jobs[job]
         f.running -= 1
         job.worker = None
@@ -530,7 +530,7 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
             self._finish(job, Outcome.ORPHANED)
             return
         if log is not None:
-            job.born = self.stamp  # it waits again from now
+            job.born = now  # it waits again from now
         if self._retries and job.retries >= self._retries:
             self._finish(job, RETRIES_EXHAUSTED, res(_WORK_FAIL, job.handle))
             return

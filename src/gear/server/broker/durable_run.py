@@ -19,7 +19,8 @@ sockets, asyncio or threads.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import gear.constants as c
 from gear.protocol.messages import Priority
@@ -49,7 +50,7 @@ class Scheduler(Protocol):
     _next_key: int
     _new_records: list[StoredJob]
     _new_jobs: list[Job]
-    stamp: Any
+    log_clock: Callable[[], float] | None
     _bulk: tuple[JobEvents, ...]
 
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: Priority,
@@ -76,7 +77,8 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
     new_tuple = _new_tuple
     stored_job = StoredJob
     held_state = HELD
-    stamp = broker.stamp
+    clock = broker.log_clock
+    stamp = None if clock is None else clock()  # the job log's time of every job of the run
     limit = peer.decoder.max_packet_size
     add_record = broker._new_records.append
     add_token = broker._new_jobs.append

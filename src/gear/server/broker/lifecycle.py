@@ -38,7 +38,7 @@ from gear.server.broker.model import Function, Job, Peer
 if TYPE_CHECKING:
     from gear.acl import ACL
 
-#: The ``born`` stamp of a job cancelled while running (it stays with its worker): the job
+#: The ``born`` time of a job cancelled while running (it stays with its worker): the job
 #: log's reader skips every later entry of such a job, so the broker's hot path need not test
 #: ``job.ignore`` before it logs (``Broker.job_log``, docs/operations.md §5).
 FORGOTTEN: Any = object()

@@ -188,8 +188,8 @@ class Peer:
         self.timeouts: dict[bytes, int] = {}
         self.sleeping = False
         # Jobs this connection runs as a worker, and foreground jobs it is attached to
-        # (job -> number of attachments). A running job's value is the broker's ``stamp``
-        # when it was assigned (the job log's, ``Broker.job_log``; None without one).
+        # (job -> number of attachments). A running job's value is the time it was assigned
+        # by the job log's clock (``Broker.log_clock``; None without one).
         self.worker_jobs: dict[Job, Any] = {}
         self.client_jobs: dict[Job, int] = {}
         # Output held back while a store is pending (None when not holding): bytes, or a HELD
@@ -361,8 +361,8 @@ class Job:
     background submit path, and code that attaches a client replaces it with a list);
     ``worker``; ``seq`` (queue order, see core._later and Broker._front: a job queued when it
     is made shares its ``number`` object, a job queued later has a float order); ``state``;
-    ``waiters`` (see below); ``born`` (the broker's ``stamp`` when the job was made or last
-    requeued: the start of its queue wait for the job log, ``Broker.job_log``; left unset
+    ``waiters`` (see below); ``born`` (the ``Broker.log_clock`` time when the job was made or
+    last requeued: the start of its queue wait for the job log, ``Broker.job_log``; left unset
     while no log is read, one store less per job, and None on the jobs made before one).
     """
 

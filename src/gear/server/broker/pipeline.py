@@ -61,7 +61,7 @@ class Scheduler(Protocol):
     _counter: int
     _seq: int
     _packet_hook: Callable[[Peer, int, bytes], None] | None
-    stamp: Any
+    log_clock: Callable[[], float] | None
     _bulk: tuple[JobEvents, ...]
     _acl: Any
     _durable: bool
@@ -187,7 +187,8 @@ def submit_run(broker: Scheduler, peer: Peer, data: bytes, pos: int, n: int) -> 
     functions = broker.functions
     jobs = broker._jobs
     new_job = _new_object
-    stamp = broker.stamp
+    clock = broker.log_clock
+    stamp = None if clock is None else clock()  # the job log's time of every job of the run
     limit = peer.decoder.max_packet_size
     # Output held for a pending store must stay behind it: the general path handles that.
     held = peer.held is not None

@@ -38,7 +38,7 @@ from importlib import resources
 from typing import Any
 
 from gear.server.config import TLS_HANDSHAKE_TIMEOUT
-from gear.server.observe.metrics import JobMetrics
+from gear.server.observe.metrics import COUNT_INTERVAL, JobMetrics
 from gear.server.observe.prometheus import CONTENT_TYPE, Exposition
 from gear.server.observe.status import snapshot
 
@@ -82,6 +82,7 @@ class HttpSide:
         self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._counting: asyncio.TimerHandle | None = None
         self._page = resources.files(__package__).joinpath("page.html").read_bytes()
 
     def bind(self, broker: Any) -> None:
@@ -100,11 +101,24 @@ class HttpSide:
         server = await asyncio.start_server(self._serve, host or None, port,
                                             limit=MAX_HEAD + 2, **kwargs)
         self._servers.append(server)
+        if self._counting is None:
+            self._count()
         self.addresses = [sock.getsockname()[:2] for sock in server.sockets]
         return self.addresses
 
+    def _count(self) -> None:
+        """Count the broker's job log now and every COUNT_INTERVAL on this loop (the metrics
+        count it before every read too): it never holds more than that long's ended jobs."""
+        try:
+            self.metrics.count()
+        finally:  # a failed count must not leave the log growing
+            self._counting = asyncio.get_running_loop().call_later(COUNT_INTERVAL, self._count)
+
     async def close(self) -> None:
         """Stop listening and close every HTTP connection."""
+        if self._counting is not None:
+            self._counting.cancel()
+            self._counting = None
         for server in self._servers:
             server.close()
         tasks = list(self._tasks)

@@ -1,11 +1,10 @@
 """Job metrics for ``/metrics`` and ``/status``: a reader of the broker's lifecycle records.
 
 Owns :class:`JobMetrics` (finished jobs per function and outcome, the queue-wait and run-time
-histograms, read from the broker's job log), :class:`Stamp` (one event-loop pass),
-:class:`Histogram` (cumulative buckets, no lock: every observation runs on the broker's thread)
-and :class:`Labels` (the bounded function label). Never a second decoder of traffic:
-everything here comes from the broker's lifecycle records or its own counts, read at scrape
-time (docs/operations.md §5).
+histograms, read from the broker's job log), :class:`Histogram` (cumulative buckets, no
+lock: every observation runs on the broker's thread) and :class:`Labels` (the bounded function
+label). Never a second decoder of traffic: everything here comes from the broker's lifecycle
+records or its own counts, read at scrape time (docs/operations.md §5).
 
 Decisions:
 
@@ -16,19 +15,20 @@ Decisions:
   queued or running is not a new job and is not counted (docs/protocol.md §3.2).
 * Queue wait is from the job's creation (or its requeue) to its assignment; run time from its
   assignment to its result (complete, fail, exception, timeout).
-* Time is read once per event-loop pass, not per event. The broker does not call this module:
-  it stores the current pass's :class:`Stamp` (``Broker.stamp``) in the job when it is made or
-  requeued and in ``peer.worker_jobs`` when it is assigned, and appends one tuple per ended or
-  requeued job to ``Broker.job_log`` (no Python frame, no clock reading per job; unlike a
-  ``JobEvents`` observer it keeps the pipelined fast path on). :meth:`JobMetrics.tick`, which
-  the server calls at the end of every pass (its flush), gives the pass's stamp its time;
-  :meth:`JobMetrics.count` groups the log (every read counts first). An event's time is thus
-  late by at most the rest of its pass (docs/operations.md §5).
+* The broker does not call this module: it reads the clock it is given
+  (``Broker.log_clock``, :attr:`JobMetrics.clock`) into the job when it is made or requeued
+  (once per pipelined run of submits) and into ``peer.worker_jobs`` when it is assigned, and
+  appends one tuple per ended or requeued job to ``Broker.job_log`` (no Python frame; unlike a
+  ``JobEvents`` observer it keeps the pipelined fast path on). Nothing runs per event-loop
+  pass: :meth:`JobMetrics.count` empties the log on a timer (:data:`COUNT_INTERVAL`, started
+  by the HTTP side) and before every read. An earlier version stamped one object per loop pass
+  and gave it its time at the pass's end; in a live geard a pass ends one or two jobs, so that
+  per-pass call cost more than the clock readings it saved (docs/operations.md §5).
 * Label cardinality: the first ``max_functions`` function names seen keep their own label;
   every later one is folded into :data:`OTHER` (counters, histograms and gauges alike).
 
 Must not import the engine, the transport, admin or asyncio; reaches the broker through what it
-is given (``job_log``, ``stamp``, ``peers``) and the lifecycle types.
+is given (``job_log``, ``log_clock``, ``peers``) and the lifecycle types.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gear.server.broker.lifecycle import FORGOTTEN, Outcome
 from gear.server.broker.model import Job, JobState
 
-__all__ = ["OTHER", "Histogram", "JobMetrics", "Labels", "Series", "Stamp", "outcome_label"]
+__all__ = ["COUNT_INTERVAL", "OTHER", "Histogram", "JobMetrics", "Labels", "Series",
+           "outcome_label"]
 
 #: The label value every function past ``max_functions`` is folded into.
 OTHER = "__other__"
@@ -61,15 +61,17 @@ STORE_BUCKETS: tuple[float, ...] = (
 _TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
                                      Outcome.TIMEOUT))
 _OUTCOMES = tuple(o.value for o in Outcome)
+#: Bucket i of a time histogram holds the values in (_LOWS[i], _HIGHS[i]].
+_LOWS = (float("-inf"), *TIME_BUCKETS)
+_HIGHS = (*TIME_BUCKETS, float("inf"))
 _DONE = JobState.DONE
-#: Log entries counted at once: the most ended jobs the log holds on to between reads (few,
-#: so that they do not linger in the collector's younger generations).
-LOG_BATCH = 1024
+#: Seconds between two counts of the job log on the server's loop (and it is counted before
+#: every read): the log holds at most this long's ended jobs.
+COUNT_INTERVAL = 0.1
 #: One entry of the broker's job log (``Broker.job_log``): function, outcome value (None: a
 #: requeue), born (``FORGOTTEN``: skip the entry), assigned (None: never), and now (for a
 #: cancelled job: the job).
 Entry = tuple[Any, ...]
-_new = object.__new__
 _CANCELLED_VALUE = Outcome.CANCELLED.value
 
 
@@ -147,30 +149,20 @@ class Series:
         self.finished: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
 
 
-class Stamp:
-    """One event-loop pass, as the broker writes it for a job made, requeued or assigned during
-    it; ``time`` is set when the pass ends (:meth:`JobMetrics.tick`). Made with
-    ``object.__new__`` (no constructor frame: one is made per pass)."""
-
-    __slots__ = ("time",)
-
-    time: float
-
-
 class JobMetrics:
     """Counts and times every job's life from the broker's job log (register with
-    :meth:`bind`; call :meth:`tick` at the end of every event-loop pass).
+    :meth:`bind`; call :meth:`count` every :data:`COUNT_INTERVAL` on the broker's thread).
 
-    Nothing here runs per job on the broker's hot path: the broker writes the pass's
-    :class:`Stamp` into ``job.born`` when it makes (or requeues) a job and into
-    ``peer.worker_jobs`` when it assigns one, and appends one tuple to its ``job_log`` when a
-    job leaves or is requeued. :meth:`count` counts the log in bulk: ``Counter`` groups its
-    entries by (function, outcome, the three stamps) in C, and the Python work is per group, not
-    per job (a pass ends many jobs made and assigned in few passes).
+    Nothing here runs per job on the broker's hot path: the broker reads :attr:`clock` into
+    ``job.born`` when it makes (or requeues) a job and into ``peer.worker_jobs`` when it assigns
+    one, and appends one tuple to its ``job_log`` when a job leaves or is requeued.
+    :meth:`count` turns the log into counters and histograms.
     """
 
     def __init__(self, max_functions: int = 100,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        #: The job log's clock (``Broker.log_clock``): every wait and run is a difference of
+        #: two of its readings.
         self.clock = clock
         self.label = Labels(max_functions)
         # label -> Series, and function name -> its label's Series.
@@ -184,17 +176,16 @@ class JobMetrics:
         self._lingering: dict[Job, None] = {}
         self._broker: Any = None
         self._log: list[Entry] = []
-        self._stamp: Stamp = _new(Stamp)
 
     def bind(self, broker: Any) -> None:
         """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
-        made before have no birth stamp: their queue wait is not observed."""
+        made before have no birth time: their queue wait is not observed."""
         self._broker = broker
         for job in broker.jobs.by_number.values():
             # the broker leaves it unset while no log is read
             job.born = FORGOTTEN if job.ignore else None
         broker.job_log = self._log
-        broker.stamp = self._stamp
+        broker.log_clock = self.clock
 
     def series(self, name: bytes) -> Series:
         """The :class:`Series` function ``name`` counts into."""
@@ -207,51 +198,72 @@ class JobMetrics:
             self._by_name[name] = s
         return s
 
-    # -- once per event-loop pass (the broker's thread) --------------------------------------
-
-    def tick(self) -> None:
-        """End a pass: what happened since the last tick gets this time (so an event's time is
-        late by at most the rest of its pass). Counts the log once it holds
-        :data:`LOG_BATCH` entries."""
-        broker = self._broker
-        if broker is None:
-            return
-        self._stamp.time = self.clock()
-        self._stamp = broker.stamp = _new(Stamp)
-        if len(self._log) >= LOG_BATCH:
-            self.count()
+    # -- every COUNT_INTERVAL and before every read (the broker's thread) --------------------
 
     def count(self) -> None:
-        """Count the log and empty it (every read ticks and counts first)."""
+        """Count the log and empty it.
+
+        Most runs of entries are of one function: its histograms' buckets and the sums are held
+        in locals until the function changes (no attribute lookups per entry), and most waits
+        (and runs) fall in the bucket of the one before: that bucket's bounds are tried first,
+        two comparisons instead of a search."""
         log = self._log
         if not log:
             return
         by_name = self._by_name
         buckets = TIME_BUCKETS
-        first = buckets[0]  # most waits and runs of a busy server fall below it: no bisect
+        lows, highs = _LOWS, _HIGHS  # bucket i holds (lows[i], highs[i]]
         forgotten = FORGOTTEN
-        for (f, value, born, assigned, ended), n in Counter(log).items():
-            if born is forgotten:  # a late entry of a job cancelled while running
-                continue
-            s = by_name.get(f.name) or self.series(f.name)
-            if assigned is not None:
-                if born is not None:  # None: made before bind()
-                    h = s.wait
-                    wait = assigned.time - born.time
-                    h.counts[0 if wait <= first else bisect_left(buckets, wait)] += n
-                    h.sum += wait if n == 1 else wait * n
-                if value in _TIMED:
-                    h = s.run
-                    run = ended.time - assigned.time
-                    h.counts[0 if run <= first else bisect_left(buckets, run)] += n
-                    h.sum += run if n == 1 else run * n
-            if value is not None:  # None: requeued (it waits again from then)
-                s.finished[value] += n
-                if value == _CANCELLED_VALUE and ended.state is not _DONE:
-                    # cancelled while running (``ended`` is the job): still counted by its
-                    # function until its worker lets go
-                    self._lingering[ended] = None
-        log.clear()
+        timed = _TIMED
+        cancelled = _CANCELLED_VALUE
+        search = bisect_left
+        last: Any = None
+        s: Series | None = None
+        waits: list[int] = []
+        runs: list[int] = []
+        finished: dict[str, int] = {}
+        wait_sum = run_sum = 0.0
+        wi = ri = 0  # the buckets of the last wait and run
+        wlo = rlo = lows[0]
+        whi = rhi = highs[0]
+        try:
+            for f, value, born, assigned, ended in log:
+                if born is forgotten:  # a late entry of a job cancelled while running
+                    continue
+                if f is not last:
+                    if s is not None:
+                        s.wait.sum += wait_sum
+                        s.run.sum += run_sum
+                    last = f
+                    s = by_name.get(f.name) or self.series(f.name)
+                    waits, runs, finished = s.wait.counts, s.run.counts, s.finished
+                    wait_sum = run_sum = 0.0
+                if assigned is not None:  # (the wait and the run inlined: no call per entry)
+                    if born is not None:  # None: made before bind()
+                        wait = assigned - born
+                        if not wlo < wait <= whi:
+                            wi = search(buckets, wait)
+                            wlo, whi = lows[wi], highs[wi]
+                        waits[wi] += 1
+                        wait_sum += wait
+                    if value in timed:
+                        run = ended - assigned
+                        if not rlo < run <= rhi:
+                            ri = search(buckets, run)
+                            rlo, rhi = lows[ri], highs[ri]
+                        runs[ri] += 1
+                        run_sum += run
+                if value is not None:  # None: requeued (it waits again from then)
+                    finished[value] += 1
+                    if value == cancelled and ended.state is not _DONE:
+                        # cancelled while running (``ended`` is the job): still counted by its
+                        # function until its worker lets go
+                        self._lingering[ended] = None
+        finally:  # an entry that could not be counted must not stay (nor grow the log)
+            log.clear()
+            if s is not None:
+                s.wait.sum += wait_sum
+                s.run.sum += run_sum
 
     def _running_waits(self) -> dict[str, Histogram]:
         """The queue waits of the jobs running now (counted in the log when they leave)."""
@@ -265,13 +277,12 @@ class JobMetrics:
                 h = out.get(label)
                 if h is None:
                     h = out[label] = Histogram(TIME_BUCKETS)
-                h.observe(assigned.time - born.time)
+                h.observe(assigned - born)
         return out
 
     # -- the series, read at scrape time ---------------------------------------------------
 
     def _read(self) -> None:
-        self.tick()
         self.count()
 
     @property
