@@ -3,8 +3,10 @@ connection itself instead of waiting for the poll thread's hand-off, and gives i
 
 from __future__ import annotations
 
+import linecache
 import select
 import struct
+import sys
 import threading
 
 import pytest
@@ -19,11 +21,16 @@ def _peer(worker: gear.Worker) -> Peer:
     peer = Peer(worker)
 
     def taken_up() -> bool:
-        # The poll thread has taken the connection up AND read the wake Peer wrote: a build
-        # begun before that wake has the connection too, but the wake then rebuilds the poll
-        # set, and a getJob during the rebuild finds no poller and does not read directly.
+        # The poll thread has taken the connection up, read the wake Peer wrote AND is back in
+        # poll() with that set: a build begun before that wake has the connection too, but the
+        # wake then rebuilds the poll set, and a getJob during the rebuild (from the wake's
+        # drain to the next build) finds no poller and does not read directly.
         pending_wake = select.select([worker.wake_read], [], [], 0)[0]
-        return peer.conn in worker._polled and not pending_wake
+        frame = sys._current_frames().get(worker.poll_thread.ident or -1)
+        polling = (frame is not None and frame.f_code.co_name == "_pollSet"
+                   and "poll.poll()" in linecache.getline(frame.f_code.co_filename,
+                                                          frame.f_lineno))
+        return peer.conn in worker._polled and not pending_wake and polling
 
     wait_for(taken_up, 5.0)
     return peer
