@@ -73,7 +73,7 @@ OBSERVE = False
 
 
 #: broker -> its metrics' count (``--observe``).
-_TICKS: dict[Broker, Callable[[], None]] = {}
+_COUNTS: dict[Broker, Callable[[], None]] = {}
 #: Ended jobs the job log holds before ``_end_pass`` counts it (geard counts it every
 #: ``metrics.COUNT_INTERVAL``, 0.1 s: about this many jobs under the fg load).
 COUNT_EVERY = 1024
@@ -87,7 +87,7 @@ def _observed(broker: Broker) -> Broker:
 
         metrics = JobMetrics()
         metrics.bind(broker)
-        _TICKS[broker] = metrics.count
+        _COUNTS[broker] = metrics.count
     return broker
 
 
@@ -98,7 +98,7 @@ def _end_pass(broker: Broker) -> None:
     load's loop (one client read and the workers' replies to it, or one read of 500 submits);
     a live geard's passes are smaller (one or two jobs under the fg and deep loads)."""
     broker.dirty.clear()
-    count = _TICKS.get(broker)
+    count = _COUNTS.get(broker)
     if count is not None and len(broker.job_log) >= COUNT_EVERY:
         count()
 
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             gc.collect()  # the previous run's broker is cyclic garbage: not on this run's clock
             times.append(load(args.jobs))
-            _TICKS.clear()  # the broker is garbage now, with or without --observe
+            _COUNTS.clear()  # the broker is garbage now, with or without --observe
         best = min(times) * 1e6 / args.jobs
         print(f"{name:10} {best:6.2f} us/job (broker CPU, best of {args.repeat}; "
               f"median {sorted(times)[len(times) // 2] * 1e6 / args.jobs:6.2f})", flush=True)

@@ -95,7 +95,6 @@ def test_orders_stay_strictly_increasing_when_no_float_is_left() -> None:
     assert [net.grab(w)[1][3] for _ in range(3)] == [b"b1", b"a-epoch", b"b2"]
 
 
-
 def test_a_stored_job_queued_when_its_store_answers_shares_its_number_too() -> None:
     """The durable path queues a background job when its store answers (``stored_batch``):
     it takes its number as its order, unless a job queued meanwhile took a larger one."""
@@ -105,24 +104,21 @@ def test_a_stored_job_queued_when_its_store_answers_shares_its_number_too() -> N
     for i in range(3):
         net.send(cl, c.SUBMIT_JOB_BG, b"d", b"u%d" % i, b"x")  # HELD until the store answers
     net.submit(net.connect(), b"f", b"", b"fg", c.SUBMIT_JOB)  # queued at once, number 4
-    first = store.pending[0][1]
     net.broker.stored_batch([job for _, job in store.pending], None)
-    jobs = {job.arguments + job.unique: job for job in net.broker.jobs.values()}
-    stored = [jobs[b"xu%d" % i] for i in range(3)]
-    assert first is stored[0]
+    stored = [_job(net, b"u%d" % i) for i in range(3)]
     assert [job.seq for job in stored] == [5, 6, 7]  # after the foreground job's 4
     store.pending.clear()
     net.broker._counter = 100  # the next job's number is past every order given
     net.send(cl, c.SUBMIT_JOB_BG, b"d", b"u9", b"x")
     net.broker.stored_batch([job for _, job in store.pending], None)
     assert [p[0] for p in net.recv(cl)] == [c.JOB_CREATED] * 4
-    late = jobs_by_unique(net, b"u9")
+    late = _job(net, b"u9")
     assert late.seq is late.number  # nothing queued past its number: it is its own order
     orders = _orders(net)
     assert len(set(orders)) == len(orders)
 
 
-def jobs_by_unique(net: Net, unique: bytes) -> Job:
+def _job(net: Net, unique: bytes) -> Job:
     return next(job for job in net.broker.jobs.values() if job.unique == unique)
 
 

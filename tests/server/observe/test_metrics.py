@@ -180,7 +180,7 @@ def test_requeued_jobs_wait_again_from_their_requeue() -> None:
     assert metrics.submitted(net.broker.functions.values()) == {"f": 1}
 
 
-def test_fast_path_jobs_are_timed_from_their_pass() -> None:
+def test_fast_path_jobs_are_timed_from_their_run() -> None:
     """Pipelined submits past the broker's first 999 jobs take the fast path, which the
     metrics leave on; every job's queue wait is still observed, from its run's one clock
     reading."""
