@@ -359,3 +359,42 @@ def test_buckets_match_a_search_per_value_on_every_bound() -> None:
     assert metrics.queue_wait["f"].counts == waits.counts
     assert metrics.run_time["f"].counts == runs.counts
     assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
+
+
+def test_entries_other_than_completed_jobs_are_counted_among_them() -> None:
+    """The count takes completed jobs in bulk and every other entry one by one: interleaved in
+    one log (other outcomes, requeues, jobs made before the metrics, a late result of a job
+    cancelled while running), every entry lands where a count of its own puts it."""
+    import random
+
+    from gear.server.broker.lifecycle import FORGOTTEN, Outcome
+    from gear.server.observe.metrics import TIME_BUCKETS, Histogram
+
+    net, metrics = observed()
+    net.submit(net.connect(), b"f")
+    f = net.broker.functions[b"f"]
+    rng = random.Random(11)
+    waits, runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
+    finished: dict[str, int] = {}
+    kinds = ["complete"] * 6 + ["fail", "exception", "timeout", "requeue", "unborn", "forgotten"]
+    for _ in range(2000):
+        kind = rng.choice(kinds)
+        born, assigned = 10.0, 10.0 + rng.expovariate(1e3)
+        ended = assigned + rng.expovariate(1e2)
+        value = None if kind == "requeue" else kind
+        if kind in ("unborn", "forgotten"):
+            value = Outcome.COMPLETE.value
+            born = None if kind == "unborn" else FORGOTTEN
+        net.broker.job_log.append((f, value, born, assigned, ended))
+        if kind == "forgotten":
+            continue
+        if born is not None:
+            waits.observe(assigned - born)
+        if value is not None:
+            runs.observe(ended - assigned)
+            finished[value] = finished.get(value, 0) + 1
+    assert metrics.queue_wait["f"].counts == waits.counts
+    assert metrics.run_time["f"].counts == runs.counts
+    assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
+    assert metrics.run_time["f"].sum == pytest.approx(runs.sum)
+    assert metrics.finished_jobs == {("f", k): n for k, n in finished.items()}
