@@ -157,15 +157,19 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self._packet_hook = packet_hook if packet_hook is not None else config.packet_hook
         self._admin = admin
         #: The job log (``observe/metrics.py``), None when nobody reads it. Every job that
-        #: leaves is appended as ``(function, outcome._value_, born, assigned, now)`` (a
-        #: cancelled one with the job in place of ``now``: the reader sees whether it still
-        #: runs), and every requeue as ``(function, None, born, assigned, now)``: ``born`` is
-        #: the :attr:`log_clock` time when the job was made or last requeued
-        #: (``lifecycle.FORGOTTEN`` once it was cancelled while running: the reader skips its
-        #: later entries), ``assigned`` the time it was assigned (None: never) and ``now`` the
-        #: time it left. Its reader empties it; the broker only appends (one tuple per job, no
-        #: call into anyone but the clock). docs/operations.md §5.
+        #: leaves, but a completed one (:attr:`log_functions`), is appended as ``(function,
+        #: outcome._value_, born, assigned, now)`` (a cancelled one with the job in place of
+        #: ``now``: the reader sees whether it still runs), and every requeue as ``(function,
+        #: None, born, assigned, now)``: ``born`` is the :attr:`log_clock` time when the job was
+        #: made or last requeued (``lifecycle.FORGOTTEN`` once it was cancelled while running:
+        #: the reader skips its later entries), ``assigned`` the time it was assigned (None:
+        #: never) and ``now`` the time it left. Its reader empties it; the broker only appends
+        #: (no call into anyone but the clock). docs/operations.md §5.
         self.job_log: list[tuple[Any, ...]] | None = None
+        #: With the job log, a completed job's three times go to its function's columns
+        #: (``Function.log_born``, ``log_assigned``, ``log_ended``; no tuple), and the function
+        #: to this list when its columns were empty. The reader empties both.
+        self.log_functions: list[Function] = []
         #: The job log's clock (set with it by its reader, else None): read when a job is made
         #: or requeued (``job.born``), assigned (``peer.worker_jobs[job]``) and when it leaves.
         self.log_clock: Callable[[], float] | None = None
@@ -467,9 +471,17 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         worker = job.worker
         log = self.job_log
         if log is not None:  # (a cancelled job's late result is logged FORGOTTEN: skipped)
-            log.append((f, outcome._value_, job.born,
-                        None if worker is None else worker.worker_jobs[job],
-                        job if outcome is CANCELLED else self.log_clock()))  # type: ignore[misc]
+            assigned = None if worker is None else worker.worker_jobs[job]
+            if outcome is COMPLETE:  # in the function's columns (the reader counts them in C)
+                ended = f.log_ended
+                if not ended:
+                    self.log_functions.append(f)
+                f.log_born.append(job.born)
+                f.log_assigned.append(assigned)
+                ended.append(self.log_clock())  # type: ignore[misc]  # set with the log
+            else:
+                log.append((f, outcome._value_, job.born, assigned,
+                            job if outcome is CANCELLED else self.log_clock()))  # type: ignore[misc]
         if worker is not None:
             if outcome is CANCELLED:
                 job.born = FORGOTTEN  # its later result or requeue is not counted again

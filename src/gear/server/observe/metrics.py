@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
+from operator import sub
 from typing import Any
 
 from gear.server.broker.lifecycle import FORGOTTEN, Outcome
@@ -61,9 +62,6 @@ STORE_BUCKETS: tuple[float, ...] = (
 _TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
                                      Outcome.TIMEOUT))
 _OUTCOMES = tuple(o.value for o in Outcome)
-#: Bucket i of a time histogram holds the values in (_LOWS[i], _HIGHS[i]].
-_LOWS = (float("-inf"), *TIME_BUCKETS)
-_HIGHS = (*TIME_BUCKETS, float("inf"))
 _DONE = JobState.DONE
 #: Seconds between two counts of the job log on the server's loop (and it is counted before
 #: every read): the log holds at most this long's ended jobs.
@@ -114,6 +112,21 @@ class Histogram:
     @property
     def count(self) -> int:
         return sum(self.counts)
+
+
+def _observe_sorted(h: Histogram, values: list[float]) -> None:
+    """Observe every one of ``values`` in ``h`` (sorting them): a bucket's count is the
+    difference of two searches (bucket i holds the values in (bounds[i-1], bounds[i]], as
+    :meth:`Histogram.observe` puts them)."""
+    values.sort()
+    counts = h.counts
+    below = 0
+    for i, bound in enumerate(h.bounds):
+        upto = bisect_right(values, bound, below)
+        counts[i] += upto - below
+        below = upto
+    counts[-1] += len(values) - below
+    h.sum += sum(values)
 
 
 class Labels:
@@ -177,6 +190,7 @@ class JobMetrics:
         self._lingering: dict[Job, None] = {}
         self._broker: Any = None
         self._log: list[Entry] = []
+        self._functions: list[Any] = []  # the broker's log_functions, once bound
 
     def bind(self, broker: Any) -> None:
         """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
@@ -186,6 +200,7 @@ class JobMetrics:
             # the broker leaves it unset while no log is read
             job.born = FORGOTTEN if job.ignore else None
         broker.job_log = self._log
+        self._functions = broker.log_functions
         broker.log_clock = self.clock
 
     def series(self, name: bytes) -> Series:
@@ -204,86 +219,47 @@ class JobMetrics:
     def count(self) -> None:
         """Count the log and empty it.
 
-        Most entries are a completed job's, and most runs of entries are of one function: for
-        those, the function's histograms and sums are held in locals until the function
-        changes, and so is the number of waits (and runs) in the bucket of the one before, which
-        is tried first (two comparisons instead of a search, one local addition instead of a
-        list store). Every other entry (another outcome, a requeue, a job made before
-        :meth:`bind` or cancelled while running) is counted afterwards by :meth:`_count_each`.
-        """
-        log = self._log
-        if not log:
-            return
-        by_name = self._by_name
-        buckets = TIME_BUCKETS
-        lows, highs = _LOWS, _HIGHS  # bucket i holds (lows[i], highs[i]]
-        complete = _COMPLETE_VALUE
-        search = bisect_left
-        others: list[Entry] = []
-        last: Any = None
-        s: Series | None = None
-        waits: list[int] = []
-        runs: list[int] = []
-        done = 0  # completed jobs of ``last`` not yet added
-        wait_sum = run_sum = 0.0
-        wi = ri = 0  # the buckets of the last wait and run...
-        wn = rn = 0  # ...and the waits and runs in them not yet added
-        wlo = rlo = lows[0]
-        whi = rhi = highs[0]
+        Completed jobs, most of it, come in columns, one set per function: a function's waits
+        and runs are differences of two columns (``map``), and a histogram takes a sorted
+        column with one search per bound (:func:`_observe_sorted`), so no Python code runs per
+        completed job, only per function and bucket. The tuples of every other ending (another
+        outcome, a requeue, a cancel) are counted one by one (:meth:`_count_each`), and so are
+        a function's columns when they hold a job made before :meth:`bind` or cancelled while
+        running (a time that is not a number)."""
+        functions = self._functions
         try:
-            for entry in log:
-                f, value, born, assigned, ended = entry
-                if value is not complete:
-                    others.append(entry)
-                    continue
-                try:
-                    wait = assigned - born
-                    run = ended - assigned
-                except TypeError:  # born None or FORGOTTEN (or never assigned): not plain
-                    others.append(entry)
-                    continue
-                if f is not last:
-                    if s is not None:
-                        waits[wi] += wn
-                        runs[ri] += rn
-                        s.wait.sum += wait_sum
-                        s.run.sum += run_sum
-                        s.finished[complete] += done
-                    last = f
-                    s = by_name.get(f.name) or self.series(f.name)
-                    waits, runs = s.wait.counts, s.run.counts
-                    wn = rn = done = 0
-                    wait_sum = run_sum = 0.0
-                done += 1
-                wait_sum += wait
-                run_sum += run
-                if wlo < wait <= whi:
-                    wn += 1
-                else:
-                    waits[wi] += wn
-                    wi = search(buckets, wait)
-                    wlo, whi = lows[wi], highs[wi]
-                    wn = 1
-                if rlo < run <= rhi:
-                    rn += 1
-                else:
-                    runs[ri] += rn
-                    ri = search(buckets, run)
-                    rlo, rhi = lows[ri], highs[ri]
-                    rn = 1
-        finally:  # an entry that could not be counted must not stay (nor grow the log)
-            log.clear()
-            if s is not None:
-                waits[wi] += wn
-                runs[ri] += rn
-                s.wait.sum += wait_sum
-                s.run.sum += run_sum
-                s.finished[complete] += done
-        if others:
-            self._count_each(others)
+            for f in functions:
+                self._count_completed(f)
+        finally:  # what could not be counted must not stay (nor grow the columns)
+            for f in functions:
+                f.log_born.clear()
+                f.log_assigned.clear()
+                f.log_ended.clear()
+            functions.clear()
+        log = self._log
+        if log:
+            try:
+                self._count_each(log)
+            finally:
+                log.clear()
+
+    def _count_completed(self, f: Any) -> None:
+        """Count function ``f``'s columns of completed jobs."""
+        born, assigned, ended = f.log_born, f.log_assigned, f.log_ended
+        try:
+            waits = list(map(sub, assigned, born))
+            runs = list(map(sub, ended, assigned))
+        except TypeError:  # a born None or FORGOTTEN, an assigned None: one by one
+            self._count_each([(f, _COMPLETE_VALUE, b, a, e)
+                              for b, a, e in zip(born, assigned, ended, strict=True)])
+            return
+        s = self._by_name.get(f.name) or self.series(f.name)
+        _observe_sorted(s.wait, waits)
+        _observe_sorted(s.run, runs)
+        s.finished[_COMPLETE_VALUE] += len(ended)
 
     def _count_each(self, entries: list[Entry]) -> None:
-        """Count ``entries`` one at a time (the ones :meth:`count` does not take in bulk)."""
+        """Count ``entries``, job log tuples, one at a time."""
         by_name = self._by_name
         for f, value, born, assigned, ended in entries:
             if born is FORGOTTEN:  # a late entry of a job cancelled while running
