@@ -18,8 +18,10 @@ Decisions:
 * The broker does not call this module: it reads the clock it is given
   (``Broker.log_clock``, :attr:`JobMetrics.clock`) into the job when it is made or requeued
   (once per pipelined run of submits) and into ``peer.worker_jobs`` when it is assigned, and
-  appends one tuple per ended or requeued job to ``Broker.job_log`` (no Python frame; unlike a
-  ``JobEvents`` observer it keeps the pipelined fast path on). Nothing runs per event-loop
+  appends a completed job's three times to its function's columns (``Function.log_born``,
+  ``log_assigned``, ``log_ended``) and one tuple per other ending or requeue to
+  ``Broker.job_log`` (no Python frame; unlike a ``JobEvents`` observer it keeps the pipelined
+  fast path on; broker/core.py's docstring has the shapes). Nothing runs per event-loop
   pass: :meth:`JobMetrics.count` empties the log on a timer (:data:`COUNT_INTERVAL`, started
   by the HTTP side) and before every read. An earlier version stamped one object per loop pass
   and gave it its time at the pass's end; in a live geard a pass ends one or two jobs, so that
@@ -169,7 +171,8 @@ class JobMetrics:
 
     Nothing here runs per job on the broker's hot path: the broker reads :attr:`clock` into
     ``job.born`` when it makes (or requeues) a job and into ``peer.worker_jobs`` when it assigns
-    one, and appends one tuple to its ``job_log`` when a job leaves or is requeued.
+    one, and appends a completed job's times to its function's columns, any other ending or
+    requeue to its ``job_log``.
     :meth:`count` turns the log into counters and histograms.
     """
 
