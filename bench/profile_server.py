@@ -94,13 +94,18 @@ def _observed(broker: Broker) -> Broker:
 def _end_pass(broker: Broker) -> None:
     """What the server's flush does at the end of an event-loop pass, but the writes: the
     dirty set emptied and, with ``--observe``, the job log counted once it holds
-    :data:`COUNT_EVERY` entries (geard's timer does that). A pass here is one round of a
-    load's loop (one client read and the workers' replies to it, or one read of 500 submits);
-    a live geard's passes are smaller (one or two jobs under the fg and deep loads)."""
+    :data:`COUNT_EVERY` entries, completed jobs' columns included (geard's timer does that). A
+    pass here is one round of a load's loop (one client read and the workers' replies to it, or
+    one read of 500 submits); a live geard's passes are smaller (one or two jobs under the fg
+    and deep loads)."""
     broker.dirty.clear()
     count = _COUNTS.get(broker)
-    if count is not None and len(broker.job_log) >= COUNT_EVERY:
-        count()
+    if count is not None:
+        pending = len(broker.job_log)  # type: ignore[arg-type]  # set with the metrics
+        for f in broker.log_functions:
+            pending += len(f.log_ended)
+        if pending >= COUNT_EVERY:
+            count()
 
 
 def _broker() -> Broker:

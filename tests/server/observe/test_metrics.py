@@ -214,9 +214,10 @@ def test_the_log_is_only_appended_to_and_counted_on_every_read() -> None:
         net.now += 0.25
         net.send(w, c.WORK_COMPLETE, h, b"")
         net.take(cl)
-        assert len(net.broker.job_log) == i + 1
+        assert len(net.broker.functions[b"f"].log_ended) == i + 1  # a completed job's times
+        assert net.broker.job_log == []  # (the tuples are for every other ending)
     assert metrics.finished_jobs == {("f", "complete"): 50}
-    assert net.broker.job_log == []
+    assert net.broker.functions[b"f"].log_ended == [] and net.broker.log_functions == []
     metrics.count()  # nothing new: nothing moves
     run = metrics.run_time["f"]
     assert (run.count, run.sum) == (50, 0.25 * 50)
@@ -228,6 +229,14 @@ def test_a_log_entry_that_cannot_be_counted_does_not_stay() -> None:
     with pytest.raises(AttributeError):
         metrics.count()
     assert net.broker.job_log == []
+    f = net.broker.functions.get(b"f") or net.broker._no_function
+    f.log_born.append(1.0)
+    f.log_assigned.append(2.0)
+    f.log_ended.append("not a time")
+    net.broker.log_functions.append(f)
+    with pytest.raises(TypeError):
+        metrics.count()
+    assert (f.log_born, f.log_assigned, f.log_ended, net.broker.log_functions) == ([], [], [], [])
 
 
 def test_a_job_made_before_the_metrics_has_no_queue_wait() -> None:
@@ -326,7 +335,7 @@ def test_interleaved_and_folded_functions_are_counted_apart_in_one_count() -> No
         net.now += 1.0 + i  # runs of 1, 2, 3... seconds
         net.send(workers[name], c.WORK_COMPLETE, h, b"")
         net.take(cl)
-    assert len(net.broker.job_log) == 6
+    assert [len(f.log_ended) for f in net.broker.log_functions] == [3, 2, 1]  # a, b, c
     run = metrics.run_time
     elapsed = {i: sum(1.0 + k for k in range(i + 1)) for i in range(6)}
     assert run["a"].count == 3 and run["a"].sum == elapsed[0] + elapsed[2] + elapsed[5]
@@ -339,7 +348,6 @@ def test_buckets_match_a_search_per_value_on_every_bound() -> None:
     of its own puts it, bounds included (a bucket holds the values up to its bound)."""
     import random
 
-    from gear.server.broker.lifecycle import Outcome
     from gear.server.observe.metrics import TIME_BUCKETS, Histogram
 
     net, metrics = observed()
@@ -351,11 +359,60 @@ def test_buckets_match_a_search_per_value_on_every_bound() -> None:
     values += [rng.expovariate(1e3) for _ in range(300)]
     rng.shuffle(values)
     waits, runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
-    for i, v in enumerate(values):
+    net.broker.log_functions.append(f)
+    for i, v in enumerate(values):  # as the broker logs completed jobs: in f's columns
         run = values[-1 - i]
-        net.broker.job_log.append((f, Outcome.COMPLETE.value, 10.0, 10.0 + v, 10.0 + v + run))
+        f.log_born.append(10.0)
+        f.log_assigned.append(10.0 + v)
+        f.log_ended.append(10.0 + v + run)
         waits.observe((10.0 + v) - 10.0)
         runs.observe((10.0 + v + run) - (10.0 + v))
     assert metrics.queue_wait["f"].counts == waits.counts
     assert metrics.run_time["f"].counts == runs.counts
     assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
+
+
+def test_entries_other_than_completed_jobs_are_counted_among_them() -> None:
+    """Completed jobs are counted from their function's columns in bulk, every other ending
+    from its tuple one by one, and columns holding a job made before the metrics or the late
+    result of a job cancelled while running one by one too: every ending lands where a count
+    of its own puts it."""
+    import random
+
+    from gear.server.broker.lifecycle import FORGOTTEN, Outcome
+    from gear.server.observe.metrics import TIME_BUCKETS, Histogram
+
+    net, metrics = observed()
+    net.submit(net.connect(), b"f")
+    f = net.broker.functions[b"f"]
+    rng = random.Random(11)
+    net.broker.log_functions.append(f)
+    waits, runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
+    finished: dict[str, int] = {}
+    kinds = ["complete"] * 6 + ["fail", "exception", "timeout", "requeue", "unborn", "forgotten"]
+    for _ in range(2000):
+        kind = rng.choice(kinds)
+        born, assigned = 10.0, 10.0 + rng.expovariate(1e3)
+        ended = assigned + rng.expovariate(1e2)
+        value = None if kind == "requeue" else kind
+        if kind in ("unborn", "forgotten"):
+            value = Outcome.COMPLETE.value
+            born = None if kind == "unborn" else FORGOTTEN
+        if value == Outcome.COMPLETE.value:
+            f.log_born.append(born)
+            f.log_assigned.append(assigned)
+            f.log_ended.append(ended)
+        else:
+            net.broker.job_log.append((f, value, born, assigned, ended))
+        if kind == "forgotten":
+            continue
+        if born is not None:
+            waits.observe(assigned - born)
+        if value is not None:
+            runs.observe(ended - assigned)
+            finished[value] = finished.get(value, 0) + 1
+    assert metrics.queue_wait["f"].counts == waits.counts
+    assert metrics.run_time["f"].counts == runs.counts
+    assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
+    assert metrics.run_time["f"].sum == pytest.approx(runs.sum)
+    assert metrics.finished_jobs == {("f", k): n for k, n in finished.items()}

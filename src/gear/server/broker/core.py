@@ -11,6 +11,20 @@ durability in ``durable.py``, the timer heap in ``timers.py``, the dead-letter l
 ``dead.py``; the package docstring
 (``__init__.py``) is the interface with the network layer and the list of decisions.
 
+The job log (``Broker.job_log``, None when nobody reads it; its reader is
+``observe/metrics.py``, docs/operations.md §5). A completed job's three times go to its
+function's columns (``Function.log_born``, ``log_assigned``, ``log_ended``; the function to
+``Broker.log_functions`` when its columns were empty). Every other job that leaves is appended
+to ``job_log`` as ``(function, outcome._value_, born, assigned, now)`` (a cancelled one with the
+job in place of ``now``: the reader sees whether it still runs), and every requeue as
+``(function, None, born, assigned, now)``. ``born`` is the ``Broker.log_clock`` time when the
+job was made or last requeued (``lifecycle.FORGOTTEN`` once it was cancelled while running: the
+reader skips its later entries), ``assigned`` the time it was assigned (None: never) and
+``now`` the time it left. The reader empties the log and the columns; the broker only appends
+(no call into anyone but the clock). The clock (``Broker.log_clock``, set with the log by its
+reader) is read when a job is made or requeued (``job.born``), assigned (``peer.worker_jobs``)
+and when it leaves.
+
 Must not import sockets, asyncio, threads, the network layer, admin or
 the package face ``gear``.
 """
@@ -156,18 +170,10 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         self._durable = store_batched is not None
         self._packet_hook = packet_hook if packet_hook is not None else config.packet_hook
         self._admin = admin
-        #: The job log (``observe/metrics.py``), None when nobody reads it. Every job that
-        #: leaves is appended as ``(function, outcome._value_, born, assigned, now)`` (a
-        #: cancelled one with the job in place of ``now``: the reader sees whether it still
-        #: runs), and every requeue as ``(function, None, born, assigned, now)``: ``born`` is
-        #: the :attr:`log_clock` time when the job was made or last requeued
-        #: (``lifecycle.FORGOTTEN`` once it was cancelled while running: the reader skips its
-        #: later entries), ``assigned`` the time it was assigned (None: never) and ``now`` the
-        #: time it left. Its reader empties it; the broker only appends (one tuple per job, no
-        #: call into anyone but the clock). docs/operations.md §5.
+        #: The job log, and the functions with completed jobs in their columns (module docstring).
         self.job_log: list[tuple[Any, ...]] | None = None
-        #: The job log's clock (set with it by its reader, else None): read when a job is made
-        #: or requeued (``job.born``), assigned (``peer.worker_jobs[job]``) and when it leaves.
+        self.log_functions: list[Function] = []
+        #: The job log's clock (module docstring), None without a log.
         self.log_clock: Callable[[], float] | None = None
         #: Every job's lifecycle receivers (:meth:`add_observer`).
         self._observers: tuple[JobEvents, ...] = ()
@@ -467,9 +473,17 @@ class Broker(Requests, Receivers, AdminInterface, DeadLetters, Departures, Broke
         worker = job.worker
         log = self.job_log
         if log is not None:  # (a cancelled job's late result is logged FORGOTTEN: skipped)
-            log.append((f, outcome._value_, job.born,
-                        None if worker is None else worker.worker_jobs[job],
-                        job if outcome is CANCELLED else self.log_clock()))  # type: ignore[misc]
+            assigned = None if worker is None else worker.worker_jobs[job]
+            if outcome is COMPLETE:  # to the function's columns (module docstring)
+                ended = f.log_ended
+                if not ended:
+                    self.log_functions.append(f)
+                f.log_born.append(job.born)
+                f.log_assigned.append(assigned)
+                ended.append(self.log_clock())  # type: ignore[misc]  # set with the log
+            else:
+                log.append((f, outcome._value_, job.born, assigned,
+                            job if outcome is CANCELLED else self.log_clock()))  # type: ignore[misc]
         if worker is not None:
             if outcome is CANCELLED:
                 job.born = FORGOTTEN  # its later result or requeue is not counted again

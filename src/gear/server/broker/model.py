@@ -272,6 +272,9 @@ class Function:
         "by_data",
         "events",
         "hprefix",
+        "log_assigned",
+        "log_born",
+        "log_ended",
         "max_queue",
         "name",
         "plain",
@@ -318,6 +321,12 @@ class Function:
         #: ``durable_run``). The broker recomputes it whenever one of those changes
         #: (``Broker._replan``).
         self.plain = True
+        #: The job log's columns of this function's completed jobs, read and emptied by its
+        #: reader (``Broker.log_functions``; observe/metrics.py): when each was made (or last
+        #: requeued), assigned and completed, by ``Broker.log_clock``.
+        self.log_born: list[Any] = []
+        self.log_assigned: list[Any] = []
+        self.log_ended: list[float] = []
 
     def queued(self, priority: int) -> int:
         """Jobs waiting at ``priority`` (epoch jobs before their time count as NORMAL)."""

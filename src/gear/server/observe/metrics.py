@@ -18,8 +18,10 @@ Decisions:
 * The broker does not call this module: it reads the clock it is given
   (``Broker.log_clock``, :attr:`JobMetrics.clock`) into the job when it is made or requeued
   (once per pipelined run of submits) and into ``peer.worker_jobs`` when it is assigned, and
-  appends one tuple per ended or requeued job to ``Broker.job_log`` (no Python frame; unlike a
-  ``JobEvents`` observer it keeps the pipelined fast path on). Nothing runs per event-loop
+  appends a completed job's three times to its function's columns (``Function.log_born``,
+  ``log_assigned``, ``log_ended``) and one tuple per other ending or requeue to
+  ``Broker.job_log`` (no Python frame; unlike a ``JobEvents`` observer it keeps the pipelined
+  fast path on; broker/core.py's docstring has the shapes). Nothing runs per event-loop
   pass: :meth:`JobMetrics.count` empties the log on a timer (:data:`COUNT_INTERVAL`, started
   by the HTTP side) and before every read. An earlier version stamped one object per loop pass
   and gave it its time at the pass's end; in a live geard a pass ends one or two jobs, so that
@@ -35,8 +37,9 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
+from operator import sub
 from typing import Any
 
 from gear.server.broker.lifecycle import FORGOTTEN, Outcome
@@ -61,9 +64,6 @@ STORE_BUCKETS: tuple[float, ...] = (
 _TIMED = frozenset(o.value for o in (Outcome.COMPLETE, Outcome.FAIL, Outcome.EXCEPTION,
                                      Outcome.TIMEOUT))
 _OUTCOMES = tuple(o.value for o in Outcome)
-#: Bucket i of a time histogram holds the values in (_LOWS[i], _HIGHS[i]].
-_LOWS = (float("-inf"), *TIME_BUCKETS)
-_HIGHS = (*TIME_BUCKETS, float("inf"))
 _DONE = JobState.DONE
 #: Seconds between two counts of the job log on the server's loop (and it is counted before
 #: every read): the log holds at most this long's ended jobs.
@@ -73,6 +73,7 @@ COUNT_INTERVAL = 0.1
 #: cancelled job: the job).
 Entry = tuple[Any, ...]
 _CANCELLED_VALUE = Outcome.CANCELLED.value
+_COMPLETE_VALUE = Outcome.COMPLETE.value
 
 
 def outcome_label(outcome: Outcome) -> str:
@@ -115,6 +116,21 @@ class Histogram:
         return sum(self.counts)
 
 
+def _observe_sorted(h: Histogram, values: list[float]) -> None:
+    """Observe every one of ``values`` in ``h`` (sorting them): a bucket's count is the
+    difference of two searches (bucket i holds the values in (bounds[i-1], bounds[i]], as
+    :meth:`Histogram.observe` puts them)."""
+    values.sort()
+    counts = h.counts
+    below = 0
+    for i, bound in enumerate(h.bounds):
+        upto = bisect_right(values, bound, below)
+        counts[i] += upto - below
+        below = upto
+    counts[-1] += len(values) - below
+    h.sum += sum(values)
+
+
 class Labels:
     """Function name -> label value, bounded: past ``limit`` names, :data:`OTHER`."""
 
@@ -155,7 +171,8 @@ class JobMetrics:
 
     Nothing here runs per job on the broker's hot path: the broker reads :attr:`clock` into
     ``job.born`` when it makes (or requeues) a job and into ``peer.worker_jobs`` when it assigns
-    one, and appends one tuple to its ``job_log`` when a job leaves or is requeued.
+    one, and appends a completed job's times to its function's columns, any other ending or
+    requeue to its ``job_log``.
     :meth:`count` turns the log into counters and histograms.
     """
 
@@ -176,6 +193,7 @@ class JobMetrics:
         self._lingering: dict[Job, None] = {}
         self._broker: Any = None
         self._log: list[Entry] = []
+        self._functions: list[Any] = []  # the broker's log_functions, once bound
 
     def bind(self, broker: Any) -> None:
         """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
@@ -185,6 +203,7 @@ class JobMetrics:
             # the broker leaves it unset while no log is read
             job.born = FORGOTTEN if job.ignore else None
         broker.job_log = self._log
+        self._functions = broker.log_functions
         broker.log_clock = self.clock
 
     def series(self, name: bytes) -> Series:
@@ -203,67 +222,63 @@ class JobMetrics:
     def count(self) -> None:
         """Count the log and empty it.
 
-        Most runs of entries are of one function: its histograms' buckets and the sums are held
-        in locals until the function changes (no attribute lookups per entry), and most waits
-        (and runs) fall in the bucket of the one before: that bucket's bounds are tried first,
-        two comparisons instead of a search."""
-        log = self._log
-        if not log:
-            return
-        by_name = self._by_name
-        buckets = TIME_BUCKETS
-        lows, highs = _LOWS, _HIGHS  # bucket i holds (lows[i], highs[i]]
-        forgotten = FORGOTTEN
-        timed = _TIMED
-        cancelled = _CANCELLED_VALUE
-        search = bisect_left
-        last: Any = None
-        s: Series | None = None
-        waits: list[int] = []
-        runs: list[int] = []
-        finished: dict[str, int] = {}
-        wait_sum = run_sum = 0.0
-        wi = ri = 0  # the buckets of the last wait and run
-        wlo = rlo = lows[0]
-        whi = rhi = highs[0]
+        Completed jobs, most of it, come in columns, one set per function: a function's waits
+        and runs are differences of two columns (``map``), and a histogram takes a sorted
+        column with one search per bound (:func:`_observe_sorted`), so no Python code runs per
+        completed job, only per function and bucket. The tuples of every other ending (another
+        outcome, a requeue, a cancel) are counted one by one (:meth:`_count_each`), and so are
+        a function's columns when they hold a job made before :meth:`bind` or cancelled while
+        running (a time that is not a number)."""
+        functions = self._functions
         try:
-            for f, value, born, assigned, ended in log:
-                if born is forgotten:  # a late entry of a job cancelled while running
-                    continue
-                if f is not last:
-                    if s is not None:
-                        s.wait.sum += wait_sum
-                        s.run.sum += run_sum
-                    last = f
-                    s = by_name.get(f.name) or self.series(f.name)
-                    waits, runs, finished = s.wait.counts, s.run.counts, s.finished
-                    wait_sum = run_sum = 0.0
-                if assigned is not None:  # (the wait and the run inlined: no call per entry)
-                    if born is not None:  # None: made before bind()
-                        wait = assigned - born
-                        if not wlo < wait <= whi:
-                            wi = search(buckets, wait)
-                            wlo, whi = lows[wi], highs[wi]
-                        waits[wi] += 1
-                        wait_sum += wait
-                    if value in timed:
-                        run = ended - assigned
-                        if not rlo < run <= rhi:
-                            ri = search(buckets, run)
-                            rlo, rhi = lows[ri], highs[ri]
-                        runs[ri] += 1
-                        run_sum += run
-                if value is not None:  # None: requeued (it waits again from then)
-                    finished[value] += 1
-                    if value == cancelled and ended.state is not _DONE:
-                        # cancelled while running (``ended`` is the job): still counted by its
-                        # function until its worker lets go
-                        self._lingering[ended] = None
-        finally:  # an entry that could not be counted must not stay (nor grow the log)
-            log.clear()
-            if s is not None:
-                s.wait.sum += wait_sum
-                s.run.sum += run_sum
+            for f in functions:
+                self._count_completed(f)
+        finally:  # what could not be counted must not stay (nor grow the columns)
+            for f in functions:
+                f.log_born.clear()
+                f.log_assigned.clear()
+                f.log_ended.clear()
+            functions.clear()
+        log = self._log
+        if log:
+            try:
+                self._count_each(log)
+            finally:
+                log.clear()
+
+    def _count_completed(self, f: Any) -> None:
+        """Count function ``f``'s columns of completed jobs."""
+        born, assigned, ended = f.log_born, f.log_assigned, f.log_ended
+        try:
+            waits = list(map(sub, assigned, born))
+            runs = list(map(sub, ended, assigned))
+        except TypeError:  # a born None or FORGOTTEN, an assigned None: one by one
+            self._count_each([(f, _COMPLETE_VALUE, b, a, e)
+                              for b, a, e in zip(born, assigned, ended, strict=True)])
+            return
+        s = self._by_name.get(f.name) or self.series(f.name)
+        _observe_sorted(s.wait, waits)
+        _observe_sorted(s.run, runs)
+        s.finished[_COMPLETE_VALUE] += len(ended)
+
+    def _count_each(self, entries: list[Entry]) -> None:
+        """Count ``entries``, job log tuples, one at a time."""
+        by_name = self._by_name
+        for f, value, born, assigned, ended in entries:
+            if born is FORGOTTEN:  # a late entry of a job cancelled while running
+                continue
+            s = by_name.get(f.name) or self.series(f.name)
+            if assigned is not None:
+                if born is not None:  # None: made before bind()
+                    s.wait.observe(assigned - born)
+                if value in _TIMED:
+                    s.run.observe(ended - assigned)
+            if value is not None:  # None: requeued (it waits again from then)
+                s.finished[value] += 1
+                if value == _CANCELLED_VALUE and ended.state is not _DONE:
+                    # cancelled while running (``ended`` is the job): still counted by its
+                    # function until its worker lets go
+                    self._lingering[ended] = None
 
     def _running_waits(self) -> dict[str, Histogram]:
         """The queue waits of the jobs running now (counted in the log when they leave)."""
