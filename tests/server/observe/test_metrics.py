@@ -229,7 +229,8 @@ def test_a_log_entry_that_cannot_be_counted_does_not_stay() -> None:
     with pytest.raises(AttributeError):
         metrics.count()
     assert net.broker.job_log == []
-    f = net.broker.functions.get(b"f") or net.broker._no_function
+    net.submit(net.connect(), b"f")
+    f = net.broker.functions[b"f"]
     f.log_born.append(1.0)
     f.log_assigned.append(2.0)
     f.log_ended.append("not a time")
@@ -372,21 +373,32 @@ def test_buckets_match_a_search_per_value_on_every_bound() -> None:
     assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
 
 
-def test_entries_other_than_completed_jobs_are_counted_among_them() -> None:
-    """Completed jobs are counted from their function's columns in bulk, every other ending
-    from its tuple one by one, and columns holding a job made before the metrics or the late
-    result of a job cancelled while running one by one too: every ending lands where a count
-    of its own puts it."""
+def test_columns_in_bulk_columns_one_by_one_and_tuples_in_one_count() -> None:
+    """In one count: a function's columns of plain completed jobs in bulk (``g``), a
+    function's columns holding a job made before the metrics or the late result of a job
+    cancelled while running one by one (``f``), and the tuples of every other ending: every
+    ending lands where a count of its own puts it."""
     import random
 
     from gear.server.broker.lifecycle import FORGOTTEN, Outcome
     from gear.server.observe.metrics import TIME_BUCKETS, Histogram
 
     net, metrics = observed()
-    net.submit(net.connect(), b"f")
-    f = net.broker.functions[b"f"]
+    cl = net.connect()
+    net.submit(cl, b"f")
+    net.submit(cl, b"g")
+    f, g = net.broker.functions[b"f"], net.broker.functions[b"g"]
     rng = random.Random(11)
-    net.broker.log_functions.append(f)
+    net.broker.log_functions.extend((f, g))
+    g_waits, g_runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
+    for _ in range(500):
+        assigned = 10.0 + rng.expovariate(1e3)
+        ended = assigned + rng.expovariate(1e2)
+        g.log_born.append(10.0)
+        g.log_assigned.append(assigned)
+        g.log_ended.append(ended)
+        g_waits.observe(assigned - 10.0)
+        g_runs.observe(ended - assigned)
     waits, runs = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
     finished: dict[str, int] = {}
     kinds = ["complete"] * 6 + ["fail", "exception", "timeout", "requeue", "unborn", "forgotten"]
@@ -415,4 +427,10 @@ def test_entries_other_than_completed_jobs_are_counted_among_them() -> None:
     assert metrics.run_time["f"].counts == runs.counts
     assert metrics.queue_wait["f"].sum == pytest.approx(waits.sum)
     assert metrics.run_time["f"].sum == pytest.approx(runs.sum)
-    assert metrics.finished_jobs == {("f", k): n for k, n in finished.items()}
+    assert metrics.queue_wait["g"].counts == g_waits.counts
+    assert metrics.run_time["g"].counts == g_runs.counts
+    assert metrics.run_time["g"].sum == pytest.approx(g_runs.sum)
+    assert metrics.finished_jobs == {**{("f", k): n for k, n in finished.items()},
+                                     ("g", "complete"): 500}
+    assert (f.log_ended, g.log_ended, net.broker.log_functions, net.broker.job_log) == (
+        [], [], [], [])

@@ -43,7 +43,7 @@ from operator import sub
 from typing import Any
 
 from gear.server.broker.lifecycle import FORGOTTEN, Outcome
-from gear.server.broker.model import Job, JobState
+from gear.server.broker.model import Function, Job, JobState
 
 __all__ = ["COUNT_INTERVAL", "OTHER", "Histogram", "JobMetrics", "Labels", "Series",
            "outcome_label"]
@@ -193,7 +193,7 @@ class JobMetrics:
         self._lingering: dict[Job, None] = {}
         self._broker: Any = None
         self._log: list[Entry] = []
-        self._functions: list[Any] = []  # the broker's log_functions, once bound
+        self._functions: list[Function] = []  # the broker's log_functions, once bound
 
     def bind(self, broker: Any) -> None:
         """Read ``broker``'s job log (a :class:`~gear.server.broker.Broker`) from now on. Jobs
@@ -246,7 +246,7 @@ class JobMetrics:
             finally:
                 log.clear()
 
-    def _count_completed(self, f: Any) -> None:
+    def _count_completed(self, f: Function) -> None:
         """Count function ``f``'s columns of completed jobs."""
         born, assigned, ended = f.log_born, f.log_assigned, f.log_ended
         try:
